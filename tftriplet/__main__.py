@@ -1,0 +1,5 @@
+import sys
+
+from tftriplet.cli import main
+
+sys.exit(main())

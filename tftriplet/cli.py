@@ -1,0 +1,56 @@
+"""The ``tftriplet`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _quiet_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def cmd_seed(args):
+    """Recompute the seed program's case with the Keras loss and print the seed's line."""
+    import numpy as np
+
+    from tftriplet.glibc_rand import seed_program_inputs
+    from tftriplet.losses import BatchAllTripletLoss
+    from tftriplet.metrics import FractionPositiveTriplets
+
+    labels, embeddings = seed_program_inputs()
+    # The seed program computes in C doubles, so its line is reproduced in float64.
+    dtype = "float32" if args.float32 else "float64"
+    x = np.asarray(embeddings, dtype=dtype)
+    y = np.asarray(labels, dtype="int32")
+    loss = BatchAllTripletLoss(margin=0.2, squared=False, dtype=dtype)(y, x)
+    metric = FractionPositiveTriplets(margin=0.2, squared=False, dtype=dtype)
+    metric.update_state(y, x)
+    print(
+        f"The triplet loss is {float(loss):f} with positives {float(metric.result()):f} "
+    )
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="tftriplet", description="Triplet losses for Keras, and their conformance suite."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    seed = sub.add_parser("seed", help="recompute the seed program's case and print its line")
+    seed.add_argument(
+        "--float32", action="store_true", help="compute in float32 instead of float64"
+    )
+    seed.set_defaults(func=cmd_seed)
+    return parser
+
+
+def main(argv=None):
+    _quiet_tensorflow()
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

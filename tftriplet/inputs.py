@@ -1,0 +1,105 @@
+"""Input checking shared by every loss and metric.
+
+Triplet losses fail silently on the wrong input more often than loudly: one-hot labels
+broadcast into nonsense, float32 labels merge ids above 2**24, and a batch-size mismatch can
+broadcast. Every public entry point goes through :func:`standardize_inputs` first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import backend, ops
+
+_INTEGER_DTYPES = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
+_FLOAT_DTYPES = {"float16", "bfloat16", "float32", "float64"}
+
+
+def _dtype_name(x):
+    dtype = getattr(x, "dtype", None)
+    if dtype is None:
+        return None
+    try:
+        return backend.standardize_dtype(dtype)
+    except ValueError:
+        return str(dtype)
+
+
+def _as_tensor_keeping_dtype(x, what):
+    """Convert to a backend tensor without ever passing integers through a float."""
+    if not ops.is_tensor(x):
+        array = np.asarray(x)
+        if array.dtype.kind not in "iuf":
+            raise TypeError(
+                f"{what} must be numeric (integer class ids, or floats holding integers); "
+                f"got an array of dtype {array.dtype}."
+            )
+        x = array
+    try:
+        return ops.convert_to_tensor(x)
+    except (TypeError, ValueError) as err:  # e.g. string tensors on some backends
+        raise TypeError(f"{what} must be a numeric tensor; got {x!r} ({err}).") from err
+
+
+def compute_dtype_for(embeddings_dtype):
+    """Losses are computed in float32 at least: float16/bfloat16 inputs are upcast."""
+    return "float64" if embeddings_dtype == "float64" else "float32"
+
+
+def standardize_inputs(labels, embeddings):
+    """Check and normalise ``labels`` and ``embeddings`` for a triplet loss.
+
+    Args:
+        labels: integer class ids of shape ``(B,)`` or ``(B, 1)``; floats holding integers are
+            accepted and compared as they are (never cast).
+        embeddings: shape ``(B, D)``, any float dtype (integers are converted to float32).
+
+    Returns:
+        ``(labels, embeddings)``: labels of shape ``(B,)`` in their own dtype, embeddings
+        of shape ``(B, D)`` in float32 (float64 stays float64).
+
+    Raises:
+        ValueError: on a rank or shape that is not the expected one, naming both.
+        TypeError: on non-numeric labels or embeddings.
+    """
+    embeddings = _as_tensor_keeping_dtype(embeddings, "embeddings (y_pred)")
+    labels = _as_tensor_keeping_dtype(labels, "labels (y_true)")
+
+    emb_shape = tuple(embeddings.shape)
+    if len(emb_shape) != 2:
+        raise ValueError(
+            "embeddings (y_pred) must have rank 2, shape (batch_size, embedding_dim); "
+            f"got shape {emb_shape}."
+        )
+    emb_dtype = _dtype_name(embeddings)
+    if emb_dtype not in _FLOAT_DTYPES and emb_dtype not in _INTEGER_DTYPES:
+        raise TypeError(f"embeddings (y_pred) must be numeric; got dtype {emb_dtype}.")
+    embeddings = ops.cast(embeddings, compute_dtype_for(emb_dtype))
+
+    label_dtype = _dtype_name(labels)
+    if label_dtype not in _INTEGER_DTYPES and label_dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            "labels (y_true) must be integer class ids (or floats holding integers); "
+            f"got dtype {label_dtype}."
+        )
+    label_shape = tuple(labels.shape)
+    if len(label_shape) == 2 and label_shape[1] == 1:
+        labels = ops.reshape(labels, (-1,))
+    elif len(label_shape) == 2:
+        raise ValueError(
+            "labels (y_true) must be integer class ids of shape (batch_size,) or "
+            f"(batch_size, 1); got shape {label_shape}. One-hot or multi-column labels are "
+            "not class ids: convert one-hot labels with argmax(axis=-1) first."
+        )
+    elif len(label_shape) != 1:
+        raise ValueError(
+            "labels (y_true) must have shape (batch_size,) or (batch_size, 1); "
+            f"got shape {label_shape}."
+        )
+    b_labels, b_emb = labels.shape[0], emb_shape[0]
+    if b_labels is not None and b_emb is not None and b_labels != b_emb:
+        raise ValueError(
+            f"labels (y_true) and embeddings (y_pred) must have the same batch size; got "
+            f"labels of shape {label_shape} and embeddings of shape {emb_shape} "
+            f"(expected labels of shape ({b_emb},) or ({b_emb}, 1))."
+        )
+    return labels, embeddings

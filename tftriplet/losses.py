@@ -1,0 +1,169 @@
+"""Triplet losses: functional forms and Keras ``Loss`` subclasses.
+
+Everything here is written with ``keras.ops`` so that one class runs under Keras 3's
+TensorFlow (default), JAX and PyTorch backends, eagerly, in ``tf.function`` and under XLA.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tftriplet.distances import pairwise_distances
+from tftriplet.inputs import standardize_inputs
+from tftriplet.masks import triplet_mask
+
+PACKAGE = "tftriplet"
+
+
+def batch_all_triplet_statistics(labels, embeddings, margin=0.2, squared=False):
+    """Loss and counts of the masked batch-all triplet loss.
+
+    Like :func:`batch_all_triplet_loss`, but returns a dict with ``loss``,
+    ``fraction_positive``, ``num_positive`` and ``num_valid`` (counts as floats, exact
+    below 2**24 triples in float32).
+    """
+    labels, embeddings = standardize_inputs(labels, embeddings)
+    return _batch_all_dense(labels, embeddings, margin, squared)
+
+
+def _batch_all_dense(labels, embeddings, margin, squared):
+    """The seed program's algorithm on (B, B, B) tensors. Inputs already standardized."""
+    distances = pairwise_distances(embeddings, squared=squared)
+    dtype = distances.dtype
+    # hinge[i, j, k] = d(i, j) - d(i, k) + margin
+    hinge = ops.expand_dims(distances, 2) - ops.expand_dims(distances, 1) + margin
+    valid = triplet_mask(labels)
+    hinge = ops.where(valid, ops.maximum(hinge, 0.0), ops.zeros_like(hinge))
+    num_positive = ops.sum(ops.cast(ops.greater(hinge, 0.0), dtype))
+    num_valid = ops.sum(ops.cast(valid, dtype))
+    # The seed divides by (count + 1e-12); max(count, 1) is the same for every integer
+    # count and, unlike adding 1e-12, is not lost to float32 rounding.
+    loss = ops.sum(hinge) / ops.maximum(num_positive, 1.0)
+    fraction_positive = num_positive / ops.maximum(num_valid, 1.0)
+    return {
+        "loss": loss,
+        "fraction_positive": fraction_positive,
+        "num_positive": num_positive,
+        "num_valid": num_valid,
+    }
+
+
+def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False):
+    """Masked batch-all triplet loss (FaceNet), as in the seed program.
+
+    Over every valid triple ``(i, j, k)`` (distinct indices, ``labels[i] == labels[j]``,
+    ``labels[i] != labels[k]``)::
+
+        h_ijk = max(d(i, j) - d(i, k) + margin, 0)
+        loss = sum(h_ijk) / num_positive,      num_positive = #{h_ijk > 0}
+        fraction_positive = num_positive / num_valid
+
+    with 0 (never NaN) when there is no valid or no positive triple.
+
+    Args:
+        labels: integer class ids, shape ``(B,)`` or ``(B, 1)``. Any integer dtype; compared
+            exactly, never through a float.
+        embeddings: float tensor of shape ``(B, D)``. float16/bfloat16 are computed in
+            float32; float64 stays float64.
+        margin: the margin ``m``.
+        squared: use squared Euclidean distances.
+
+    Returns:
+        ``(loss, fraction_positive)``, two scalars.
+
+    Example:
+        >>> loss, frac = batch_all_triplet_loss([0, 0, 1], [[0.0], [0.1], [1.0]], margin=0.2)
+
+    Reference:
+        Schroff, Kalenichenko, Philbin. "FaceNet: A Unified Embedding for Face Recognition
+        and Clustering", CVPR 2015. https://arxiv.org/abs/1503.03832
+    """
+    stats = batch_all_triplet_statistics(labels, embeddings, margin, squared)
+    return stats["loss"], stats["fraction_positive"]
+
+
+class TripletLoss(keras.losses.Loss):
+    """Base class of the triplet losses: label handling, config and Keras plumbing.
+
+    ``y_true`` holds integer class ids of shape ``(B,)`` or ``(B, 1)`` and ``y_pred`` the
+    embeddings ``(B, D)``. Keras' ``Loss.__call__`` converts ``y_true`` to the loss dtype
+    (float32), which merges class ids above 2**24; this class keeps ``y_true`` in its own
+    dtype instead. The loss is one scalar for the batch: a triple couples samples, so
+    ``sample_weight`` has no per-sample meaning and is rejected.
+
+    Subclasses implement ``compute(labels, embeddings)`` on standardized inputs and return
+    a scalar.
+    """
+
+    def __init__(
+        self,
+        margin=0.2,
+        squared=False,
+        name=None,
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        margin = float(margin)
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0; got {margin}.")
+        self.margin = margin
+        self.squared = bool(squared)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError(
+                f"{type(self).__name__} is a batch-level loss (each triple couples three "
+                "samples), so per-sample `sample_weight` is not supported; got "
+                f"sample_weight={sample_weight!r}. Pass sample_weight=None (and no "
+                "class_weight)."
+            )
+        with keras.name_scope(self.name):
+            labels, embeddings = standardize_inputs(y_true, y_pred)
+            return ops.cast(self.compute(labels, embeddings), self.dtype)
+
+    def call(self, y_true, y_pred):
+        labels, embeddings = standardize_inputs(y_true, y_pred)
+        return self.compute(labels, embeddings)
+
+    def compute(self, labels, embeddings):
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"margin": self.margin, "squared": self.squared})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BatchAllTripletLoss(TripletLoss):
+    """Masked batch-all triplet loss, averaged over the positive (non-zero) triples.
+
+    Every valid triple in the batch contributes; the loss is::
+
+        loss = sum_{valid (i,j,k)} max(d(i,j) - d(i,k) + margin, 0) / #{positive triples}
+
+    the seed program's (and FaceNet's) batch-all form. See :func:`batch_all_triplet_loss`.
+
+    Args:
+        margin: the margin ``m`` (default 0.2).
+        squared: use squared Euclidean distances (default False).
+        name: the loss name.
+        reduction: accepted for Keras compatibility; the loss is already one scalar per
+            batch, so every reduction returns it unchanged.
+        dtype: the dtype of the returned loss (computation is float32 at least).
+
+    Example:
+        >>> model.compile(optimizer="adam",
+        ...               loss=tftriplet.BatchAllTripletLoss(margin=0.2),
+        ...               metrics=[tftriplet.FractionPositiveTriplets(margin=0.2)])
+
+    Reference:
+        Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832 ;
+        Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",
+        2017, https://arxiv.org/abs/1703.07737 (batch-all, averaged over non-zero terms).
+    """
+
+    def compute(self, labels, embeddings):
+        return _batch_all_dense(labels, embeddings, self.margin, self.squared)["loss"]

@@ -1,0 +1,44 @@
+"""Masks of valid pairs and triples, from integer labels of shape ``(B,)``."""
+
+from __future__ import annotations
+
+from keras import ops
+
+
+def _same_label(labels):
+    labels = ops.reshape(ops.convert_to_tensor(labels), (-1,))
+    return ops.equal(ops.expand_dims(labels, 0), ops.expand_dims(labels, 1))
+
+
+def _not_eye(labels):
+    b = ops.shape(ops.reshape(labels, (-1,)))[0]
+    return ops.logical_not(ops.cast(ops.eye(b), "bool"))
+
+
+def anchor_positive_mask(labels):
+    """``mask[i, j]``: i != j and label i == label j."""
+    return ops.logical_and(_same_label(labels), _not_eye(labels))
+
+
+def anchor_negative_mask(labels):
+    """``mask[i, k]``: label i != label k (so i != k too)."""
+    return ops.logical_not(_same_label(labels))
+
+
+def triplet_mask(labels):
+    """``mask[i, j, k]`` is True iff (i, j, k) is a valid triple.
+
+    Valid means: i, j, k distinct, ``labels[i] == labels[j]`` and ``labels[i] != labels[k]``
+    (the seed program's ``get_triplet_mask``). Distinctness of k from i and j follows from
+    the labels, so it needs no index test. Labels are compared in their own dtype.
+
+    Args:
+        labels: class ids of shape ``(B,)``.
+
+    Returns:
+        A boolean ``(B, B, B)`` tensor.
+    """
+    return ops.logical_and(
+        ops.expand_dims(anchor_positive_mask(labels), 2),
+        ops.expand_dims(anchor_negative_mask(labels), 1),
+    )
