@@ -1,0 +1,40 @@
+"""Tolerances at three levels: runner default, per case (in the fixture), per backend.
+
+The effective tolerance of a (fixture, backend, dtype) is the loosest of the three, field
+by field: a case or a backend can only loosen the defaults, and says why where it does.
+
+An output ``a`` matches its expected float64 value ``e`` when
+``|a - e| <= atol + rtol * |e|`` for scalars, and ``max |a - e| <= atol + rtol * max |e|``
+for the gradient (relative to its largest entry: entries near 0 carry no relative
+precision). Counts match when ``|a - e| <= count_atol`` (0: exactly).
+"""
+
+from __future__ import annotations
+
+FIELDS = ("rtol", "atol", "count_atol")
+
+#: Runner defaults, by the dtype the backend computed in.
+DEFAULTS = {
+    # float64 backends differ from the loop reference only in summation order and in
+    # computing distances as |a|^2 - 2ab + |b|^2 (cancellation: ~1e-15 relative).
+    "float64": {"rtol": 1e-9, "atol": 1e-12, "count_atol": 0},
+    # float32: inputs are exact (grid fixtures) or rounded by 2**-24; distances by the
+    # expansion lose ~1e-6 relative when |a|^2 >> d^2. Counts are exact (tie-clear cases).
+    "float32": {"rtol": 1e-4, "atol": 1e-6, "count_atol": 0},
+    # half precision: fixtures carry their own tolerances from input rounding (generate.py)
+    "float16": {"rtol": 4e-3, "atol": 1e-3, "count_atol": 0},
+    "bfloat16": {"rtol": 3e-2, "atol": 1e-2, "count_atol": 0},
+}
+
+#: Per backend: ``{backend: {dtype: {field: value}}}``, each with the reason in a comment.
+BACKEND_OVERRIDES = {}
+
+
+def effective(fixture, backend, dtype):
+    """The tolerance dict for ``fixture`` run by ``backend`` in ``dtype``."""
+    levels = [
+        DEFAULTS[dtype],
+        fixture.get("tolerances", {}).get(dtype, {}),
+        BACKEND_OVERRIDES.get(backend, {}).get(dtype, {}),
+    ]
+    return {field: max(level.get(field, 0) for level in levels) for field in FIELDS}

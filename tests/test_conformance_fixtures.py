@@ -1,0 +1,194 @@
+"""The fixtures themselves: schema, names, provenance, drift, and that the runner can fail."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conformance import FIXTURES_DIR
+from conformance.adapters import BACKEND_NAMES
+from conformance.adapters.numpy import NumpyAdapter
+from conformance.cases import CASES
+from conformance.expected_failures import EXPECTED_FAILURES, ExpectedFailure
+from conformance.fixtures import dumps, fixture_paths, load_fixture, load_fixtures, validate
+from conformance.generate import check_drift, write_fixtures
+from conformance.runner import XPASS, check_run, failed, run_backend
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = load_fixtures()
+BY_NAME = {f["name"]: f for f in FIXTURES}
+
+
+def run_module(*args, cwd=REPO):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "conformance", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize("path", fixture_paths(), ids=lambda p: p.stem)
+def test_fixture_is_valid_and_named_after_its_file(path):
+    fixture = load_fixture(path)
+    validate(fixture)
+    assert fixture["name"] == path.stem
+    assert fixture["provenance"]["generator"] == f"conformance.cases.{path.stem}"
+    b = len(fixture["inputs"]["labels"])
+    assert len(fixture["inputs"]["embeddings"]) == b
+    assert len({len(row) for row in fixture["inputs"]["embeddings"]}) == 1
+    assert np.shape(fixture["expected"]["gradient"]) == np.shape(fixture["inputs"]["embeddings"])
+    # one line, short: the matrix and the test ids show it
+    assert "\n" not in fixture["description"] and len(fixture["description"]) <= 100
+
+
+def test_names_and_descriptions_are_unique():
+    names = [f["name"] for f in FIXTURES]
+    assert len(names) == len(set(names))
+    descriptions = [f["description"] for f in FIXTURES]
+    assert len(descriptions) == len(set(descriptions))
+    assert sorted(names) == sorted(CASES)
+
+
+def test_the_suite_covers_what_issue_3_lists():
+    assert len(FIXTURES) >= 30
+    sizes = [len(f["inputs"]["labels"]) for f in FIXTURES]
+    dims = [len(f["inputs"]["embeddings"][0]) for f in FIXTURES]
+    assert min(sizes) == 1 and max(sizes) == 128 and min(dims) == 1 and max(dims) == 256
+    distances = {f["loss"]["distance"] for f in FIXTURES}
+    assert distances == {"euclidean", "squared_euclidean"}
+    classes = {len(set(f["inputs"]["labels"])) / len(f["inputs"]["labels"]) for f in FIXTURES}
+    assert 1.0 in classes  # all labels distinct
+    labels = [x for f in FIXTURES for x in f["inputs"]["labels"]]
+    assert {2**24, 2**24 + 1, 2**40 + 3} <= set(labels) and min(labels) < 0
+    assert any(f["expected"]["num_valid"] == 0 for f in FIXTURES)
+    random = [f for f in FIXTURES if f["name"].startswith("random_")]
+    assert len(random) >= 15 and all(f["numerics"]["tie_clear"] for f in random)
+
+
+def test_fixture_folder_stays_small():
+    total = sum(p.stat().st_size for p in fixture_paths())
+    assert total < 1_000_000, f"fixtures take {total} bytes; use a smaller D for a big B"
+
+
+def test_seed_case_records_the_c_programs_line():
+    seed = BY_NAME["seed_c_program"]
+    assert seed["expected"]["printed"] == "The triplet loss is 0.270146 with positives 0.668605"
+    assert (seed["expected"]["num_positive"], seed["expected"]["num_valid"]) == (115, 172)
+    assert seed["inputs"]["embeddings"][0][0] == 1804289383 / 2147483647  # glibc rand() #2
+
+
+def test_floats_round_trip_through_the_files():
+    for path in fixture_paths()[:5]:
+        fixture = load_fixture(path)
+        assert json.loads(dumps(fixture)) == fixture
+
+
+def test_no_drift_between_generator_and_fixtures(tmp_path):
+    """Regenerate into a temporary folder and compare with the committed fixtures."""
+    assert write_fixtures(tmp_path, log=lambda line: None) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [p.name for p in fixture_paths()]
+    assert check_drift(FIXTURES_DIR, log=lambda line: None) == []
+
+
+def _copy_with_changed_loss(tmp_path, name="random_b5_d7_c3_squared", factor=1.0 + 1e-6):
+    fixture = load_fixture(FIXTURES_DIR / f"{name}.json")
+    fixture["expected"]["loss"] *= factor
+    (tmp_path / f"{name}.json").write_text(dumps(fixture))
+    return fixture
+
+
+def test_generate_refuses_to_change_a_golden_value_without_force(tmp_path):
+    changed = _copy_with_changed_loss(tmp_path)
+    lines = []
+    refused = write_fixtures(tmp_path, names=[changed["name"]], log=lines.append)
+    assert refused == 1
+    assert any("expected.loss" in line for line in lines), lines
+    assert load_fixture(tmp_path / f"{changed['name']}.json") == changed  # untouched
+    assert write_fixtures(tmp_path, force=True, names=[changed["name"]], log=lines.append) == 0
+    assert load_fixture(tmp_path / f"{changed['name']}.json") == BY_NAME[changed["name"]]
+
+
+def test_changing_one_golden_number_makes_the_runner_fail(tmp_path):
+    shutil.copy(FIXTURES_DIR / "random_b3_d2_c2.json", tmp_path)
+    ok = run_module("--backend", "numpy", "--fixtures", str(tmp_path))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    _copy_with_changed_loss(tmp_path)
+    bad = run_module("--backend", "numpy", "--fixtures", str(tmp_path))
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert "FAIL" in bad.stdout and "random_b5_d7_c3_squared" in bad.stdout
+
+
+def test_an_unexpected_pass_is_an_error():
+    fixture = BY_NAME["random_b3_d2_c2"]
+    adapter = NumpyAdapter()
+    entry = ExpectedFailure("numpy", fixture["name"], reason="pretend it fails")
+    outputs = adapter.run(fixture, "float64")["loops"]
+    status, _, details = check_run(fixture, adapter, "float64", "loops", outputs, [entry])
+    assert status == XPASS and "pretend it fails" in details[0]
+    assert failed({"numpy": run_backend(adapter, [fixture], [entry])})
+
+
+def test_expected_failures_name_real_backends_and_fixtures_with_reasons():
+    for entry in EXPECTED_FAILURES:
+        assert entry.backend in BACKEND_NAMES, entry
+        assert any(entry.matches(entry.backend, n, entry.dtype, entry.mode) for n in BY_NAME)
+        assert len(entry.reason) > 20, entry
+
+
+def _batch_all_loss_float64(labels, embeddings, loss):
+    from conformance.variants import variant_of
+
+    hinges = variant_of({"loss": loss}).hinges(labels, embeddings, loss)
+    positive = hinges[hinges > 0]
+    return positive.sum() / (positive.size + 1e-12)
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [f for f in FIXTURES if f["numerics"]["tie_clear"] and len(f["inputs"]["labels"]) <= 24],
+    ids=lambda f: f["name"],
+)
+def test_golden_gradient_matches_finite_differences(fixture):
+    """The golden gradients come from the loop reference; check them independently."""
+    from tftriplet.reference import finite_difference_gradient, pairwise_distances
+
+    labels = np.array(fixture["inputs"]["labels"], dtype=np.int64)
+    embeddings = np.array(fixture["inputs"]["embeddings"])
+    d = pairwise_distances(embeddings)
+    assert np.all(d[~np.eye(len(labels), dtype=bool)] > 0), "FD needs distinct rows"
+    # a step well inside the tie clearance, so no hinge changes sign between the points
+    eps = min(1e-6, fixture["numerics"]["min_abs_hinge"] or 1.0) / 10
+    numeric = finite_difference_gradient(
+        lambda e: _batch_all_loss_float64(labels, e, fixture["loss"]), embeddings, eps=eps
+    )
+    golden = np.array(fixture["expected"]["gradient"])
+    scale = max(np.max(np.abs(golden)), 1e-12)
+    assert np.max(np.abs(numeric - golden)) <= 1e-6 * scale + 1e-9
+
+
+def test_c_backend_reproduces_the_seed_programs_line():
+    from conformance.adapters.c import CAdapter
+
+    adapter = CAdapter()
+    ok, reason = adapter.available()
+    if not ok:
+        pytest.skip(reason)
+    runs = adapter.run(BY_NAME["seed_c_program"], "float64")
+    line = "The triplet loss is 0.270146 with positives 0.668605"
+    assert runs["triplet.c"]["printed"].rstrip() == line
+    if "seed_program.c" in runs:  # glibc only: its rand() draws the fixture's inputs
+        assert runs["seed_program.c"]["printed"] == line
+    assert math.isclose(
+        runs["triplet.c"]["loss"], BY_NAME["seed_c_program"]["expected"]["loss"], rel_tol=1e-12
+    )
