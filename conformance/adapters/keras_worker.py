@@ -83,7 +83,9 @@ class JaxRunner:
         if mode == "jit":
             value_and_grad, statistics = jax.jit(value_and_grad), jax.jit(statistics)
         loss, gradient = value_and_grad(embeddings)
-        return _outputs(loss, gradient, statistics(embeddings), self.as_numpy)
+        outputs = _outputs(loss, gradient, statistics(embeddings), self.as_numpy)
+        jax.clear_caches()  # each fixture has its own shapes: keep memory flat
+        return outputs
 
 
 class TorchRunner:
