@@ -34,7 +34,9 @@ def _batch_all_dense(labels, embeddings, margin, squared):
     # hinge[i, j, k] = d(i, j) - d(i, k) + margin
     hinge = ops.expand_dims(distances, 2) - ops.expand_dims(distances, 1) + margin
     valid = triplet_mask(labels)
-    hinge = ops.where(valid, ops.maximum(hinge, 0.0), ops.zeros_like(hinge))
+    # relu, not maximum(hinge, 0): its gradient at a hinge of exactly 0 is 0 on every backend
+    # (a tie is not a positive triple), where maximum passes 1 (TF) or 1/2 (torch, JAX).
+    hinge = ops.where(valid, ops.relu(hinge), ops.zeros_like(hinge))
     num_positive = ops.sum(ops.cast(ops.greater(hinge, 0.0), dtype))
     num_valid = ops.sum(ops.cast(valid, dtype))
     # The seed divides by (count + 1e-12); max(count, 1) is the same for every integer
