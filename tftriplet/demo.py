@@ -253,6 +253,8 @@ def run_demo(
     start = time.perf_counter()
     if epochs < 1:
         raise DemoError(f"--epochs must be >= 1; got {epochs}.")
+    loss = make_loss(strategy, margin)  # an unknown strategy fails before any work
+    metrics = make_metrics(margin)
     if data is None:
         x, y = load_digits_data()
         source = "scikit-learn digits (1797 8x8 images, 10 classes; bundled, not downloaded)"
@@ -278,12 +280,10 @@ def run_demo(
         )
     else:
         split_text = (
-            f"held out the classes {test_classes.tolist()} entirely ({len(test_idx)} samples); "
-            f"training sees only {train_classes.tolist()}"
+            f"held out the classes {_short_list(test_classes)} entirely ({len(test_idx)} "
+            f"samples); training sees only {_short_list(train_classes)}"
         )
 
-    loss = make_loss(strategy, margin)
-    metrics = make_metrics(margin)
     p = min(classes_per_batch, len(train_classes))
     batches = PKBatches(
         x_train,
@@ -337,7 +337,8 @@ def run_demo(
     title = (
         f"tftriplet demo: {type(loss).__name__}(margin={margin}) on "
         f"{'digits' if data is None else os.path.basename(data)}, {epochs} epochs, seed {seed}\n"
-        f"evaluated on held-out {split} ({split_text})"
+        f"evaluated on {len(test_idx)} held-out "
+        + ("samples of the training classes" if split == "samples" else "samples of unseen classes")
     )
     plot_results(
         png_path, title, y_test, before_embeddings, after_embeddings, before, after, history
@@ -378,6 +379,12 @@ def run_demo(
         json.dump(results, f, indent=2)
     print_fn(f"\nwrote {png_path} and {json_path}; finished in {seconds:.1f} s")
     return results
+
+
+def _short_list(classes, most=10):
+    """``[0, 1, 2]``, or the first ``most`` and a count when there are more."""
+    shown = ", ".join(str(c) for c in classes[:most])
+    return f"[{shown}]" if len(classes) <= most else f"[{shown}, ...] ({len(classes)} classes)"
 
 
 def format_table(rows):
