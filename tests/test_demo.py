@@ -41,6 +41,8 @@ def test_short_run_writes_a_png_and_a_complete_json(short_run):
             assert 0.0 <= written[when][key] <= 1.0
         assert written[when]["num_queries"] == written["split"]["test_samples"]
     assert set(written["history"]) >= {"loss", "fraction_positive"}
+    if hasattr(tftriplet, "TripletDifficulty"):  # logged as one entry per key of its dict
+        assert set(written["history"]) >= {"easy", "semi_hard", "hard"}
     assert all(len(v) == 1 for v in written["history"].values())
     assert written["config"]["epochs"] == 1 and written["config"]["seed"] == 0
     assert written["config"]["loss"] == "BatchAllTripletLoss"
@@ -90,6 +92,17 @@ def test_input_features_row_is_plain_retrieval_on_the_standardised_pixels(short_
     std[std == 0] = 1
     expected = retrieval_metrics((x[test] - x[train].mean(axis=0)) / std, y[test])
     assert results["input_features"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("strategy", sorted(set(demo.STRATEGIES) - {"batch_all"}))
+def test_other_strategies_train_once_their_losses_exist(strategy, tmp_path):
+    if strategy not in demo.available_strategies():
+        pytest.skip(f"tftriplet has no {demo.STRATEGIES[strategy]} yet")
+    results = demo.run_demo(
+        out=str(tmp_path), epochs=1, strategy=strategy, verbose=0, print_fn=lambda *a: None
+    )
+    assert results["config"]["loss"] == demo.STRATEGIES[strategy]
+    assert results["after"]["map@r"] > results["before"]["map@r"]
 
 
 def test_cli_subprocess_runs_python_m_tftriplet_demo(tmp_path):
