@@ -6,6 +6,7 @@ file with the weights after the step and the loss Keras reported for it.
 
     python distributed_step.py mirrored N OUT     # N logical CPUs, MirroredStrategy
     python distributed_step.py single OUT         # one device, the global batch
+    python distributed_step.py gradient N OUT     # d loss / d local embeddings per replica
     python distributed_step.py worker OUT         # one MultiWorkerMirroredStrategy worker
                                                   # (TF_CONFIG set by the caller)
 """
@@ -84,7 +85,11 @@ def fit_one_step(model, dataset_or_arrays):
 
 def single_device():
     """Plain loss on the whole global batch, one device, no strategy."""
-    return fit_one_step(build_model(cross_replica=False), data())
+    model = build_model(cross_replica=False)
+    embeddings = model(data()[0]).numpy()
+    result = fit_one_step(model, data())
+    result["initial_embeddings"] = embeddings.tolist()
+    return result
 
 
 def per_replica_reference(num_replicas):
@@ -124,19 +129,63 @@ def triple_counts(num_replicas):
     return {"global_valid": total, "per_replica_valid": per_replica}
 
 
-def mirrored(num_replicas):
+def mirrored_strategy(num_replicas):
+    """MirroredStrategy over ``num_replicas`` logical CPUs (before TF initialises)."""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * num_replicas
     )
-    devices = [f"/cpu:{i}" for i in range(num_replicas)]
+    strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(num_replicas)])
+    assert strategy.num_replicas_in_sync == num_replicas
+    return strategy
+
+
+def gradient(num_replicas):
+    """Each replica's d(its loss share)/d(its local embeddings), straight from the tape.
+
+    Class ids are offset by 2**24, where float32 merges neighbours: the gathered labels
+    must stay integers for the loss to be right.
+    """
+    from tftriplet import BatchAllTripletLoss
+
+    strategy = mirrored_strategy(num_replicas)
+    rng = np.random.default_rng(3)
+    embeddings = rng.normal(size=(GLOBAL_BATCH, 4)).astype(np.float32)
+    labels = LABELS + 2**24
+    loss_fn = BatchAllTripletLoss(margin=MARGIN, cross_replica=True)
+    local = GLOBAL_BATCH // num_replicas
+
+    @tf.function
+    def step():
+        def replica_fn():
+            r = tf.distribute.get_replica_context().replica_id_in_sync_group
+            e = tf.constant(embeddings)[r * local : (r + 1) * local]
+            y = tf.constant(labels)[r * local : (r + 1) * local]
+            with tf.GradientTape() as tape:
+                tape.watch(e)
+                loss = loss_fn(y, e)
+            return loss, tape.gradient(loss, e)
+
+        return strategy.run(replica_fn)
+
+    losses, grads = step()
+    return {
+        "embeddings": embeddings.tolist(),
+        "labels": labels.tolist(),
+        "losses": [float(v) for v in strategy.experimental_local_results(losses)],
+        "gradient": np.concatenate(
+            [g.numpy() for g in strategy.experimental_local_results(grads)]
+        ).tolist(),
+    }
+
+
+def mirrored(num_replicas):
+    strategy = mirrored_strategy(num_replicas)
     result = {
         "single": single_device(),
         "per_replica_reference": per_replica_reference(num_replicas),
     }
     result.update(triple_counts(num_replicas))
-    strategy = tf.distribute.MirroredStrategy(devices)
-    assert strategy.num_replicas_in_sync == num_replicas
     for key, cross_replica in (("cross_replica", True), ("per_replica", False)):
         with strategy.scope():
             model = build_model(cross_replica)
@@ -194,12 +243,14 @@ def main(argv):
     mode, out = argv[1], argv[-1]
     if mode == "mirrored":
         result = mirrored(int(argv[2]))
+    elif mode == "gradient":
+        result = gradient(int(argv[2]))
     elif mode == "single":
         result = {"single": single_device()}
     elif mode == "worker":
         result = worker()
     else:
-        raise ValueError(f"mode must be mirrored, single or worker; got {mode!r}.")
+        raise ValueError(f"mode must be mirrored, gradient, single or worker; got {mode!r}.")
     with open(out, "w") as f:
         json.dump(result, f)
 
