@@ -6,7 +6,8 @@ file with the weights after the step and the loss Keras reported for it.
 
     python distributed_step.py mirrored N OUT     # N logical CPUs, MirroredStrategy
     python distributed_step.py single OUT         # one device, the global batch
-    python distributed_step.py gradient N OUT     # d loss / d local embeddings per replica
+    python distributed_step.py gradient N even|uneven OUT
+                                                  # d loss / d local embeddings per replica
     python distributed_step.py worker OUT         # one MultiWorkerMirroredStrategy worker
                                                   # (TF_CONFIG set by the caller)
 """
@@ -140,11 +141,12 @@ def mirrored_strategy(num_replicas):
     return strategy
 
 
-def gradient(num_replicas):
+def gradient(num_replicas, uneven=False):
     """Each replica's d(its loss share)/d(its local embeddings), straight from the tape.
 
     Class ids are offset by 2**24, where float32 merges neighbours: the gathered labels
-    must stay integers for the loss to be right.
+    must stay integers for the loss to be right. ``uneven``: replica 0 gets 5 rows and the
+    others share the rest (all_gather concatenates unequal slices).
     """
     from tftriplet import BatchAllTripletLoss
 
@@ -153,14 +155,18 @@ def gradient(num_replicas):
     embeddings = rng.normal(size=(GLOBAL_BATCH, 4)).astype(np.float32)
     labels = LABELS + 2**24
     loss_fn = BatchAllTripletLoss(margin=MARGIN, cross_replica=True)
-    local = GLOBAL_BATCH // num_replicas
+    if uneven:
+        rest = np.linspace(5, GLOBAL_BATCH, num_replicas).round().astype(int).tolist()
+        bounds = tf.constant([0, *rest])
+    else:
+        bounds = tf.range(0, GLOBAL_BATCH + 1, GLOBAL_BATCH // num_replicas)
 
     @tf.function
     def step():
         def replica_fn():
             r = tf.distribute.get_replica_context().replica_id_in_sync_group
-            e = tf.constant(embeddings)[r * local : (r + 1) * local]
-            y = tf.constant(labels)[r * local : (r + 1) * local]
+            e = tf.constant(embeddings)[bounds[r] : bounds[r + 1]]
+            y = tf.constant(labels)[bounds[r] : bounds[r + 1]]
             with tf.GradientTape() as tape:
                 tape.watch(e)
                 loss = loss_fn(y, e)
@@ -244,7 +250,7 @@ def main(argv):
     if mode == "mirrored":
         result = mirrored(int(argv[2]))
     elif mode == "gradient":
-        result = gradient(int(argv[2]))
+        result = gradient(int(argv[2]), uneven=argv[3] == "uneven")
     elif mode == "single":
         result = {"single": single_device()}
     elif mode == "worker":

@@ -191,11 +191,12 @@ def test_cross_replica_is_the_plain_loss_on_other_backends(backend):
 
 
 @TF_ONLY
-@pytest.mark.parametrize("num_replicas", [2, 4])
-def test_all_gather_gradient_reaches_the_owning_replica(tmp_path, num_replicas):
+@pytest.mark.parametrize("num_replicas, split", [(2, "even"), (4, "even"), (2, "uneven")])
+def test_all_gather_gradient_reaches_the_owning_replica(tmp_path, num_replicas, split):
     """Each replica's tape gradient w.r.t. its own embeddings is its rows of the global
-    loss's gradient: the remote replicas' terms arrive through all_gather's gradient."""
-    result = _run_script(tmp_path, "gradient", str(num_replicas))
+    loss's gradient: the remote replicas' terms arrive through all_gather's gradient.
+    Also with unequal local batch sizes (5 and 11 rows)."""
+    result = _run_script(tmp_path, "gradient", str(num_replicas), split)
     expected = reference.batch_all_triplet_loss(
         np.array(result["labels"]), np.array(result["embeddings"]), margin=0.2
     )
