@@ -14,7 +14,7 @@ import pytest
 
 from conformance.adapters import BACKEND_NAMES, all_adapters
 from conformance.fixtures import load_fixtures
-from conformance.runner import FAIL, NA, XPASS, run_backend
+from conformance.runner import FAIL, NA, XPASS, format_report, run_backend
 
 FIXTURES = load_fixtures()
 SELECTED = [
@@ -26,8 +26,12 @@ STRICT = os.environ.get("CONFORMANCE_STRICT") == "1"
 
 
 @pytest.fixture(scope="session")
-def backend_results():
-    """``backend -> {fixture: Cell}`` or ``backend -> reason`` (unavailable), computed lazily."""
+def backend_results(request):
+    """``backend -> {fixture: Cell}`` or ``backend -> reason`` (unavailable), computed lazily.
+
+    At the end of the session the runner's matrix of the backends that ran is written to
+    the terminal, as ``python -m conformance`` prints it.
+    """
     adapters = {a.name: a for a in all_adapters()}
     cache = {}
 
@@ -38,7 +42,14 @@ def backend_results():
             cache[name] = run_backend(adapter, FIXTURES) if ok else reason
         return cache[name]
 
-    return get
+    yield get
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    matrix = {b: r for b, r in cache.items() if not isinstance(r, str)}
+    skipped = {b: r for b, r in cache.items() if isinstance(r, str)}
+    if reporter is not None and cache:
+        reporter.write_line("")
+        for line in format_report(FIXTURES, matrix, skipped).splitlines():
+            reporter.write_line(line)
 
 
 def test_selected_backends_are_known():

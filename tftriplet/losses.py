@@ -61,7 +61,7 @@ def _batch_all_anchor_terms(labels, embeddings, anchor_index, margin, squared):
     distances = ops.take(pairwise_distances(embeddings, squared=squared), anchor_index, axis=0)
     hinge = ops.expand_dims(distances, 2) - ops.expand_dims(distances, 1) + margin
     valid = anchor_triplet_mask(labels, anchor_index)
-    hinge = ops.where(valid, ops.maximum(hinge, 0.0), ops.zeros_like(hinge))
+    hinge = ops.where(valid, ops.relu(hinge), ops.zeros_like(hinge))  # gradient 0 at a tie
     num_positive = ops.sum(ops.cast(ops.greater(hinge, 0.0), hinge.dtype))
     return ops.sum(hinge), num_positive
 
