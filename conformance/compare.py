@@ -74,7 +74,7 @@ def compare(fixture, outputs, backend, dtype):
         else:
             diff = np.abs(actual - want)
             error = float(np.max(diff)) if np.all(np.isfinite(actual)) else math.nan
-            allowed = tol["atol"] + tol["rtol"] * float(np.max(np.abs(want)))
+            allowed = tol["gradient_atol"] + tol["rtol"] * float(np.max(np.abs(want)))
             result.add("gradient (max abs)", error, allowed)
     _compare_printed(result, expected, outputs)
     return result

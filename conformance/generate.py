@@ -20,12 +20,54 @@ from conformance.variants import squared_from, variant_of
 #: distance: far above float32 rounding (2**-24), so float32 backends count exactly.
 TIE_CLEARANCE = 2.0**-14
 
-#: Half-precision inputs are rounded to 2**-8 (bfloat16) or 2**-11 (float16) relative; a
-#: hinge may move by about that times the largest distance. Triples closer to a tie than
-#: these (relative to the largest distance) may flip, and give the count tolerance.
-HALF_TIE_BAND = {"bfloat16": 2.0**-6, "float16": 2.0**-9}
-#: Base relative tolerance of half-precision outputs (input rounding, float32 compute).
-HALF_RTOL = {"bfloat16": 3e-2, "float16": 4e-3}
+#: Half-precision runs see their inputs rounded (float64 -> float32 -> half, as the
+#: backends cast them). Each case's half tolerances come from the float64 reference on
+#: those rounded inputs: ``HALF_SLACK`` times its deviation from the golden values.
+HALF_SLACK = 2.0
+
+
+def _round_to(embeddings, dtype):
+    import ml_dtypes  # a Keras dependency
+
+    half = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16}[dtype]
+    e = np.asarray(embeddings, dtype=np.float64).astype(np.float32)
+    return e.astype(half).astype(np.float64)
+
+
+def half_precision_tolerances(labels, embeddings, loss, result, scale):
+    """Tolerances of the float16 and bfloat16 runs of a case, from its rounded inputs.
+
+    ``count_atol``: how far the counts move when the inputs are rounded, plus the rounded
+    case's near-ties (hinges within ``TIE_CLEARANCE`` of 0, which float32 arithmetic may
+    flip). ``atol`` and ``gradient_atol``: ``HALF_SLACK`` times the deviation of the scalars
+    and of the gradient, plus what each possible flip could add (one hinge in the sum, and
+    a change of 1 in the denominator).
+    """
+    variant = variant_of({"loss": loss})
+    scalars = [k for k in variant.outputs if k not in variant.counts]
+    gradient = np.asarray(result["gradient"])
+    tolerances = {}
+    for dtype in ("float16", "bfloat16"):
+        rounded = _round_to(embeddings, dtype)
+        moved = variant.reference(labels, rounded, loss)
+        hinges = variant.hinges(labels, rounded, loss)
+        near = int(np.sum(np.abs(hinges) < TIE_CLEARANCE * scale)) if hinges.size else 0
+        count_atol = near + int(HALF_SLACK) * max(
+            (abs(int(moved[k]) - int(result[k])) for k in variant.counts), default=0
+        )
+        num_positive = max(int(result.get("num_positive", 1)), 1)
+        flips = near / num_positive
+        scalar_dev = max(abs(float(moved[k]) - float(result[k])) for k in scalars)
+        gradient_dev = float(np.max(np.abs(np.asarray(moved["gradient"]) - gradient)))
+        tolerances[dtype] = {
+            "atol": HALF_SLACK * scalar_dev + flips * (1.0 + abs(result["loss"])),
+            "gradient_atol": HALF_SLACK * gradient_dev + 2.0 * flips * np.max(np.abs(gradient)),
+            "count_atol": count_atol,
+        }
+        tolerances[dtype] = {
+            k: (v if k == "count_atol" else float(v)) for k, v in tolerances[dtype].items()
+        }
+    return tolerances
 
 
 def _float32_positive_count(labels, embeddings, loss):
@@ -78,15 +120,7 @@ def build_fixture(name, spec):
     if "printed" in spec:
         expected["printed"] = spec["printed"].format(**expected)
 
-    tolerances = {}
-    num_positive = max(int(result.get("num_positive", 1)), 1)
-    for dtype, band in HALF_TIE_BAND.items():
-        near = int(np.sum(np.abs(hinges) < band * scale)) if hinges.size else 0
-        tolerances[dtype] = {
-            "rtol": HALF_RTOL[dtype] + 2.0 * near / num_positive,
-            "atol": band * max(scale, 1.0),
-            "count_atol": near,
-        }
+    tolerances = half_precision_tolerances(labels_array, embeddings, loss, result, scale)
     tolerances.update(spec.get("tolerances", {}))
 
     provenance = {"generator": f"conformance.cases.{name}", **spec["provenance"]}
