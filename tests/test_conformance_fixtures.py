@@ -198,3 +198,24 @@ def test_c_backend_reproduces_the_seed_programs_line():
     assert math.isclose(
         runs["triplet.c"]["loss"], BY_NAME["seed_c_program"]["expected"]["loss"], rel_tol=1e-12
     )
+
+
+def test_a_duplicate_case_name_is_an_error():
+    from conformance.cases import case
+
+    def seed_c_program():
+        return {}
+
+    with pytest.raises(ValueError, match="duplicate conformance case name 'seed_c_program'"):
+        case(seed_c_program)
+
+
+def test_runner_names_a_skipped_backend_and_strict_fails(tmp_path):
+    shutil.copy(FIXTURES_DIR / "random_b3_d2_c2.json", tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CC": "no-such-compiler-xyz"}
+    args = [sys.executable, "-m", "conformance", "--backend", "c", "--fixtures", str(tmp_path)]
+    plain = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "skipped backend c: no C compiler ('no-such-compiler-xyz' not on PATH)" in plain.stdout
+    strict = subprocess.run([*args, "--strict"], capture_output=True, text=True, env=env, cwd=REPO)
+    assert strict.returncode == 1 and "not available" in strict.stdout
