@@ -46,10 +46,12 @@ def backend_results(request):
     reporter = request.config.pluginmanager.getplugin("terminalreporter")
     matrix = {b: r for b, r in cache.items() if not isinstance(r, str)}
     skipped = {b: r for b, r in cache.items() if isinstance(r, str)}
-    if reporter is not None and cache:
-        reporter.write_line("")
-        for line in format_report(FIXTURES, matrix, skipped).splitlines():
-            reporter.write_line(line)
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if reporter is not None and capture is not None and cache:
+        with capture.global_and_fixture_disabled():  # teardown output is captured otherwise
+            reporter.write_line("")
+            for line in format_report(FIXTURES, matrix, skipped).splitlines():
+                reporter.write_line(line)
 
 
 def test_selected_backends_are_known():
