@@ -9,14 +9,17 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tftriplet.distances import pairwise_distances
+from tftriplet.distances import pairwise_distances, resolve_distance
 from tftriplet.inputs import standardize_inputs
 from tftriplet.masks import triplet_mask
+from tftriplet.mining import softplus
 
 PACKAGE = "tftriplet"
 
 
-def batch_all_triplet_statistics(labels, embeddings, margin=0.2, squared=False):
+def batch_all_triplet_statistics(
+    labels, embeddings, margin=0.2, squared=False, distance=None, soft=False
+):
     """Loss and counts of the masked batch-all triplet loss.
 
     Like :func:`batch_all_triplet_loss`, but returns a dict with ``loss``,
@@ -24,22 +27,27 @@ def batch_all_triplet_statistics(labels, embeddings, margin=0.2, squared=False):
     below 2**24 triples in float32).
     """
     labels, embeddings = standardize_inputs(labels, embeddings)
-    return _batch_all_dense(labels, embeddings, margin, squared)
+    distance = resolve_distance(distance, squared)
+    return _batch_all_dense(labels, embeddings, margin, distance, soft)
 
 
-def _batch_all_dense(labels, embeddings, margin, squared):
+def _batch_all_dense(labels, embeddings, margin, distance, soft=False):
     """The seed program's algorithm on (B, B, B) tensors. Inputs already standardized."""
-    distances = pairwise_distances(embeddings, squared=squared)
+    distances = pairwise_distances(embeddings, distance=distance)
     dtype = distances.dtype
-    # hinge[i, j, k] = d(i, j) - d(i, k) + margin
-    hinge = ops.expand_dims(distances, 2) - ops.expand_dims(distances, 1) + margin
+    # diff[i, j, k] = d(i, j) - d(i, k)
+    diff = ops.expand_dims(distances, 2) - ops.expand_dims(distances, 1)
     valid = triplet_mask(labels)
-    hinge = ops.where(valid, ops.maximum(hinge, 0.0), ops.zeros_like(hinge))
+    hinge = ops.where(valid, ops.maximum(diff + margin, 0.0), ops.zeros_like(diff))
     num_positive = ops.sum(ops.cast(ops.greater(hinge, 0.0), dtype))
     num_valid = ops.sum(ops.cast(valid, dtype))
     # The seed divides by (count + 1e-12); max(count, 1) is the same for every integer
     # count and, unlike adding 1e-12, is not lost to float32 rounding.
-    loss = ops.sum(hinge) / ops.maximum(num_positive, 1.0)
+    if soft:  # Hermans et al.'s soft margin: softplus(diff), a mean over all valid triples
+        terms = ops.where(valid, softplus(diff), ops.zeros_like(diff))
+        loss = ops.sum(terms) / ops.maximum(num_valid, 1.0)
+    else:
+        loss = ops.sum(hinge) / ops.maximum(num_positive, 1.0)
     fraction_positive = num_positive / ops.maximum(num_valid, 1.0)
     return {
         "loss": loss,
@@ -49,7 +57,9 @@ def _batch_all_dense(labels, embeddings, margin, squared):
     }
 
 
-def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False):
+def batch_all_triplet_loss(
+    labels, embeddings, margin=0.2, squared=False, distance=None, soft=False
+):
     """Masked batch-all triplet loss (FaceNet), as in the seed program.
 
     Over every valid triple ``(i, j, k)`` (distinct indices, ``labels[i] == labels[j]``,
@@ -59,7 +69,9 @@ def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False):
         loss = sum(h_ijk) / num_positive,      num_positive = #{h_ijk > 0}
         fraction_positive = num_positive / num_valid
 
-    with 0 (never NaN) when there is no valid or no positive triple.
+    with 0 (never NaN) when there is no valid or no positive triple. With ``soft=True``
+    (Hermans et al.'s soft margin) the loss is ``mean over all valid triples of
+    softplus(d(i, j) - d(i, k))``; ``margin`` then only defines ``fraction_positive``.
 
     Args:
         labels: integer class ids, shape ``(B,)`` or ``(B, 1)``. Any integer dtype; compared
@@ -67,7 +79,9 @@ def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False):
         embeddings: float tensor of shape ``(B, D)``. float16/bfloat16 are computed in
             float32; float64 stays float64.
         margin: the margin ``m``.
-        squared: use squared Euclidean distances.
+        squared: use squared Euclidean distances (same as ``distance="squared_euclidean"``).
+        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
+        soft: use the soft margin ``softplus(d_ap - d_an)`` instead of the hinge.
 
     Returns:
         ``(loss, fraction_positive)``, two scalars.
@@ -79,7 +93,7 @@ def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False):
         Schroff, Kalenichenko, Philbin. "FaceNet: A Unified Embedding for Face Recognition
         and Clustering", CVPR 2015. https://arxiv.org/abs/1503.03832
     """
-    stats = batch_all_triplet_statistics(labels, embeddings, margin, squared)
+    stats = batch_all_triplet_statistics(labels, embeddings, margin, squared, distance, soft)
     return stats["loss"], stats["fraction_positive"]
 
 
@@ -93,8 +107,10 @@ class TripletLoss(keras.losses.Loss):
     ``sample_weight`` has no per-sample meaning and is rejected.
 
     Subclasses implement ``compute(labels, embeddings)`` on standardized inputs and return
-    a scalar.
+    a scalar; those with a soft-margin form set ``supports_soft = True``.
     """
+
+    supports_soft = False
 
     def __init__(
         self,
@@ -103,13 +119,19 @@ class TripletLoss(keras.losses.Loss):
         name=None,
         reduction="sum_over_batch_size",
         dtype=None,
+        distance=None,
+        soft=False,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         margin = float(margin)
         if margin < 0:
             raise ValueError(f"margin must be >= 0; got {margin}.")
+        if soft and not self.supports_soft:
+            raise ValueError(f"{type(self).__name__} has no soft-margin form; got soft=True.")
         self.margin = margin
-        self.squared = bool(squared)
+        self.distance = resolve_distance(distance, squared)
+        self.squared = self.distance == "squared_euclidean"
+        self.soft = bool(soft)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
@@ -132,7 +154,14 @@ class TripletLoss(keras.losses.Loss):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"margin": self.margin, "squared": self.squared})
+        config.update(
+            {
+                "margin": self.margin,
+                "squared": self.squared,
+                "distance": self.distance,
+                "soft": self.soft,
+            }
+        )
         return config
 
 
@@ -153,6 +182,8 @@ class BatchAllTripletLoss(TripletLoss):
         reduction: accepted for Keras compatibility; the loss is already one scalar per
             batch, so every reduction returns it unchanged.
         dtype: the dtype of the returned loss (computation is float32 at least).
+        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
+        soft: soft margin, ``mean over all valid triples of softplus(d_ap - d_an)``.
 
     Example:
         >>> model.compile(optimizer="adam",
@@ -165,5 +196,7 @@ class BatchAllTripletLoss(TripletLoss):
         2017, https://arxiv.org/abs/1703.07737 (batch-all, averaged over non-zero terms).
     """
 
+    supports_soft = True
+
     def compute(self, labels, embeddings):
-        return _batch_all_dense(labels, embeddings, self.margin, self.squared)["loss"]
+        return _batch_all_dense(labels, embeddings, self.margin, self.distance, self.soft)["loss"]
