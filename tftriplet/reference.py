@@ -195,7 +195,9 @@ def softplus(x):
 
 def sigmoid(x):
     """The derivative of :func:`softplus`."""
-    return float(0.5 * (1.0 + np.tanh(0.5 * x)))
+    if x >= 0:
+        return float(1.0 / (1.0 + np.exp(-x)))
+    return float(np.exp(x) / (1.0 + np.exp(x)))  # no cancellation for x << 0
 
 
 class _Terms:
