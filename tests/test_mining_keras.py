@@ -229,3 +229,30 @@ def test_no_cubic_tile(fn):
     # batch-all does build (B, B, B): the check can see one
     assert largest_graph_tensor(lambda y, e: tftriplet.batch_all_triplet_loss(y, e)[0], b) >= b**3
     assert largest_graph_tensor(fn, b) <= b * b
+
+
+@pytest.mark.parametrize("name", ["batch_hard", "semi_hard"])
+def test_large_integer_labels_stay_distinct(name):
+    # 2**24 and 2**24 + 1 merge in float32; as int64 they are two classes.
+    rng = np.random.default_rng(5)
+    small, x = draw_case(rng, 8, 3, 2, 0.3, "euclidean")
+    big = np.where(small == 0, 2**24, 2**24 + 1).astype("int64")
+    loss = LOSS_CLASSES[name](margin=0.3)
+    ref = reference.triplet_loss(small, x, name, 0.3)["loss"]
+    np.testing.assert_allclose(float(loss(big, x)), ref, rtol=1e-5)
+    model = identity_model(3)
+    model.compile(loss=loss)
+    np.testing.assert_allclose(model.evaluate(x, big, batch_size=8, verbose=0), ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_embeddings_are_computed_in_float32(dtype):
+    rng = np.random.default_rng(6)
+    labels, x = draw_case(rng, 16, 4, 3, 0.3, "cosine")
+    x_half = tf.cast(x, dtype)
+    for name, soft, distance in [("batch_hard", True, "cosine"), ("semi_hard", False, "cosine")]:
+        value = tftriplet.triplet_loss(labels, x_half, name, 0.3, distance, soft)
+        assert keras.backend.standardize_dtype(value.dtype) == "float32"
+        rounded = tf.cast(x_half, "float64").numpy()
+        ref = reference.triplet_loss(labels, rounded, name, 0.3, distance, soft)["loss"]
+        np.testing.assert_allclose(float(value), ref, rtol=1e-4, atol=1e-6)
