@@ -27,9 +27,7 @@ def cmd_seed(args):
     loss = BatchAllTripletLoss(margin=0.2, squared=False, dtype=dtype)(y, x)
     metric = FractionPositiveTriplets(margin=0.2, squared=False, dtype=dtype)
     metric.update_state(y, x)
-    print(
-        f"The triplet loss is {float(loss):f} with positives {float(metric.result()):f} "
-    )
+    print(f"The triplet loss is {float(loss):f} with positives {float(metric.result()):f} ")
     return 0
 
 
