@@ -221,3 +221,34 @@ def test_soft_batch_all_averages_over_all_valid_triples():
     loss, fraction = tftriplet.batch_all_triplet_loss(labels, x, 0.2, soft=True)
     np.testing.assert_allclose(float(loss), np.mean(terms), rtol=1e-10)
     np.testing.assert_allclose(float(fraction), ref["fraction_positive"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("case", [c for c in ALL_CASES if c[0] != "batch_all"], ids=case_id)
+def test_statistics_counts_match_reference(case):
+    name, soft, distance = case
+    rng = np.random.default_rng(9)
+    labels, x = draw_case(rng, 15, 3, 4, 0.4, distance)
+    labels[0] = 99  # an anchor with no positive: not counted by batch-hard
+    if name == "batch_hard":
+        stats = tftriplet.batch_hard_triplet_statistics(
+            labels, x, 0.4, distance=distance, soft=soft
+        )
+        count = "num_anchors"
+    else:
+        stats = tftriplet.semi_hard_triplet_statistics(labels, x, 0.4, distance=distance)
+        count = "num_pairs"
+    ref = reference.triplet_loss(labels, x, name, 0.4, distance, soft)
+    assert float(stats[count]) == ref[count] > 0
+    assert float(stats["num_positive"]) == ref["num_positive"]
+    np.testing.assert_allclose(float(stats["loss"]), ref["loss"], rtol=1e-10)
+
+
+def test_decision_values_see_ties():
+    # Anchor 0's positive (1) and negative (2) are both at distance 1: a tie.
+    x = [[0.0], [1.0], [-1.0], [5.0]]
+    labels = [0, 0, 1, 1]
+    for name in ("batch_all", "batch_hard", "semi_hard"):
+        values = reference.decision_values(labels, x, name, margin=0.0)
+        assert np.min(np.abs(values)) == 0.0
+    assert not clear_of_ties(labels, x, 0.0, "euclidean")
+    assert clear_of_ties(labels, [[0.0], [1.0], [-1.5], [5.0]], 0.3, "euclidean")

@@ -19,7 +19,9 @@ from tftriplet.mining_losses import (
     BatchHardTripletLoss,
     SemiHardTripletLoss,
     batch_hard_triplet_loss,
+    batch_hard_triplet_statistics,
     semi_hard_triplet_loss,
+    semi_hard_triplet_statistics,
     triplet_loss,
 )
 
@@ -41,8 +43,10 @@ __all__ = [
     "batch_all_triplet_loss",
     "batch_all_triplet_statistics",
     "batch_hard_triplet_loss",
+    "batch_hard_triplet_statistics",
     "pairwise_distances",
     "semi_hard_triplet_loss",
+    "semi_hard_triplet_statistics",
     "triplet_loss",
     "triplet_mask",
 ]

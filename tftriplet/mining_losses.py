@@ -24,27 +24,61 @@ from tftriplet.mining import (
 STRATEGIES = ("batch_all", "batch_hard", "semi_hard")
 
 
-def _masked_mean(values, mask):
-    """Mean of ``values`` where ``mask``; 0 (not NaN) where the mask is empty."""
-    mask_f = ops.cast(mask, values.dtype)
-    total = ops.sum(ops.where(mask, values, ops.zeros_like(values)))
-    return total / ops.maximum(ops.sum(mask_f), 1.0)
+def _mean_of_terms(diff, mask, margin, soft, count_name):
+    """Mean of the terms of ``diff = d_ap - d_an`` where ``mask``, and the counts.
+
+    The term is ``max(diff + margin, 0)``, or ``softplus(diff)`` if ``soft``. Returns a dict:
+    ``loss`` (0, not NaN, where the mask is empty), ``count_name`` (terms averaged) and
+    ``num_positive`` (those with ``diff + margin > 0``), counts as float32.
+    """
+    terms = softplus(diff) if soft else ops.maximum(diff + margin, 0.0)
+    count = ops.sum(ops.cast(mask, diff.dtype))
+    positive = ops.logical_and(mask, ops.greater(diff + margin, 0.0))
+    return {
+        "loss": ops.sum(ops.where(mask, terms, ops.zeros_like(terms))) / ops.maximum(count, 1.0),
+        count_name: ops.cast(count, "float32"),
+        "num_positive": ops.cast(ops.sum(ops.cast(positive, "int32")), "float32"),
+    }
 
 
 def _batch_hard(labels, embeddings, margin, distance, soft):
     rows = AnchorRows(labels, pairwise_distances(embeddings, distance=distance))
     diff = hardest_positive_distance(rows) - hardest_negative_distance(rows)
-    per_anchor = softplus(diff) if soft else ops.maximum(diff + margin, 0.0)
     has_positive = ops.any(rows.positive, axis=1)
     has_negative = ops.greater(rows.num_negatives, 0)
-    return _masked_mean(per_anchor, ops.logical_and(has_positive, has_negative))
+    mask = ops.logical_and(has_positive, has_negative)
+    return _mean_of_terms(diff, mask, margin, soft, "num_anchors")
 
 
 def _semi_hard(labels, embeddings, margin, distance):
     rows = AnchorRows(labels, pairwise_distances(embeddings, distance=distance))
-    hinge = ops.maximum(rows.distances - semi_hard_negative_distance(rows) + margin, 0.0)
+    diff = rows.distances - semi_hard_negative_distance(rows)
     has_negative = ops.expand_dims(ops.greater(rows.num_negatives, 0), 1)
-    return _masked_mean(hinge, ops.logical_and(rows.positive, has_negative))
+    mask = ops.logical_and(rows.positive, has_negative)
+    return _mean_of_terms(diff, mask, margin, False, "num_pairs")
+
+
+def batch_hard_triplet_statistics(
+    labels, embeddings, margin=0.2, squared=False, distance=None, soft=False
+):
+    """Like :func:`batch_hard_triplet_loss`, as a dict with the counts.
+
+    Keys: ``loss``, ``num_anchors`` (anchors with a positive and a negative) and
+    ``num_positive`` (those whose ``d_p - d_n + margin > 0``), as the float64 reference
+    ``tftriplet.reference.batch_hard`` names them.
+    """
+    labels, embeddings = standardize_inputs(labels, embeddings)
+    return _batch_hard(labels, embeddings, margin, resolve_distance(distance, squared), soft)
+
+
+def semi_hard_triplet_statistics(labels, embeddings, margin=0.2, squared=False, distance=None):
+    """Like :func:`semi_hard_triplet_loss`, as a dict with the counts.
+
+    Keys: ``loss``, ``num_pairs`` (anchor-positive pairs whose anchor has a negative) and
+    ``num_positive`` (those with a positive hinge), as ``tftriplet.reference.semi_hard``.
+    """
+    labels, embeddings = standardize_inputs(labels, embeddings)
+    return _semi_hard(labels, embeddings, margin, resolve_distance(distance, squared))
 
 
 def batch_hard_triplet_loss(
@@ -76,8 +110,9 @@ def batch_hard_triplet_loss(
         Hermans, Beyer, Leibe. "In Defense of the Triplet Loss for Person
         Re-Identification", 2017. https://arxiv.org/abs/1703.07737
     """
-    labels, embeddings = standardize_inputs(labels, embeddings)
-    return _batch_hard(labels, embeddings, margin, resolve_distance(distance, squared), soft)
+    return batch_hard_triplet_statistics(labels, embeddings, margin, squared, distance, soft)[
+        "loss"
+    ]
 
 
 def semi_hard_triplet_loss(labels, embeddings, margin=0.2, squared=False, distance=None):
@@ -106,8 +141,7 @@ def semi_hard_triplet_loss(labels, embeddings, margin=0.2, squared=False, distan
         Schroff, Kalenichenko, Philbin. "FaceNet: A Unified Embedding for Face Recognition
         and Clustering", CVPR 2015, section 3.2. https://arxiv.org/abs/1503.03832
     """
-    labels, embeddings = standardize_inputs(labels, embeddings)
-    return _semi_hard(labels, embeddings, margin, resolve_distance(distance, squared))
+    return semi_hard_triplet_statistics(labels, embeddings, margin, squared, distance)["loss"]
 
 
 def triplet_loss(
@@ -127,8 +161,8 @@ def triplet_loss(
     if name == "batch_all":
         return _batch_all_dense(labels, embeddings, margin, distance, soft)["loss"]
     if name == "batch_hard":
-        return _batch_hard(labels, embeddings, margin, distance, soft)
-    return _semi_hard(labels, embeddings, margin, distance)
+        return _batch_hard(labels, embeddings, margin, distance, soft)["loss"]
+    return _semi_hard(labels, embeddings, margin, distance)["loss"]
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -157,7 +191,7 @@ class BatchHardTripletLoss(TripletLoss):
     supports_soft = True
 
     def compute(self, labels, embeddings):
-        return _batch_hard(labels, embeddings, self.margin, self.distance, self.soft)
+        return _batch_hard(labels, embeddings, self.margin, self.distance, self.soft)["loss"]
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -182,4 +216,4 @@ class SemiHardTripletLoss(TripletLoss):
     """
 
     def compute(self, labels, embeddings):
-        return _semi_hard(labels, embeddings, self.margin, self.distance)
+        return _semi_hard(labels, embeddings, self.margin, self.distance)["loss"]

@@ -329,6 +329,40 @@ def triplet_loss(
     return STRATEGIES[name](labels, embeddings, margin=margin, distance=distance, soft=soft)
 
 
+def decision_values(
+    labels, embeddings, name="batch_all", margin=0.2, distance="euclidean", soft=False
+):
+    """Every float64 quantity whose sign decides a count, a selection or differentiability.
+
+    For a fixture generator (keep ``min(abs(values))`` clear of 0, so rounding in a backend
+    cannot flip a decision) and for tests away from ties:
+
+    - every valid triple's ``d_ij - d_ik + margin`` (the hinge, and ``num_positive``);
+    - for ``batch_hard`` and ``semi_hard``, every difference ``d_ia - d_ib`` of two distinct
+      off-diagonal entries of an anchor's row (which positive or negative is chosen);
+    - for ``euclidean``, every off-diagonal distance (its gradient is undefined at 0).
+
+    ``soft`` is accepted so that ``decision_values(labels, embeddings, **loss)`` works.
+    Returns a 1-D array.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    d = distance_matrix(embeddings, distance)
+    b = len(labels)
+    values = [
+        d[i, j] - d[i, k] + margin
+        for i in range(b)
+        for j in _positives(labels, i)
+        for k in _negatives(labels, i)
+    ]
+    for i in range(b):
+        others = [a for a in range(b) if a != i]
+        if name in ("batch_hard", "semi_hard"):
+            values += [d[i, a] - d[i, c] for a in others for c in others if a < c]
+        if distance == "euclidean":
+            values += [d[i, a] for a in others]
+    return np.asarray(values, dtype=np.float64)
+
+
 def triplet_difficulty(labels, embeddings, margin=0.2, distance="euclidean"):
     """Counts of valid triples that are hard, semi-hard and easy (the seed's taxonomy).
 
