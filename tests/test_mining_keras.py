@@ -145,7 +145,7 @@ for case in cases:
 
     if backend == "jax":
         import jax
-        value, grad = jax.value_and_grad(lambda e: f(e))(x)
+        value, grad = jax.jit(jax.value_and_grad(f))(x)  # traced, as in a jitted train step
     else:
         import torch
         e = torch.tensor(x, requires_grad=True)
