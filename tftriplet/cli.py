@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from tftriplet import demo
+
 
 def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -41,6 +43,7 @@ def build_parser():
         "--float32", action="store_true", help="compute in float32 instead of float64"
     )
     seed.set_defaults(func=cmd_seed)
+    demo.add_parser(sub)
     return parser
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tftriplet import distributed
 from tftriplet.distances import pairwise_distances, resolve_distance
 from tftriplet.inputs import standardize_inputs
-from tftriplet.masks import triplet_mask
+from tftriplet.masks import anchor_triplet_mask, triplet_mask
 from tftriplet.mining import softplus
 
 PACKAGE = "tftriplet"
@@ -55,6 +56,25 @@ def _batch_all_dense(labels, embeddings, margin, distance, soft=False):
         "num_positive": num_positive,
         "num_valid": num_valid,
     }
+
+
+def _batch_all_anchor_terms(labels, embeddings, anchor_index, margin, distance, soft=False):
+    """Batch-all term sum and normaliser share over the anchors ``anchor_index``.
+
+    Summed over a partition of all anchors, the sums and counts are those of
+    :func:`_batch_all_dense`; ``loss = sum of sums / max(sum of counts, 1)``. The count is
+    the number of positive triples, or of valid triples when ``soft``.
+    """
+    distances = pairwise_distances(embeddings, distance=distance)
+    distances = ops.take(distances, anchor_index, axis=0)
+    diff = ops.expand_dims(distances, 2) - ops.expand_dims(distances, 1)
+    valid = anchor_triplet_mask(labels, anchor_index)
+    if soft:
+        terms = ops.where(valid, softplus(diff), ops.zeros_like(diff))
+        return ops.sum(terms), ops.sum(ops.cast(valid, diff.dtype))
+    hinge = ops.where(valid, ops.maximum(diff + margin, 0.0), ops.zeros_like(diff))
+    num_positive = ops.sum(ops.cast(ops.greater(hinge, 0.0), hinge.dtype))
+    return ops.sum(hinge), num_positive
 
 
 def batch_all_triplet_loss(
@@ -107,7 +127,11 @@ class TripletLoss(keras.losses.Loss):
     ``sample_weight`` has no per-sample meaning and is rejected.
 
     Subclasses implement ``compute(labels, embeddings)`` on standardized inputs and return
-    a scalar; those with a soft-margin form set ``supports_soft = True``.
+    a scalar. ``cross_replica=True`` mines the global batch under ``tf.distribute`` (see
+    :mod:`tftriplet.distributed`); a subclass supports it by implementing
+    ``anchor_terms(labels, embeddings, anchor_index)``, its loss summed over the anchors
+    ``anchor_index`` and its normaliser's share from them, and, where the normaliser is not
+    a count, ``normalize``. Subclasses with a soft-margin form set ``supports_soft = True``.
     """
 
     supports_soft = False
@@ -119,6 +143,7 @@ class TripletLoss(keras.losses.Loss):
         name=None,
         reduction="sum_over_batch_size",
         dtype=None,
+        cross_replica=False,
         distance=None,
         soft=False,
     ):
@@ -132,6 +157,12 @@ class TripletLoss(keras.losses.Loss):
         self.distance = resolve_distance(distance, squared)
         self.squared = self.distance == "squared_euclidean"
         self.soft = bool(soft)
+        if cross_replica and type(self).anchor_terms is TripletLoss.anchor_terms:
+            raise ValueError(
+                f"{type(self).__name__} does not implement anchor_terms(), so "
+                "cross_replica=True is not available for it; got cross_replica=True."
+            )
+        self.cross_replica = bool(cross_replica)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
@@ -143,7 +174,8 @@ class TripletLoss(keras.losses.Loss):
             )
         with keras.name_scope(self.name):
             labels, embeddings = standardize_inputs(y_true, y_pred)
-            return ops.cast(self.compute(labels, embeddings), self.dtype)
+            loss = distributed.replica_loss(self, labels, embeddings)
+            return ops.cast(loss, self.dtype)
 
     def call(self, y_true, y_pred):
         labels, embeddings = standardize_inputs(y_true, y_pred)
@@ -151,6 +183,16 @@ class TripletLoss(keras.losses.Loss):
 
     def compute(self, labels, embeddings):
         raise NotImplementedError
+
+    def anchor_terms(self, labels, embeddings, anchor_index):
+        """``(numerator, denominator)``: the loss summed over the anchors ``anchor_index``
+        (mined against all of ``labels``/``embeddings``) and their share of the normaliser."""
+        raise NotImplementedError
+
+    @staticmethod
+    def normalize(numerator, denominator):
+        """The loss from the summed numerator and the global normaliser (a count)."""
+        return numerator / ops.maximum(denominator, 1.0)
 
     def get_config(self):
         config = super().get_config()
@@ -160,6 +202,7 @@ class TripletLoss(keras.losses.Loss):
                 "squared": self.squared,
                 "distance": self.distance,
                 "soft": self.soft,
+                "cross_replica": self.cross_replica,
             }
         )
         return config
@@ -182,6 +225,9 @@ class BatchAllTripletLoss(TripletLoss):
         reduction: accepted for Keras compatibility; the loss is already one scalar per
             batch, so every reduction returns it unchanged.
         dtype: the dtype of the returned loss (computation is float32 at least).
+        cross_replica: under ``tf.distribute``, mine every local anchor against the global
+            batch and divide by the global number of positive triples, so that training
+            matches one device on the global batch (see :mod:`tftriplet.distributed`).
         distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
         soft: soft margin, ``mean over all valid triples of softplus(d_ap - d_an)``.
 
@@ -200,3 +246,8 @@ class BatchAllTripletLoss(TripletLoss):
 
     def compute(self, labels, embeddings):
         return _batch_all_dense(labels, embeddings, self.margin, self.distance, self.soft)["loss"]
+
+    def anchor_terms(self, labels, embeddings, anchor_index):
+        return _batch_all_anchor_terms(
+            labels, embeddings, anchor_index, self.margin, self.distance, self.soft
+        )

@@ -24,38 +24,58 @@ from tftriplet.mining import (
 STRATEGIES = ("batch_all", "batch_hard", "semi_hard")
 
 
-def _mean_of_terms(diff, mask, margin, soft, count_name):
-    """Mean of the terms of ``diff = d_ap - d_an`` where ``mask``, and the counts.
+def _per_anchor_terms(diff, mask, margin, soft):
+    """The terms of ``diff = d_ap - d_an`` where ``mask``, with a leading anchor axis.
 
-    The term is ``max(diff + margin, 0)``, or ``softplus(diff)`` if ``soft``. Returns a dict:
-    ``loss`` (0, not NaN, where the mask is empty), ``count_name`` (terms averaged) and
-    ``num_positive`` (those with ``diff + margin > 0``), counts as float32.
+    The term is ``max(diff + margin, 0)``, or ``softplus(diff)`` if ``soft``; 0 where the
+    mask is False. Returns ``(terms, counted, positive)``, the last two as 0/1 floats.
     """
     terms = softplus(diff) if soft else ops.maximum(diff + margin, 0.0)
-    count = ops.sum(ops.cast(mask, diff.dtype))
+    terms = ops.where(mask, terms, ops.zeros_like(terms))
     positive = ops.logical_and(mask, ops.greater(diff + margin, 0.0))
-    return {
-        "loss": ops.sum(ops.where(mask, terms, ops.zeros_like(terms))) / ops.maximum(count, 1.0),
-        count_name: ops.cast(count, "float32"),
-        "num_positive": ops.cast(ops.sum(ops.cast(positive, "int32")), "float32"),
-    }
+    return terms, ops.cast(mask, diff.dtype), ops.cast(positive, diff.dtype)
 
 
-def _batch_hard(labels, embeddings, margin, distance, soft):
+def _batch_hard_terms(labels, embeddings, margin, distance, soft):
+    """Per-anchor batch-hard terms ``(B,)`` (see :func:`_per_anchor_terms`)."""
     rows = AnchorRows(labels, pairwise_distances(embeddings, distance=distance))
     diff = hardest_positive_distance(rows) - hardest_negative_distance(rows)
     has_positive = ops.any(rows.positive, axis=1)
     has_negative = ops.greater(rows.num_negatives, 0)
-    mask = ops.logical_and(has_positive, has_negative)
-    return _mean_of_terms(diff, mask, margin, soft, "num_anchors")
+    return _per_anchor_terms(diff, ops.logical_and(has_positive, has_negative), margin, soft)
 
 
-def _semi_hard(labels, embeddings, margin, distance):
+def _semi_hard_terms(labels, embeddings, margin, distance):
+    """Per anchor-positive pair semi-hard terms ``(B, B)`` (see :func:`_per_anchor_terms`)."""
     rows = AnchorRows(labels, pairwise_distances(embeddings, distance=distance))
     diff = rows.distances - semi_hard_negative_distance(rows)
     has_negative = ops.expand_dims(ops.greater(rows.num_negatives, 0), 1)
-    mask = ops.logical_and(rows.positive, has_negative)
-    return _mean_of_terms(diff, mask, margin, False, "num_pairs")
+    return _per_anchor_terms(diff, ops.logical_and(rows.positive, has_negative), margin, False)
+
+
+def _mean(parts, count_name):
+    """``loss`` (0, not NaN, when nothing is counted) and the counts, from per-anchor parts."""
+    terms, counted, positive = (ops.sum(p) for p in parts)
+    return {
+        "loss": terms / ops.maximum(counted, 1.0),
+        count_name: ops.cast(counted, "float32"),
+        "num_positive": ops.cast(positive, "float32"),
+    }
+
+
+def _anchor_share(parts, anchor_index):
+    """``(sum of terms, count)`` over the anchors ``anchor_index`` (for ``cross_replica``)."""
+    terms, counted, _ = (ops.take(p, anchor_index, axis=0) for p in parts)
+    return ops.sum(terms), ops.sum(counted)
+
+
+def _batch_hard(labels, embeddings, margin, distance, soft):
+    parts = _batch_hard_terms(labels, embeddings, margin, distance, soft)
+    return _mean(parts, "num_anchors")
+
+
+def _semi_hard(labels, embeddings, margin, distance):
+    return _mean(_semi_hard_terms(labels, embeddings, margin, distance), "num_pairs")
 
 
 def batch_hard_triplet_statistics(
@@ -178,7 +198,8 @@ class BatchHardTripletLoss(TripletLoss):
         squared: the core's flag, same as ``distance="squared_euclidean"``.
         distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
         soft: soft margin.
-        name, reduction, dtype: as for :class:`tftriplet.BatchAllTripletLoss`.
+        name, reduction, dtype, cross_replica: as for :class:`tftriplet.BatchAllTripletLoss`
+            (with ``cross_replica`` each replica mines its anchors against the global batch).
 
     Example:
         >>> model.compile(optimizer="adam", loss=tftriplet.BatchHardTripletLoss(soft=True))
@@ -193,6 +214,10 @@ class BatchHardTripletLoss(TripletLoss):
     def compute(self, labels, embeddings):
         return _batch_hard(labels, embeddings, self.margin, self.distance, self.soft)["loss"]
 
+    def anchor_terms(self, labels, embeddings, anchor_index):
+        parts = _batch_hard_terms(labels, embeddings, self.margin, self.distance, self.soft)
+        return _anchor_share(parts, anchor_index)
+
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SemiHardTripletLoss(TripletLoss):
@@ -206,7 +231,8 @@ class SemiHardTripletLoss(TripletLoss):
         margin: the margin ``m`` (default 0.2).
         squared: the core's flag, same as ``distance="squared_euclidean"``.
         distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        name, reduction, dtype: as for :class:`tftriplet.BatchAllTripletLoss`.
+        name, reduction, dtype, cross_replica: as for :class:`tftriplet.BatchAllTripletLoss`
+            (with ``cross_replica`` each replica mines its anchors against the global batch).
 
     Example:
         >>> model.compile(optimizer="adam", loss=tftriplet.SemiHardTripletLoss(margin=0.5))
@@ -217,3 +243,7 @@ class SemiHardTripletLoss(TripletLoss):
 
     def compute(self, labels, embeddings):
         return _semi_hard(labels, embeddings, self.margin, self.distance)["loss"]
+
+    def anchor_terms(self, labels, embeddings, anchor_index):
+        parts = _semi_hard_terms(labels, embeddings, self.margin, self.distance)
+        return _anchor_share(parts, anchor_index)
