@@ -1,5 +1,6 @@
 """The new losses as Keras objects: config, .keras save/reload, fit, tf.function and XLA,
-and the JAX and PyTorch backends (in subprocesses) against the float64 reference."""
+and the JAX and PyTorch backends (losses and metrics, in subprocesses) against the float64
+reference."""
 
 import importlib.util
 import json
@@ -152,7 +153,16 @@ for case in cases:
         value = f(e)
         value.backward()
         value, grad = value.detach(), e.grad
-    out.append({"loss": float(np.asarray(value)), "gradient": np.asarray(grad).tolist()})
+    difficulty = tftriplet.TripletDifficulty(loss_obj["margin"], loss_obj["distance"])
+    difficulty.update_state(labels, x)
+    positive = tftriplet.MeanPositiveDistance(loss_obj["distance"])
+    positive.update_state(labels, x)
+    out.append({
+        "loss": float(np.asarray(value)),
+        "gradient": np.asarray(grad).tolist(),
+        "difficulty": {k: float(np.asarray(v)) for k, v in difficulty.result().items()},
+        "mean_positive": float(np.asarray(positive.result())),
+    })
 print(json.dumps({"backend": backend, "results": out}))
 """
 
@@ -187,6 +197,14 @@ def test_other_backends_match_reference(backend):
         np.testing.assert_allclose(
             got["gradient"], ref["gradient"], rtol=1e-3, atol=1e-5, err_msg=str(case["loss"])
         )
+        margin, distance = case["loss"]["margin"], case["loss"]["distance"]
+        counts = reference.triplet_difficulty(case["labels"], x, margin, distance)
+        for kind, value in got["difficulty"].items():
+            np.testing.assert_allclose(value, counts[kind] / counts["valid"], rtol=1e-6)
+        d = reference.distance_matrix(x, distance)
+        labels = np.array(case["labels"])
+        same = (labels[:, None] == labels[None, :]) & ~np.eye(len(labels), dtype=bool)
+        np.testing.assert_allclose(got["mean_positive"], d[same].mean(), rtol=1e-5)
 
 
 def largest_graph_tensor(fn, batch_size, dim=4):
