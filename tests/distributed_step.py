@@ -32,6 +32,18 @@ GLOBAL_BATCH = 16
 LABELS = np.array([0, 0, 1, 2, 1, 3, 3, 2, 2, 0, 1, 3, 3, 1, 0, 2], dtype=np.int64)
 
 
+def logged_loss_factor(num_replicas):
+    """What to multiply the loss Keras logs under ``num_replicas`` by to get the global loss.
+
+    Keras 3.15 sums the per-replica scalar losses it logs (``unscale_loss_for_distribution``)
+    and so logs the global loss; older Keras (3.6, the ``oldest`` tox env) averages them.
+    The weight updates are exact either way.
+    """
+    import keras.src.losses.loss as keras_loss
+
+    return 1 if hasattr(keras_loss, "unscale_loss_for_distribution") else num_replicas
+
+
 def data():
     rng = np.random.default_rng(7)
     x = rng.normal(size=(GLOBAL_BATCH, 5)).astype(np.float32)

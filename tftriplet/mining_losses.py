@@ -30,7 +30,7 @@ def _per_anchor_terms(diff, mask, margin, soft):
     The term is ``max(diff + margin, 0)``, or ``softplus(diff)`` if ``soft``; 0 where the
     mask is False. Returns ``(terms, counted, positive)``, the last two as 0/1 floats.
     """
-    terms = softplus(diff) if soft else ops.maximum(diff + margin, 0.0)
+    terms = softplus(diff) if soft else ops.relu(diff + margin)
     terms = ops.where(mask, terms, ops.zeros_like(terms))
     positive = ops.logical_and(mask, ops.greater(diff + margin, 0.0))
     return terms, ops.cast(mask, diff.dtype), ops.cast(positive, diff.dtype)
