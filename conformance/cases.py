@@ -41,6 +41,14 @@ def batch_all(margin, squared=False):
     }
 
 
+def loss_spec(name, margin, distance="euclidean", soft=False):
+    """A fixture's ``loss`` object; ``soft`` is written only when true."""
+    loss = {"name": name, "margin": margin, "distance": distance}
+    if soft:
+        loss["soft"] = True
+    return loss
+
+
 def grid_embeddings(gen, batch_size, dim, scale=1.0):
     """Values ``scale * n / 2**10`` with ``n`` uniform in ``[-2**10, 2**10)`` from ``rand()``."""
     half = 2**GRID_BITS
@@ -73,23 +81,42 @@ def clear_margin(labels, embeddings, loss, target):
     return round(float(middle), digits)
 
 
-def random_case(seed, batch_size, dim, num_classes, squared=False, target_margin=None, scale=1.0):
+def random_case(
+    seed,
+    batch_size,
+    dim,
+    num_classes,
+    squared=False,
+    target_margin=None,
+    scale=1.0,
+    name="batch_all",
+    distance=None,
+    soft=False,
+):
     """A tie-clear random case (see the module docstring)."""
+    distance = distance or ("squared_euclidean" if squared else "euclidean")
     gen = GlibcRand(seed)
     labels = random_labels(gen, batch_size, num_classes)
     embeddings = grid_embeddings(gen, batch_size, dim, scale)
     if target_margin is None:
         # about a fifth of a typical distance, so that a fair share of triples is positive
-        typical = 2 * dim / 3 * scale**2 if squared else math.sqrt(2 * dim / 3) * scale
+        typical = {
+            "euclidean": math.sqrt(2 * dim / 3) * scale,
+            "squared_euclidean": 2 * dim / 3 * scale**2,
+            "cosine": 1.0,
+        }[distance]
         target_margin = typical / 5
-    loss = batch_all(0.0, squared)
+    loss = loss_spec(name, 0.0, distance, soft)
     loss["margin"] = clear_margin(labels, embeddings, loss, target_margin)
-    distance = "squared" if squared else "Euclidean"
+    words = {"euclidean": "Euclidean", "squared_euclidean": "squared", "cosine": "cosine"}
     scaled = "" if scale == 1.0 else f", scale {scale:g}"
+    strategy = ""
+    if name != "batch_all" or soft:
+        strategy = name.replace("_", "-") + (", soft, " if soft else ", ")
     return {
         "description": (
-            f"Random B={batch_size}, D={dim}, {num_classes} classes, {distance}{scaled}, "
-            f"margin {loss['margin']:g} clear of ties"
+            f"{strategy}Random B={batch_size}, D={dim}, {num_classes} classes, "
+            f"{words[distance]}{scaled}, margin {loss['margin']:g} clear of ties"
         ),
         "provenance": {
             "method": (
@@ -191,14 +218,14 @@ RANDOM_CASES = {
 }
 
 
-def _register_random_cases():
-    for name, (seed, batch_size, dim, num_classes, options) in RANDOM_CASES.items():
+def _register_random_cases(table):
+    for name, (seed, batch_size, dim, num_classes, options) in table.items():
         spec = functools.partial(random_case, seed, batch_size, dim, num_classes, **options)
         spec.__name__ = name
         case(spec)
 
 
-_register_random_cases()
+_register_random_cases(RANDOM_CASES)
 
 
 # --- edge cases --------------------------------------------------------------------------
@@ -398,3 +425,191 @@ def margin_zero_random():
         batch_all(0.0),
         "glibc rand() after srand(209), grid embeddings",
     )
+
+
+# --- mining strategies, soft margin, cosine distance ---------------------------------------
+
+
+#: Random tie-clear cases of the other variants: small B and D keep the files small. Their
+#: tie check covers every value whose sign decides a selection (the hardest positive and
+#: negative, the semi-hard negative), not only the hinges: see ``variants.mining_decisions``.
+VARIANT_RANDOM_CASES = {
+    "batch_hard_b8_d4_c3": (301, 8, 4, 3, {"name": "batch_hard"}),
+    "batch_hard_b12_d6_c4_squared": (302, 12, 6, 4, {"name": "batch_hard", "squared": True}),
+    "batch_hard_b10_d5_c3_cosine": (303, 10, 5, 3, {"name": "batch_hard", "distance": "cosine"}),
+    "batch_hard_soft_b10_d4_c3": (304, 10, 4, 3, {"name": "batch_hard", "soft": True}),
+    "batch_hard_soft_b8_d4_c2_squared": (
+        305,
+        8,
+        4,
+        2,
+        {"name": "batch_hard", "soft": True, "squared": True},
+    ),
+    "batch_hard_soft_b9_d3_c3_cosine": (
+        306,
+        9,
+        3,
+        3,
+        {"name": "batch_hard", "soft": True, "distance": "cosine"},
+    ),
+    "batch_hard_soft_b8_d4_c3_scale256": (
+        307,
+        8,
+        4,
+        3,
+        {"name": "batch_hard", "soft": True, "scale": 256.0},
+    ),
+    "semi_hard_b8_d4_c3": (311, 8, 4, 3, {"name": "semi_hard"}),
+    "semi_hard_b12_d6_c4_squared": (312, 12, 6, 4, {"name": "semi_hard", "squared": True}),
+    "semi_hard_b10_d5_c3_cosine": (313, 10, 5, 3, {"name": "semi_hard", "distance": "cosine"}),
+    "semi_hard_b16_d3_c4": (314, 16, 3, 4, {"name": "semi_hard"}),
+    "batch_all_soft_b8_d4_c3": (321, 8, 4, 3, {"soft": True}),
+    "batch_all_soft_b10_d6_c3_squared": (322, 10, 6, 3, {"soft": True, "squared": True}),
+    "batch_all_soft_b8_d4_c3_scale256": (323, 8, 4, 3, {"soft": True, "scale": 256.0}),
+    "batch_all_soft_b9_d4_c3_cosine": (324, 9, 4, 3, {"soft": True, "distance": "cosine"}),
+    "batch_all_cosine_b10_d5_c3": (325, 10, 5, 3, {"distance": "cosine"}),
+    "batch_all_cosine_b12_d8_c4": (326, 12, 8, 4, {"distance": "cosine"}),
+}
+
+
+_register_random_cases(VARIANT_RANDOM_CASES)
+
+
+def _singletons(name, seed):
+    labels = [0, 0, 0, 1, 2, 2, 3, 4]
+    emb = fixed_grid(seed, len(labels), 3)
+    loss = loss_spec(name, 0.0)
+    loss["margin"] = clear_margin(labels, emb, loss, 0.3)
+    return edge_case(
+        f"{name.replace('_', '-')}: anchors without a positive (labels 1, 3, 4) are excluded",
+        labels,
+        emb,
+        loss,
+        f"glibc rand() after srand({seed}), grid embeddings; margin by clear_margin",
+        tie_clear=True,
+    )
+
+
+@case
+def batch_hard_singletons_excluded():
+    return _singletons("batch_hard", 331)
+
+
+@case
+def semi_hard_singletons_excluded():
+    return _singletons("semi_hard", 332)
+
+
+@case
+def batch_hard_one_class():
+    return edge_case(
+        "batch-hard, one class: no anchor has a negative, loss 0, gradient 0",
+        [5] * 5,
+        fixed_grid(333, 5, 3),
+        loss_spec("batch_hard", 0.2),
+        "glibc rand() after srand(333), grid embeddings",
+    )
+
+
+@case
+def batch_hard_soft_all_distinct():
+    return edge_case(
+        "batch-hard, soft, all labels distinct: no anchor has a positive, loss 0 (not softplus)",
+        [0, 1, 2, 3, 4, 5],
+        fixed_grid(334, 6, 3),
+        loss_spec("batch_hard", 0.2, soft=True),
+        "glibc rand() after srand(334), grid embeddings",
+    )
+
+
+@case
+def semi_hard_one_class():
+    return edge_case(
+        "semi-hard, one class: no pair has a negative, loss 0, gradient 0",
+        [2] * 6,
+        fixed_grid(335, 6, 2),
+        loss_spec("semi_hard", 0.2),
+        "glibc rand() after srand(335), grid embeddings",
+    )
+
+
+@case
+def batch_all_soft_one_class():
+    return edge_case(
+        "batch-all, soft, one class: no valid triple, loss 0 (not softplus)",
+        [1] * 4,
+        fixed_grid(336, 4, 3),
+        loss_spec("batch_all", 0.2, soft=True),
+        "glibc rand() after srand(336), grid embeddings",
+    )
+
+
+@case
+def semi_hard_no_farther_negative():
+    # anchor 0: d_ap = 4, negatives at 0.5 and 0.75, none farther: the farthest (0.75) is
+    # used; the other anchors have a negative farther than their positive
+    return edge_case(
+        "semi-hard: an anchor with no negative farther than its positive takes the farthest",
+        [0, 0, 1, 1],
+        [[0.0, 0.0], [4.0, 0.0], [0.5, 0.0], [0.0, 0.75]],
+        loss_spec("semi_hard", 0.25),
+        "hand-written: positive pair (0, 1) far apart, negatives near row 0",
+        tie_clear=True,
+    )
+
+
+def _zero_row(name, seed, soft=False):
+    labels = [0, 1, 0, 1, 2, 0, 2]
+    emb = fixed_grid(seed, len(labels), 3)
+    emb[2] = [0.0, 0.0, 0.0]
+    what = name.replace("_", "-") + (", soft" if soft else "")
+    return edge_case(
+        f"{what}, cosine: a zero row is at distance 1 from every row, its gradient 0",
+        labels,
+        emb,
+        loss_spec(name, 0.2, "cosine", soft),
+        f"glibc rand() after srand({seed}), grid embeddings; row 2 set to zero",
+    )
+
+
+@case
+def batch_hard_cosine_zero_row():
+    return _zero_row("batch_hard", 337)
+
+
+@case
+def batch_hard_soft_cosine_zero_row():
+    return _zero_row("batch_hard", 338, soft=True)
+
+
+@case
+def semi_hard_cosine_zero_row():
+    return _zero_row("semi_hard", 339)
+
+
+@case
+def batch_all_cosine_zero_row():
+    return _zero_row("batch_all", 340)
+
+
+def _huge_x(name):
+    # anchor 0: d_ap = 1e4, d_an = 1, x = 9999; anchor 1: x = 1e4 - 9999 = 1; anchor 2 has
+    # no positive. A naive log(1 + exp(x)) overflows (exp(9999) is inf in float64).
+    return edge_case(
+        f"{name.replace('_', '-')}, soft: softplus(x) at x = 9999 is 9999, slope 1, no overflow",
+        [0, 0, 1],
+        [[0.0], [10000.0], [1.0]],
+        loss_spec(name, 0.2, soft=True),
+        "hand-written: rows 1e4 apart",
+        tie_clear=True,
+    )
+
+
+@case
+def batch_hard_soft_huge_x():
+    return _huge_x("batch_hard")
+
+
+@case
+def batch_all_soft_huge_x():
+    return _huge_x("batch_all")

@@ -14,7 +14,8 @@ import numpy as np
 from conformance import FIXTURES_DIR
 from conformance.cases import CASES
 from conformance.fixtures import differences, dumps, load_fixture, validate
-from conformance.variants import squared_from, variant_of
+from conformance.variants import variant_of
+from tftriplet import reference
 
 #: A tie-clear case keeps every hinge at least this far from 0, relative to the largest
 #: distance: far above float32 rounding (2**-24), so float32 backends count exactly.
@@ -50,13 +51,13 @@ def half_precision_tolerances(labels, embeddings, loss, result, scale):
     for dtype in ("float16", "bfloat16"):
         rounded = _round_to(embeddings, dtype)
         moved = variant.reference(labels, rounded, loss)
-        hinges = _hinges(variant, labels, rounded, loss)
-        near = int(np.sum(np.abs(hinges) < TIE_CLEARANCE * scale))
+        decisions = _decisions(variant, labels, rounded, loss)
+        near = int(np.sum(np.abs(decisions) < TIE_CLEARANCE * scale))
         count_atol = near + int(HALF_SLACK) * max(
             (abs(int(moved[k]) - int(result[k])) for k in variant.counts), default=0
         )
-        num_positive = max(int(result.get("num_positive", 1)), 1)
-        flips = near / num_positive
+        denominator = max(int(result.get(variant.denominator, 1)), 1)
+        flips = near / denominator
         scalar_dev = max(abs(float(moved[k]) - float(result[k])) for k in scalars)
         gradient_dev = float(np.max(np.abs(np.asarray(moved["gradient"]) - gradient)))
         tolerances[dtype] = {
@@ -76,18 +77,54 @@ def _hinges(variant, labels, embeddings, loss):
     return variant.hinges(labels, embeddings, loss)
 
 
-def _float32_positive_count(labels, embeddings, loss):
-    """Positives counted from float32 distances by the |a|^2 - 2ab + |b|^2 expansion."""
+def _decisions(variant, labels, embeddings, loss, distances=None):
+    """Every value whose sign decides a count or selection (the hinges by default)."""
+    function = variant.decisions or variant.hinges
+    if function is None:
+        return np.zeros(0)
+    return function(labels, embeddings, loss, distances=distances)
+
+
+def float32_distances(embeddings, distance):
+    """Distances as the Keras loss computes them in float32.
+
+    Euclidean: the ``|a|^2 - 2ab + |b|^2`` expansion clamped at 0 (then ``sqrt``); cosine:
+    ``1 - cos`` of the L2-normalised rows (a zero row stays zero), clipped to ``[0, 2]``.
+    """
     e = np.asarray(embeddings, dtype=np.float32)
-    sq_norm = np.sum(e * e, axis=1)
-    sq = np.maximum(sq_norm[:, None] - 2 * (e @ e.T) + sq_norm[None, :], np.float32(0))
-    np.fill_diagonal(sq, 0)
-    d = sq if squared_from(loss) else np.sqrt(sq)
-    labels = np.asarray(labels).reshape(-1)
-    same = labels[:, None] == labels[None, :]
-    valid = (same & ~np.eye(len(labels), dtype=bool))[:, :, None] & ~same[:, None, :]
-    hinge = d[:, :, None] - d[:, None, :] + np.float32(loss["margin"])
-    return int(np.sum(valid & (hinge > 0)))
+    if distance == "cosine":
+        norm = np.sqrt(np.sum(e * e, axis=1, keepdims=True))
+        unit = np.where(norm > 0, e / np.where(norm > 0, norm, 1), np.float32(0))
+        d = np.clip(np.float32(1) - unit @ unit.T, np.float32(0), np.float32(2))
+    else:
+        sq_norm = np.sum(e * e, axis=1)
+        d = np.maximum(sq_norm[:, None] - 2 * (e @ e.T) + sq_norm[None, :], np.float32(0))
+        if distance == "euclidean":
+            d = np.sqrt(d)
+    np.fill_diagonal(d, 0)
+    return d
+
+
+def _check_tie_clear(name, variant, labels, embeddings, loss, scale):
+    """Refuse a tie-clear case whose decisions are near 0 or change sign in float32."""
+    decisions = _decisions(variant, labels, embeddings, loss)
+    if not decisions.size:
+        return
+    nearest = float(np.min(np.abs(decisions)))
+    if nearest < TIE_CLEARANCE * scale:
+        raise ValueError(
+            f"case {name}: a decision value is {nearest!r} from 0, closer than "
+            f"{TIE_CLEARANCE} * {scale!r}; pick another seed or margin"
+        )
+    distance = loss.get("distance", "euclidean")
+    distances32 = float32_distances(embeddings, distance).astype(np.float64)
+    decisions32 = _decisions(variant, labels, embeddings, loss, distances=distances32)
+    flipped = int(np.sum(np.sign(decisions32) != np.sign(decisions)))
+    if flipped:
+        raise ValueError(
+            f"case {name}: {flipped} decision value(s) change sign with float32 distances; "
+            "the case is not tie-clear"
+        )
 
 
 def build_fixture(name, spec):
@@ -97,25 +134,12 @@ def build_fixture(name, spec):
     labels_array = np.array(labels, dtype=np.int64)
     result = variant.reference(labels_array, embeddings, loss)
 
-    distances = np.asarray(embeddings, dtype=np.float64)
-    diff = distances[:, None, :] - distances[None, :, :]
-    sq = np.einsum("ijk,ijk->ij", diff, diff)
-    scale = float(np.max(sq if squared_from(loss) else np.sqrt(sq)))
+    scale = float(np.max(reference.distance_matrix(embeddings, loss["distance"])))
     hinges = _hinges(variant, labels_array, embeddings, loss)
     min_abs_hinge = float(np.min(np.abs(hinges))) if hinges.size else None
 
     if spec.get("tie_clear"):
-        if min_abs_hinge is not None and min_abs_hinge < TIE_CLEARANCE * scale:
-            raise ValueError(
-                f"case {name}: a hinge is {min_abs_hinge!r} from 0, closer than "
-                f"{TIE_CLEARANCE} * {scale!r}; pick another seed or margin"
-            )
-        float32_count = _float32_positive_count(labels_array, embeddings, loss)
-        if float32_count != result["num_positive"]:
-            raise ValueError(
-                f"case {name}: float32 counts {float32_count} positive triples, float64 "
-                f"{result['num_positive']}; the case is not tie-clear"
-            )
+        _check_tie_clear(name, variant, labels_array, embeddings, loss, scale)
 
     expected = {key: result[key] for key in variant.outputs}
     for key in variant.counts:

@@ -88,14 +88,18 @@ class CAdapter(Adapter):
         return True, ""
 
     def supports(self, fixture):
+        """Only the batch-all hinge with Euclidean or squared distances (the seed's loss)."""
         ok, reason = super().supports(fixture)
-        if ok and variant_of(fixture).c_name is None:
-            return False, f"triplet.c does not implement {fixture['loss']['name']}"
-        try:
-            squared_from(fixture["loss"])
-        except ValueError as err:
-            return False, str(err)
-        return ok, reason
+        if not ok:
+            return ok, reason
+        loss = fixture["loss"]
+        if variant_of(fixture).c_name is None:
+            return False, f"triplet.c implements only batch_all, not {loss['name']}"
+        if loss.get("soft", False):
+            return False, "triplet.c implements only the hinge, not the soft margin (soft=true)"
+        if loss.get("distance", "euclidean") not in ("euclidean", "squared_euclidean"):
+            return False, f"triplet.c has no {loss['distance']} distance"
+        return True, ""
 
     def prepare(self, fixtures):
         if self._exe is not None:
