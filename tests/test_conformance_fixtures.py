@@ -66,14 +66,69 @@ def test_the_suite_covers_what_issue_3_lists():
     dims = [len(f["inputs"]["embeddings"][0]) for f in FIXTURES]
     assert min(sizes) == 1 and max(sizes) == 128 and min(dims) == 1 and max(dims) == 256
     distances = {f["loss"]["distance"] for f in FIXTURES}
-    assert distances == {"euclidean", "squared_euclidean"}
+    assert distances == {"euclidean", "squared_euclidean", "cosine"}
     classes = {len(set(f["inputs"]["labels"])) / len(f["inputs"]["labels"]) for f in FIXTURES}
     assert 1.0 in classes  # all labels distinct
     labels = [x for f in FIXTURES for x in f["inputs"]["labels"]]
     assert {2**24, 2**24 + 1, 2**40 + 3} <= set(labels) and min(labels) < 0
-    assert any(f["expected"]["num_valid"] == 0 for f in FIXTURES)
+    assert any(f["expected"].get("num_valid") == 0 for f in FIXTURES)
     random = [f for f in FIXTURES if f["name"].startswith("random_")]
     assert len(random) >= 15 and all(f["numerics"]["tie_clear"] for f in random)
+
+
+#: (strategy, distance, soft) combinations issue 5 asks for, each with tie-clear random cases
+ISSUE_5_OPTIONS = [
+    *[("batch_hard", d, s) for d in ("euclidean", "squared_euclidean", "cosine") for s in (0, 1)],
+    *[("semi_hard", d, False) for d in ("euclidean", "squared_euclidean", "cosine")],
+    *[("batch_all", d, True) for d in ("euclidean", "squared_euclidean", "cosine")],
+    ("batch_all", "cosine", False),
+]
+
+
+def _options(fixture):
+    loss = fixture["loss"]
+    return loss["name"], loss["distance"], bool(loss.get("soft", False))
+
+
+@pytest.mark.parametrize("option", ISSUE_5_OPTIONS, ids=lambda o: "-".join(map(str, o)))
+def test_every_issue_5_option_has_tie_clear_random_fixtures(option):
+    found = [f for f in FIXTURES if _options(f) == (option[0], option[1], bool(option[2]))]
+    clear = [f for f in found if f["numerics"]["tie_clear"] and "seed" in f["provenance"]]
+    assert clear, f"no tie-clear random fixture for {option}"
+    # some hinges active and some not, so the cases decide something
+    assert any(0 < f["expected"]["num_positive"] for f in clear)
+
+
+def test_issue_5_edge_cases_are_covered():
+    mining = [f for f in FIXTURES if f["loss"]["name"] != "batch_all"]
+    # anchors without a positive are excluded, not counted as zero terms
+    excluded = [
+        f
+        for f in mining
+        if f["loss"]["name"] == "batch_hard"
+        and 0 < f["expected"]["num_anchors"] < len(f["inputs"]["labels"])
+    ]
+    assert excluded
+    # nothing left: loss 0 and gradient 0, for batch-hard (hinge and soft) and semi-hard
+    empty = {
+        _options(f)[::2]
+        for f in FIXTURES
+        if f["expected"]["loss"] == 0.0
+        and not np.any(f["expected"]["gradient"])
+        and f["expected"].get("num_anchors", f["expected"].get("num_pairs", -1)) == 0
+    }
+    assert {("batch_hard", False), ("batch_hard", True), ("semi_hard", False)} <= empty
+    # a zero row under cosine, for every strategy
+    zero_row = {
+        f["loss"]["name"]
+        for f in FIXTURES
+        if f["loss"]["distance"] == "cosine"
+        and any(not np.any(row) for row in f["inputs"]["embeddings"])
+    }
+    assert zero_row == {"batch_all", "batch_hard", "semi_hard"}
+    # soft margin at |x| >= 1e3 (exp overflows float64 there), with finite golden values
+    huge = [f for f in FIXTURES if f["loss"].get("soft") and f["expected"]["loss"] > 1e3]
+    assert {f["loss"]["name"] for f in huge} == {"batch_all", "batch_hard"}
 
 
 def test_fixture_folder_stays_small():
@@ -148,12 +203,28 @@ def test_expected_failures_name_real_backends_and_fixtures_with_reasons():
         assert len(entry.reason) > 20, entry
 
 
-def _batch_all_loss_float64(labels, embeddings, loss):
+def _loss_float64(labels, embeddings, loss):
+    """The loss value alone: the batch-all hinge from its hinges, the rest from the loops."""
+    from conformance.variants import variant_of
+    from tftriplet import reference
+
+    if loss["name"] == "batch_all" and not loss.get("soft") and loss["distance"] != "cosine":
+        hinges = variant_of({"loss": loss}).hinges(labels, embeddings, loss)
+        positive = hinges[hinges > 0]
+        return positive.sum() / (positive.size + 1e-12)
+    return reference.triplet_loss(labels, embeddings, **loss)["loss"]
+
+
+def _clearance(fixture):
+    """How far the nearest decision (hinge, selection) is from 0."""
     from conformance.variants import variant_of
 
-    hinges = variant_of({"loss": loss}).hinges(labels, embeddings, loss)
-    positive = hinges[hinges > 0]
-    return positive.sum() / (positive.size + 1e-12)
+    variant = variant_of(fixture)
+    if variant.decisions is None:
+        return fixture["numerics"]["min_abs_hinge"] or 1.0
+    labels = np.array(fixture["inputs"]["labels"], dtype=np.int64)
+    values = variant.decisions(labels, fixture["inputs"]["embeddings"], fixture["loss"])
+    return float(np.min(np.abs(values))) if values.size else 1.0
 
 
 @pytest.mark.parametrize(
@@ -172,10 +243,10 @@ def test_golden_gradient_matches_finite_differences(fixture):
     # A step in proportion to the embeddings, and small enough that no hinge changes sign
     # (a coordinate step moves a distance by at most eps, a squared one by 2 |e| eps).
     size = max(1.0, float(np.max(np.abs(embeddings))))
-    clearance = fixture["numerics"]["min_abs_hinge"] or 1.0
+    clearance = _clearance(fixture)
     eps = min(1e-5 * size, clearance / (8 * size))
     numeric = finite_difference_gradient(
-        lambda e: _batch_all_loss_float64(labels, e, fixture["loss"]), embeddings, eps=eps
+        lambda e: _loss_float64(labels, e, fixture["loss"]), embeddings, eps=eps
     )
     golden = np.array(fixture["expected"]["gradient"])
     # truncation error of central differences, plus round-off of the loss divided by eps
@@ -219,3 +290,34 @@ def test_runner_names_a_skipped_backend_and_strict_fails(tmp_path):
     assert "skipped backend c: no C compiler ('no-such-compiler-xyz' not on PATH)" in plain.stdout
     strict = subprocess.run([*args, "--strict"], capture_output=True, text=True, env=env, cwd=REPO)
     assert strict.returncode == 1 and "not available" in strict.stdout
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    [f for f in FIXTURES if f["loss"]["name"] != "batch_all"][:6],
+    ids=lambda f: f["name"],
+)
+def test_mining_decisions_are_the_references_decision_values(fixture):
+    """The generator's vectorized tie check sees the same values as the loop reference."""
+    from conformance.variants import variant_of
+    from tftriplet import reference
+
+    labels = np.array(fixture["inputs"]["labels"], dtype=np.int64)
+    embeddings = fixture["inputs"]["embeddings"]
+    mine = variant_of(fixture).decisions(labels, embeddings, fixture["loss"])
+    loops = reference.decision_values(labels, embeddings, **fixture["loss"])
+    np.testing.assert_array_equal(np.sort(mine), np.sort(loops))
+
+
+def test_c_backend_declares_the_variants_it_lacks():
+    from conformance.adapters.c import CAdapter
+
+    adapter = CAdapter()
+    reasons = {f["name"]: adapter.supports(f) for f in FIXTURES}
+    for fixture in FIXTURES:
+        ok, reason = reasons[fixture["name"]]
+        name, distance, soft = _options(fixture)
+        core = name == "batch_all" and not soft and distance != "cosine"
+        assert ok == core, fixture["name"]
+        if not ok:
+            assert ("soft" in reason) or (name in reason) or (distance in reason), reason
