@@ -1,0 +1,201 @@
+"""Exact batch-all triplet loss in O(B^2) memory and O(B^2 log B) time.
+
+The dense form (:func:`tftriplet.losses._batch_all_dense`, the seed program's algorithm)
+builds ``(B, B, B)`` tensors. Per anchor ``i`` the hinge of a valid triple
+``(i, j, k)`` (``j`` a positive, ``k`` a negative of ``i``) is positive iff
+``d_ik < d_ij + m``, so everything the loss needs is a count of comparisons between the
+anchor's positives (shifted by the margin) and its negatives:
+
+* ``c_ij = #{k negative of i : d_ik < d_ij + m}``  (the positive hinges of pair ``(i, j)``)
+* ``r_ik = #{j positive of i : d_ij + m > d_ik}``  (the positive hinges of pair ``(i, k)``)
+
+and, with ``N = sum_ij c_ij`` (= ``sum_ik r_ik``, the number of positive triples)::
+
+    sum of hinges = sum_ij c_ij (d_ij + m) - sum_ik r_ik d_ik
+    loss          = sum of hinges / max(N, 1)
+    d loss / d d_ij = W_ij / max(N, 1),   W_ij = c_ij (positive pair), -r_ik (negative pair)
+
+Both counts come from one sort per anchor row: positives keyed by ``d_ij + m``, negatives by
+``d_ik``, merged in ascending order with a positive placed before a negative of equal key
+(the hinge must be strictly positive). In that order ``c`` of a positive is the number of
+negatives before it and ``r`` of a negative the number of positives after it: one cumulative
+sum. The sort is an integer sort of the float bits (non-negative IEEE floats order like their
+bit patterns) with the pair type in the lowest bit, so ties are broken exactly, not by
+rounding. The counts go back to the row's original order with one scatter.
+
+The gradient is analytic: ``W`` is a constant (a rank count, not differentiated through the
+sort), and the chain rule through ``d_ij = ||e_i - e_j||`` gives, with
+``G_ij = W_ij / d_ij`` (0 where ``d_ij = 0``; ``2 W_ij`` for squared distances) and
+``S = G + G^T``::
+
+    d loss / d e = (rowsum(S) * e - S @ e) / max(N, 1)
+
+It enters the graph through ``loss + sum(stop_gradient(g) * e) - stop_gradient(same)``,
+whose value is the loss and whose gradient with respect to ``e`` is ``g``, on every Keras
+backend. Memory is a few ``(B, B)`` tensors; nothing of size ``B^3`` exists.
+
+Reference:
+    Hermans, Beyer, Leibe. "In Defense of the Triplet Loss for Person Re-Identification",
+    2017, https://arxiv.org/abs/1703.07737 (batch-all, averaged over the non-zero terms).
+"""
+
+from __future__ import annotations
+
+from keras import backend, ops
+
+from tftriplet.distances import pairwise_distances
+
+METHODS = ("auto", "dense", "sorted")
+
+#: ``method="auto"`` uses the dense ``B^3`` form up to this static batch size and the sorted
+#: form above it (measured with ``tftriplet bench``, see docs/performance.md).
+AUTO_DENSE_MAX_BATCH = 32
+
+
+def check_method(method):
+    """Validate ``method`` and return it."""
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(
+            f"method must be one of {', '.join(repr(m) for m in METHODS)}; got {method!r}."
+        )
+    return method
+
+
+def resolve_method(method, batch_size):
+    """The concrete method (``"dense"`` or ``"sorted"``) for a batch of ``batch_size``.
+
+    ``"auto"`` picks by the static batch size known at trace time: dense for small batches,
+    where its few fused ops win, sorted above :data:`AUTO_DENSE_MAX_BATCH`. An unknown
+    (``None``) batch size gives ``"sorted"``, the one that is safe in memory.
+    """
+    check_method(method)
+    if method != "auto":
+        return method
+    if batch_size is None or batch_size > AUTO_DENSE_MAX_BATCH:
+        return "sorted"
+    return "dense"
+
+
+def _int_view(float_dtype):
+    """The signed integer dtype of the same width, and its maximum."""
+    if float_dtype == "float64":
+        return "int64", 2**63 - 1
+    return "int32", 2**31 - 1
+
+
+def _merged_order_keys(labels, distances, margin):
+    """Integer sort keys whose descending order is the merged ascending order of each row.
+
+    Positives get ``d_ij + m``, negatives ``d_ik``; a positive precedes a negative of equal
+    key. ``key = MAX - 2 * bits(value) - is_negative``: for non-negative floats the bit
+    pattern is monotone in the value, and the result never overflows. The diagonal (neither
+    positive nor negative) gets the dtype's minimum, so it sorts last in every row.
+
+    Returns:
+        ``(keys, is_positive, is_negative)``.
+    """
+    float_dtype = distances.dtype
+    int_dtype, int_max = _int_view(backend.standardize_dtype(float_dtype))
+    same = ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))
+    eye = ops.cast(ops.eye(ops.shape(labels)[0], dtype="int8"), "bool")
+    is_positive = ops.logical_and(same, ops.logical_not(eye))
+    is_negative = ops.logical_not(same)
+    # abs() maps a possible -0.0 to +0.0, whose bit pattern is the smallest.
+    value = ops.abs(ops.where(is_positive, distances + margin, distances))
+    bits = ops.view(value, int_dtype)
+    keys = (int_max - bits) - bits - ops.cast(is_negative, int_dtype)
+    keys = ops.where(eye, ops.cast(-int_max - 1, int_dtype), keys)
+    return keys, is_positive, is_negative
+
+
+def pair_coefficients(labels, distances, margin):
+    """Per-pair hinge counts ``W`` (see the module docstring) from one sort per row.
+
+    Args:
+        labels: class ids of shape ``(B,)``.
+        distances: ``(B, B)`` distances (not differentiated).
+        margin: the margin ``m``.
+
+    Returns:
+        A dict with ``coefficients`` (``(B, B)``: ``c_ij`` at positive pairs, ``-r_ik`` at
+        negative pairs, 0 elsewhere), ``num_positive`` and ``num_valid`` (scalars), all in
+        the dtype of ``distances``.
+    """
+    dtype = distances.dtype
+    b = ops.shape(distances)[0]
+    keys, is_positive, is_negative = _merged_order_keys(labels, distances, margin)
+    sorted_keys, order = ops.top_k(keys, b)
+    # The diagonal is last in every row: drop it.
+    sorted_keys = sorted_keys[:, :-1]
+    order = order[:, :-1]
+    # key parity: MAX is odd, so a key is odd iff the entry is a positive.
+    neg = 1.0 - ops.cast(ops.bitwise_and(sorted_keys, 1), dtype)
+    pos = 1.0 - neg
+    negatives_so_far = ops.cumsum(neg, axis=1)
+    rank = ops.cast(ops.arange(1, b, dtype="int32"), dtype)
+    positives_so_far = ops.expand_dims(rank, 0) - negatives_so_far
+    num_pos_per_row = ops.sum(pos, axis=1, keepdims=True)
+    c = pos * negatives_so_far  # negatives strictly before a positive (ties go after it)
+    r = neg * (num_pos_per_row - positives_so_far)  # positives after a negative
+    w_sorted = c - r
+    # Back to the original column order: one flat scatter (the diagonal stays 0).
+    row_start = ops.expand_dims(ops.arange(b, dtype="int32") * ops.cast(b, "int32"), 1)
+    flat_index = ops.reshape(ops.cast(order, "int32") + row_start, (-1, 1))
+    coefficients = ops.scatter_update(
+        ops.zeros((b * b,), dtype=dtype), flat_index, ops.reshape(w_sorted, (-1,))
+    )
+    coefficients = ops.reshape(coefficients, (b, b))
+    # Per-row sums first: each is exact in float32 below 2**24.
+    num_positive = ops.sum(ops.sum(c, axis=1))
+    num_neg_per_row = ops.sum(ops.cast(is_negative, dtype), axis=1)
+    num_valid = ops.sum(ops.sum(ops.cast(is_positive, dtype), axis=1) * num_neg_per_row)
+    return {"coefficients": coefficients, "num_positive": num_positive, "num_valid": num_valid}
+
+
+def _embedding_gradient(embeddings, distances, coefficients, squared):
+    """``sum_ij W_ij d(d_ij)/d e`` for every row of ``embeddings``, in closed form."""
+    if squared:
+        g = 2.0 * coefficients
+    else:
+        positive = ops.greater(distances, 0.0)
+        safe = ops.where(positive, distances, ops.ones_like(distances))
+        g = ops.where(positive, coefficients / safe, ops.zeros_like(distances))
+    s = g + ops.transpose(g)
+    return ops.expand_dims(ops.sum(s, axis=1), 1) * embeddings - ops.matmul(s, embeddings)
+
+
+def batch_all_sorted(labels, embeddings, margin, squared, with_gradient=True):
+    """The batch-all statistics of the dense form, in O(B^2) memory. Inputs standardized.
+
+    Args:
+        labels: class ids of shape ``(B,)``.
+        embeddings: float ``(B, D)``.
+        margin: the margin ``m``.
+        squared: use squared Euclidean distances.
+        with_gradient: attach the analytic gradient to ``loss`` (costs one ``B x B x D``
+            matrix product); without it ``loss`` is a constant.
+
+    Returns:
+        A dict with ``loss``, ``fraction_positive``, ``num_positive`` and ``num_valid``,
+        equal to the dense form's within float32 rounding.
+    """
+    embeddings_const = ops.stop_gradient(embeddings)
+    distances = pairwise_distances(embeddings_const, squared=squared)
+    stats = pair_coefficients(labels, distances, margin)
+    w = stats["coefficients"]
+    num_positive = stats["num_positive"]
+    num_valid = stats["num_valid"]
+    denominator = ops.maximum(num_positive, 1.0)
+    # sum of hinges = sum_ij W_ij d_ij + m * N (rows first: shorter float32 sums)
+    hinge_sum = ops.sum(ops.sum(w * distances, axis=1)) + margin * num_positive
+    loss = hinge_sum / denominator
+    if with_gradient:
+        grad = _embedding_gradient(embeddings_const, distances, w, squared) / denominator
+        surrogate = ops.sum(grad * embeddings)
+        loss = loss + (surrogate - ops.stop_gradient(surrogate))
+    return {
+        "loss": loss,
+        "fraction_positive": num_positive / ops.maximum(num_valid, 1.0),
+        "num_positive": num_positive,
+        "num_valid": num_valid,
+    }
