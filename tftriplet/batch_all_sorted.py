@@ -21,7 +21,7 @@ Both counts come from one sort per anchor row: positives keyed by ``d_ij + m``, 
 negatives before it and ``r`` of a negative the number of positives after it: one cumulative
 sum. The sort is an integer sort of the float bits (non-negative IEEE floats order like their
 bit patterns) with the pair type in the lowest bit, so ties are broken exactly, not by
-rounding. The counts go back to the row's original order with one scatter.
+rounding. The counts go back to the row's original order with one scatter (a segment sum).
 
 The gradient is analytic: ``W`` is a constant (a rank count, not differentiated through the
 sort), and the chain rule through ``d_ij = ||e_i - e_j||`` gives, with
@@ -29,6 +29,8 @@ sort), and the chain rule through ``d_ij = ||e_i - e_j||`` gives, with
 ``S = G + G^T``::
 
     d loss / d e = (rowsum(S) * e - S @ e) / max(N, 1)
+
+(the same subgradient 0 at ``d_ij = 0`` as :func:`tftriplet.distances.pairwise_distances`).
 
 It enters the graph through ``loss + sum(stop_gradient(g) * e) - stop_gradient(same)``,
 whose value is the loss and whose gradient with respect to ``e`` is ``g``, on every Keras
@@ -42,8 +44,6 @@ Reference:
 from __future__ import annotations
 
 from keras import backend, ops
-
-from tftriplet.distances import pairwise_distances
 
 METHODS = ("auto", "dense", "sorted")
 
@@ -83,6 +83,17 @@ def _int_view(float_dtype):
     return "int32", 2**31 - 1
 
 
+def _distances(embeddings, squared):
+    """Pairwise distances with the same rounding as :func:`pairwise_distances` off the
+    diagonal, in fewer ``(B, B)`` passes; the diagonal is left as computed (never used)."""
+    dot = ops.matmul(embeddings, ops.transpose(embeddings))
+    sq_norm = ops.diagonal(dot)
+    sq = ops.expand_dims(sq_norm, 1) - 2.0 * dot + ops.expand_dims(sq_norm, 0)
+    # Never -0.0: (x - y) + z with z >= +0 is +0 when it is zero.
+    sq = ops.maximum(sq, 0.0)
+    return sq if squared else ops.sqrt(sq)
+
+
 def _merged_order_keys(labels, distances, margin):
     """Integer sort keys whose descending order is the merged ascending order of each row.
 
@@ -90,22 +101,15 @@ def _merged_order_keys(labels, distances, margin):
     key. ``key = MAX - 2 * bits(value) - is_negative``: for non-negative floats the bit
     pattern is monotone in the value, and the result never overflows. The diagonal (neither
     positive nor negative) gets the dtype's minimum, so it sorts last in every row.
-
-    Returns:
-        ``(keys, is_positive, is_negative)``.
     """
-    float_dtype = distances.dtype
-    int_dtype, int_max = _int_view(backend.standardize_dtype(float_dtype))
+    int_dtype, int_max = _int_view(backend.standardize_dtype(distances.dtype))
     same = ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))
-    eye = ops.cast(ops.eye(ops.shape(labels)[0], dtype="int8"), "bool")
-    is_positive = ops.logical_and(same, ops.logical_not(eye))
-    is_negative = ops.logical_not(same)
-    # abs() maps a possible -0.0 to +0.0, whose bit pattern is the smallest.
-    value = ops.abs(ops.where(is_positive, distances + margin, distances))
-    bits = ops.view(value, int_dtype)
-    keys = (int_max - bits) - bits - ops.cast(is_negative, int_dtype)
-    keys = ops.where(eye, ops.cast(-int_max - 1, int_dtype), keys)
-    return keys, is_positive, is_negative
+    index = ops.arange(ops.shape(labels)[0], dtype="int32")
+    eye = ops.equal(ops.expand_dims(index, 1), ops.expand_dims(index, 0))
+    bits = ops.view(ops.where(same, distances + margin, distances), int_dtype)
+    base = ops.where(same, ops.cast(int_max, int_dtype), ops.cast(int_max - 1, int_dtype))
+    keys = (base - bits) - bits
+    return ops.where(eye, ops.cast(-int_max - 1, int_dtype), keys)
 
 
 def pair_coefficients(labels, distances, margin):
@@ -113,7 +117,8 @@ def pair_coefficients(labels, distances, margin):
 
     Args:
         labels: class ids of shape ``(B,)``.
-        distances: ``(B, B)`` distances (not differentiated).
+        distances: ``(B, B)`` non-negative distances (not differentiated); the diagonal is
+            ignored.
         margin: the margin ``m``.
 
     Returns:
@@ -123,45 +128,45 @@ def pair_coefficients(labels, distances, margin):
     """
     dtype = distances.dtype
     b = ops.shape(distances)[0]
-    keys, is_positive, is_negative = _merged_order_keys(labels, distances, margin)
-    sorted_keys, order = ops.top_k(keys, b)
-    # The diagonal is last in every row: drop it.
-    sorted_keys = sorted_keys[:, :-1]
-    order = order[:, :-1]
-    # key parity: MAX is odd, so a key is odd iff the entry is a positive.
-    neg = 1.0 - ops.cast(ops.bitwise_and(sorted_keys, 1), dtype)
-    pos = 1.0 - neg
-    negatives_so_far = ops.cumsum(neg, axis=1)
-    rank = ops.cast(ops.arange(1, b, dtype="int32"), dtype)
-    positives_so_far = ops.expand_dims(rank, 0) - negatives_so_far
-    num_pos_per_row = ops.sum(pos, axis=1, keepdims=True)
-    c = pos * negatives_so_far  # negatives strictly before a positive (ties go after it)
-    r = neg * (num_pos_per_row - positives_so_far)  # positives after a negative
-    w_sorted = c - r
-    # Back to the original column order: one flat scatter (the diagonal stays 0).
+    sorted_keys, order = ops.top_k(_merged_order_keys(labels, distances, margin), b)
+    # Key parity: MAX is odd, so a key is even iff the entry is a negative. The diagonal
+    # (last in every row, even) reads as a negative with no positive after it: weight 0.
+    neg = ops.equal(ops.bitwise_and(sorted_keys, 1), 0)
+    negatives_so_far = ops.cumsum(ops.cast(neg, dtype), axis=1)
+    num_neg_per_row = negatives_so_far[:, -1:] - 1.0  # without the diagonal
+    num_pos_per_row = ops.cast(b - 1, dtype) - num_neg_per_row
+    rank = ops.expand_dims(ops.cast(ops.arange(1, b + 1, dtype="int32"), dtype), 0)
+    # A positive's weight c: the negatives before it (ties sort after it). A negative's
+    # weight -r: minus the positives after it, r = |P| - (rank - negatives so far).
+    w_sorted = ops.where(neg, (rank - num_pos_per_row) - negatives_so_far, negatives_so_far)
+    # Per-row counts are exact in float32 (below 2**24); the totals are summed last.
+    num_positive = ops.sum(ops.sum(ops.relu(w_sorted), axis=1))
+    num_valid = ops.sum(num_pos_per_row * num_neg_per_row)
+    # Back to the original column order: a segment sum over flat indices is a scatter
+    # (each index occurs once), and on CPU much faster than a scatter op.
     row_start = ops.expand_dims(ops.arange(b, dtype="int32") * ops.cast(b, "int32"), 1)
-    flat_index = ops.reshape(ops.cast(order, "int32") + row_start, (-1, 1))
-    coefficients = ops.scatter_update(
-        ops.zeros((b * b,), dtype=dtype), flat_index, ops.reshape(w_sorted, (-1,))
+    flat_index = ops.reshape(ops.cast(order, "int32") + row_start, (-1,))
+    coefficients = ops.segment_sum(
+        ops.reshape(w_sorted, (-1,)), flat_index, num_segments=b * b, sorted=False
     )
     coefficients = ops.reshape(coefficients, (b, b))
-    # Per-row sums first: each is exact in float32 below 2**24.
-    num_positive = ops.sum(ops.sum(c, axis=1))
-    num_neg_per_row = ops.sum(ops.cast(is_negative, dtype), axis=1)
-    num_valid = ops.sum(ops.sum(ops.cast(is_positive, dtype), axis=1) * num_neg_per_row)
     return {"coefficients": coefficients, "num_positive": num_positive, "num_valid": num_valid}
 
 
 def _embedding_gradient(embeddings, distances, coefficients, squared):
-    """``sum_ij W_ij d(d_ij)/d e`` for every row of ``embeddings``, in closed form."""
-    if squared:
-        g = 2.0 * coefficients
-    else:
-        positive = ops.greater(distances, 0.0)
-        safe = ops.where(positive, distances, ops.ones_like(distances))
-        g = ops.where(positive, coefficients / safe, ops.zeros_like(distances))
-    s = g + ops.transpose(g)
-    return ops.expand_dims(ops.sum(s, axis=1), 1) * embeddings - ops.matmul(s, embeddings)
+    """``sum_ij W_ij d(d_ij)/d e`` for every row of ``embeddings``, in closed form.
+
+    With ``G = W / d`` (``2 W`` when squared), ``grad = (rowsum(G) + colsum(G)) * e -
+    G @ e - G^T @ e``; ``G^T @ e`` is formed as ``(e^T @ G)^T`` so that no ``(B, B)``
+    transpose is materialised.
+    """
+    g = 2.0 * coefficients if squared else ops.divide_no_nan(coefficients, distances)
+    scale = ops.sum(g, axis=1) + ops.sum(g, axis=0)
+    return (
+        ops.expand_dims(scale, 1) * embeddings
+        - ops.matmul(g, embeddings)
+        - ops.transpose(ops.matmul(ops.transpose(embeddings), g))
+    )
 
 
 def batch_all_sorted(labels, embeddings, margin, squared, with_gradient=True):
@@ -180,7 +185,7 @@ def batch_all_sorted(labels, embeddings, margin, squared, with_gradient=True):
         equal to the dense form's within float32 rounding.
     """
     embeddings_const = ops.stop_gradient(embeddings)
-    distances = pairwise_distances(embeddings_const, squared=squared)
+    distances = _distances(embeddings_const, squared)
     stats = pair_coefficients(labels, distances, margin)
     w = stats["coefficients"]
     num_positive = stats["num_positive"]
