@@ -33,6 +33,13 @@ def cmd_seed(args):
     return 0
 
 
+def cmd_bench(args):
+    """Time loss + gradient per method and batch size (see tftriplet/bench.py)."""
+    from tftriplet import bench
+
+    return bench.run(args)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="tftriplet", description="Triplet losses for Keras, and their conformance suite."
@@ -43,6 +50,13 @@ def build_parser():
         "--float32", action="store_true", help="compute in float32 instead of float64"
     )
     seed.set_defaults(func=cmd_seed)
+    from tftriplet.bench import add_arguments as add_bench_arguments
+
+    bench = sub.add_parser(
+        "bench", help="time and peak memory of loss + gradient: dense, sorted, pml"
+    )
+    add_bench_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tftriplet.batch_all_sorted import batch_all_sorted, check_method, resolve_method
 from tftriplet.distances import pairwise_distances
 from tftriplet.inputs import standardize_inputs
 from tftriplet.masks import triplet_mask
@@ -16,7 +17,7 @@ from tftriplet.masks import triplet_mask
 PACKAGE = "tftriplet"
 
 
-def batch_all_triplet_statistics(labels, embeddings, margin=0.2, squared=False):
+def batch_all_triplet_statistics(labels, embeddings, margin=0.2, squared=False, method="auto"):
     """Loss and counts of the masked batch-all triplet loss.
 
     Like :func:`batch_all_triplet_loss`, but returns a dict with ``loss``,
@@ -24,7 +25,14 @@ def batch_all_triplet_statistics(labels, embeddings, margin=0.2, squared=False):
     below 2**24 triples in float32).
     """
     labels, embeddings = standardize_inputs(labels, embeddings)
-    return _batch_all_dense(labels, embeddings, margin, squared)
+    return _batch_all(labels, embeddings, margin, squared, method)
+
+
+def _batch_all(labels, embeddings, margin, squared, method, with_gradient=True):
+    """Dispatch to the dense ``B^3`` or the sorted ``B^2`` form. Inputs standardized."""
+    if resolve_method(method, embeddings.shape[0]) == "dense":
+        return _batch_all_dense(labels, embeddings, margin, squared)
+    return batch_all_sorted(labels, embeddings, margin, squared, with_gradient)
 
 
 def _batch_all_dense(labels, embeddings, margin, squared):
@@ -49,7 +57,7 @@ def _batch_all_dense(labels, embeddings, margin, squared):
     }
 
 
-def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False):
+def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False, method="auto"):
     """Masked batch-all triplet loss (FaceNet), as in the seed program.
 
     Over every valid triple ``(i, j, k)`` (distinct indices, ``labels[i] == labels[j]``,
@@ -68,6 +76,9 @@ def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False):
             float32; float64 stays float64.
         margin: the margin ``m``.
         squared: use squared Euclidean distances.
+        method: ``"dense"`` (the seed's ``(B, B, B)`` tensors), ``"sorted"`` (exact, O(B^2)
+            memory, O(B^2 log B) time: :mod:`tftriplet.batch_all_sorted`) or ``"auto"``
+            (dense for small static batch sizes, else sorted).
 
     Returns:
         ``(loss, fraction_positive)``, two scalars.
@@ -79,7 +90,7 @@ def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False):
         Schroff, Kalenichenko, Philbin. "FaceNet: A Unified Embedding for Face Recognition
         and Clustering", CVPR 2015. https://arxiv.org/abs/1503.03832
     """
-    stats = batch_all_triplet_statistics(labels, embeddings, margin, squared)
+    stats = batch_all_triplet_statistics(labels, embeddings, margin, squared, method)
     return stats["loss"], stats["fraction_positive"]
 
 
@@ -149,6 +160,8 @@ class BatchAllTripletLoss(TripletLoss):
     Args:
         margin: the margin ``m`` (default 0.2).
         squared: use squared Euclidean distances (default False).
+        method: ``"auto"`` (default), ``"dense"`` or ``"sorted"``; see
+            :func:`batch_all_triplet_loss`.
         name: the loss name.
         reduction: accepted for Keras compatibility; the loss is already one scalar per
             batch, so every reduction returns it unchanged.
@@ -165,5 +178,14 @@ class BatchAllTripletLoss(TripletLoss):
         2017, https://arxiv.org/abs/1703.07737 (batch-all, averaged over non-zero terms).
     """
 
+    def __init__(self, margin=0.2, squared=False, method="auto", **kwargs):
+        super().__init__(margin=margin, squared=squared, **kwargs)
+        self.method = check_method(method)
+
     def compute(self, labels, embeddings):
-        return _batch_all_dense(labels, embeddings, self.margin, self.squared)["loss"]
+        return _batch_all(labels, embeddings, self.margin, self.squared, self.method)["loss"]
+
+    def get_config(self):
+        config = super().get_config()
+        config["method"] = self.method
+        return config
