@@ -6,6 +6,8 @@ import argparse
 import os
 import sys
 
+from tftriplet import demo
+
 
 def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,9 +29,7 @@ def cmd_seed(args):
     loss = BatchAllTripletLoss(margin=0.2, squared=False, dtype=dtype)(y, x)
     metric = FractionPositiveTriplets(margin=0.2, squared=False, dtype=dtype)
     metric.update_state(y, x)
-    print(
-        f"The triplet loss is {float(loss):f} with positives {float(metric.result()):f} "
-    )
+    print(f"The triplet loss is {float(loss):f} with positives {float(metric.result()):f} ")
     return 0
 
 
@@ -50,6 +50,7 @@ def build_parser():
         "--float32", action="store_true", help="compute in float32 instead of float64"
     )
     seed.set_defaults(func=cmd_seed)
+    demo.add_parser(sub)
     from tftriplet.bench import add_arguments as add_bench_arguments
 
     bench = sub.add_parser(

@@ -35,9 +35,28 @@ def _as_tensor_keeping_dtype(x, what):
             )
         x = array
     try:
-        return ops.convert_to_tensor(x)
+        tensor = ops.convert_to_tensor(x)
     except (TypeError, ValueError) as err:  # e.g. string tensors on some backends
         raise TypeError(f"{what} must be a numeric tensor; got {x!r} ({err}).") from err
+    if isinstance(x, np.ndarray) and x.dtype.kind in "iu" and x.size:
+        _check_integers_survived(x, tensor, what)
+    return tensor
+
+
+def _check_integers_survived(array, tensor, what):
+    """Refuse integer ids that the backend narrowed (JAX without x64 makes int64 int32)."""
+    dtype = _dtype_name(tensor)
+    if dtype not in _INTEGER_DTYPES or np.dtype(dtype).itemsize >= array.dtype.itemsize:
+        return
+    info = np.iinfo(dtype)
+    low, high = array.min(), array.max()
+    if low < info.min or high > info.max:
+        raise ValueError(
+            f"{what} holds integers in [{low}, {high}], outside the range of {dtype}, the "
+            f"dtype this backend ({backend.backend()}) converts {array.dtype} to; they would "
+            "wrap and merge classes. Enable 64-bit integers (JAX: "
+            "jax.config.update('jax_enable_x64', True)) or remap the ids to 0..C-1."
+        )
 
 
 def compute_dtype_for(embeddings_dtype):

@@ -9,10 +9,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tftriplet import distributed
 from tftriplet.batch_all_sorted import batch_all_sorted, check_method, resolve_method
 from tftriplet.distances import pairwise_distances
 from tftriplet.inputs import standardize_inputs
-from tftriplet.masks import triplet_mask
+from tftriplet.masks import anchor_triplet_mask, triplet_mask
 
 PACKAGE = "tftriplet"
 
@@ -55,6 +56,20 @@ def _batch_all_dense(labels, embeddings, margin, squared):
         "num_positive": num_positive,
         "num_valid": num_valid,
     }
+
+
+def _batch_all_anchor_terms(labels, embeddings, anchor_index, margin, squared):
+    """Batch-all hinge sum and positive-triple count over the anchors ``anchor_index``.
+
+    Summed over a partition of all anchors, the sums and counts are those of
+    :func:`_batch_all_dense`; ``loss = sum of sums / max(sum of counts, 1)``.
+    """
+    distances = ops.take(pairwise_distances(embeddings, squared=squared), anchor_index, axis=0)
+    hinge = ops.expand_dims(distances, 2) - ops.expand_dims(distances, 1) + margin
+    valid = anchor_triplet_mask(labels, anchor_index)
+    hinge = ops.where(valid, ops.maximum(hinge, 0.0), ops.zeros_like(hinge))
+    num_positive = ops.sum(ops.cast(ops.greater(hinge, 0.0), hinge.dtype))
+    return ops.sum(hinge), num_positive
 
 
 def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False, method="auto"):
@@ -104,7 +119,11 @@ class TripletLoss(keras.losses.Loss):
     ``sample_weight`` has no per-sample meaning and is rejected.
 
     Subclasses implement ``compute(labels, embeddings)`` on standardized inputs and return
-    a scalar.
+    a scalar. ``cross_replica=True`` mines the global batch under ``tf.distribute`` (see
+    :mod:`tftriplet.distributed`); a subclass supports it by implementing
+    ``anchor_terms(labels, embeddings, anchor_index)``, its loss summed over the anchors
+    ``anchor_index`` and its normaliser's share from them, and, where the normaliser is not
+    a count, ``normalize``.
     """
 
     def __init__(
@@ -114,6 +133,7 @@ class TripletLoss(keras.losses.Loss):
         name=None,
         reduction="sum_over_batch_size",
         dtype=None,
+        cross_replica=False,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         margin = float(margin)
@@ -121,6 +141,12 @@ class TripletLoss(keras.losses.Loss):
             raise ValueError(f"margin must be >= 0; got {margin}.")
         self.margin = margin
         self.squared = bool(squared)
+        if cross_replica and type(self).anchor_terms is TripletLoss.anchor_terms:
+            raise ValueError(
+                f"{type(self).__name__} does not implement anchor_terms(), so "
+                "cross_replica=True is not available for it; got cross_replica=True."
+            )
+        self.cross_replica = bool(cross_replica)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
@@ -132,7 +158,8 @@ class TripletLoss(keras.losses.Loss):
             )
         with keras.name_scope(self.name):
             labels, embeddings = standardize_inputs(y_true, y_pred)
-            return ops.cast(self.compute(labels, embeddings), self.dtype)
+            loss = distributed.replica_loss(self, labels, embeddings)
+            return ops.cast(loss, self.dtype)
 
     def call(self, y_true, y_pred):
         labels, embeddings = standardize_inputs(y_true, y_pred)
@@ -141,9 +168,21 @@ class TripletLoss(keras.losses.Loss):
     def compute(self, labels, embeddings):
         raise NotImplementedError
 
+    def anchor_terms(self, labels, embeddings, anchor_index):
+        """``(numerator, denominator)``: the loss summed over the anchors ``anchor_index``
+        (mined against all of ``labels``/``embeddings``) and their share of the normaliser."""
+        raise NotImplementedError
+
+    @staticmethod
+    def normalize(numerator, denominator):
+        """The loss from the summed numerator and the global normaliser (a count)."""
+        return numerator / ops.maximum(denominator, 1.0)
+
     def get_config(self):
         config = super().get_config()
-        config.update({"margin": self.margin, "squared": self.squared})
+        config.update(
+            {"margin": self.margin, "squared": self.squared, "cross_replica": self.cross_replica}
+        )
         return config
 
 
@@ -166,6 +205,9 @@ class BatchAllTripletLoss(TripletLoss):
         reduction: accepted for Keras compatibility; the loss is already one scalar per
             batch, so every reduction returns it unchanged.
         dtype: the dtype of the returned loss (computation is float32 at least).
+        cross_replica: under ``tf.distribute``, mine every local anchor against the global
+            batch and divide by the global number of positive triples, so that training
+            matches one device on the global batch (see :mod:`tftriplet.distributed`).
 
     Example:
         >>> model.compile(optimizer="adam",
@@ -184,6 +226,9 @@ class BatchAllTripletLoss(TripletLoss):
 
     def compute(self, labels, embeddings):
         return _batch_all(labels, embeddings, self.margin, self.squared, self.method)["loss"]
+
+    def anchor_terms(self, labels, embeddings, anchor_index):
+        return _batch_all_anchor_terms(labels, embeddings, anchor_index, self.margin, self.squared)
 
     def get_config(self):
         config = super().get_config()

@@ -42,3 +42,22 @@ def triplet_mask(labels):
         ops.expand_dims(anchor_positive_mask(labels), 2),
         ops.expand_dims(anchor_negative_mask(labels), 1),
     )
+
+
+def anchor_triplet_mask(labels, anchor_index):
+    """Rows ``anchor_index`` of :func:`triplet_mask`: shape ``(A, B, B)``.
+
+    ``mask[a, j, k]`` is True iff ``(anchor_index[a], j, k)`` is a valid triple of the
+    batch ``labels``; used to mine a subset of anchors (one replica's) against a batch.
+
+    Args:
+        labels: class ids of shape ``(B,)``.
+        anchor_index: int32 indices ``(A,)`` into ``labels``.
+    """
+    labels = ops.reshape(ops.convert_to_tensor(labels), (-1,))
+    anchor_index = ops.convert_to_tensor(anchor_index, "int32")
+    same = ops.equal(ops.expand_dims(ops.take(labels, anchor_index), 1), ops.expand_dims(labels, 0))
+    columns = ops.arange(ops.shape(labels)[0], dtype="int32")
+    not_self = ops.not_equal(ops.expand_dims(anchor_index, 1), ops.expand_dims(columns, 0))
+    positive = ops.logical_and(same, not_self)
+    return ops.logical_and(ops.expand_dims(positive, 2), ops.expand_dims(ops.logical_not(same), 1))
