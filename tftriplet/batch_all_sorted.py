@@ -94,6 +94,13 @@ def _distances(embeddings, squared):
     return sq if squared else ops.sqrt(sq)
 
 
+def _bitcast(x, dtype):
+    """``ops.view`` of a same-width dtype. Keras' TensorFlow ``view`` tests the last
+    dimension in Python, which fails on an unknown batch size; a static last dimension of
+    1 sidesteps that, and the reshapes cost nothing."""
+    return ops.reshape(ops.view(ops.reshape(x, (-1, 1)), dtype), ops.shape(x))
+
+
 def _merged_order_keys(labels, distances, margin):
     """Integer sort keys whose descending order is the merged ascending order of each row.
 
@@ -106,7 +113,7 @@ def _merged_order_keys(labels, distances, margin):
     same = ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))
     index = ops.arange(ops.shape(labels)[0], dtype="int32")
     eye = ops.equal(ops.expand_dims(index, 1), ops.expand_dims(index, 0))
-    bits = ops.view(ops.where(same, distances + margin, distances), int_dtype)
+    bits = _bitcast(ops.where(same, distances + margin, distances), int_dtype)
     base = ops.where(same, ops.cast(int_max, int_dtype), ops.cast(int_max - 1, int_dtype))
     keys = (base - bits) - bits
     return ops.where(eye, ops.cast(-int_max - 1, int_dtype), keys)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tftriplet.batch_all_sorted import check_method
 from tftriplet.inputs import standardize_inputs
-from tftriplet.losses import PACKAGE, _batch_all_dense
+from tftriplet.losses import PACKAGE, _batch_all
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -21,21 +22,27 @@ class FractionPositiveTriplets(keras.metrics.Mean):
     Args:
         margin: the margin of the loss being watched.
         squared: use squared Euclidean distances.
+        method: ``"auto"``, ``"dense"`` or ``"sorted"``, as for the loss.
         name, dtype: as for any Keras metric.
     """
 
-    def __init__(self, margin=0.2, squared=False, name="fraction_positive", dtype=None):
+    def __init__(
+        self, margin=0.2, squared=False, method="auto", name="fraction_positive", dtype=None
+    ):
         super().__init__(name=name, dtype=dtype)
         self.margin = float(margin)
         self.squared = bool(squared)
+        self.method = check_method(method)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         labels, embeddings = standardize_inputs(y_true, y_pred)
-        stats = _batch_all_dense(labels, embeddings, self.margin, self.squared)
+        stats = _batch_all(
+            labels, embeddings, self.margin, self.squared, self.method, with_gradient=False
+        )
         fraction = ops.cast(stats["fraction_positive"], self.dtype)
         return super().update_state(fraction)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"margin": self.margin, "squared": self.squared})
+        config.update({"margin": self.margin, "squared": self.squared, "method": self.method})
         return config
