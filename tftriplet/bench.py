@@ -240,7 +240,7 @@ def format_table(results):
             speedup = f"{dense_time[r['batch_size']] / r['median_s']:.1f}x"
         rows.append((
             str(r["batch_size"]),
-            r["method"] if r["method"] == "pml" else f"{r['method']} ({r['backend']})",
+            _label(r),
             _fmt_seconds(r["median_s"]),
             f"{r['median_cpu_s']:.2f} s",
             f"{r['peak_rss_bytes'] / 1e9:.2f} GB",
@@ -254,6 +254,13 @@ def format_table(results):
     for row in rows:
         lines.append(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
+
+
+def _label(result):
+    if result["method"] == "pml":
+        return "pml (torch)"
+    xla = ", XLA" if result.get("jit_compile") and result["backend"] == "tensorflow" else ""
+    return f"{result['method']} ({result['backend']}{xla})"
 
 
 def _fmt_seconds(seconds):
@@ -273,15 +280,27 @@ def machine_description():
         load_text = f", load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} at start"
     except OSError:
         load_text = ""
-    return f"{platform.machine()} {platform.system()}, {affinity} usable CPU cores{load_text}"
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        model = names[0] if names else ""
+    except OSError:
+        pass
+    model = f" ({model})" if model else ""
+    return (
+        f"{platform.machine()} {platform.system()}{model}, {affinity} usable CPU cores"
+        f"{load_text}"
+    )
 
 
 def run(args):
     """The ``tftriplet bench`` command."""
     results = []
+    machine = machine_description()
     print(
         f"batch-all loss + gradient, float32, D={args.dim}, {args.per_class} per class, "
-        f"margin {args.margin:g}, median of {args.repeats}; {machine_description()}",
+        f"margin {args.margin:g}, median of {args.repeats}; {machine}",
         flush=True,
     )
     for batch_size in args.sizes:
@@ -293,7 +312,7 @@ def run(args):
     print(format_table(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"machine": machine_description(), "results": results}, f, indent=2)
+            json.dump({"machine": machine, "results": results}, f, indent=2)
     return 0
 
 
