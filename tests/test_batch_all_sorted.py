@@ -316,7 +316,8 @@ print(json.dumps(out))
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_sorted_under_other_keras_backends(backend):
     pytest.importorskip(backend)
-    labels, x = case_clear_of_ties(12, 24, 6, 4, 0.2, False, 1e-4, "float32")
+    # B=64: also the blocked prefix count (row length a multiple of 32).
+    labels, x = case_clear_of_ties(12, 64, 6, 8, 0.2, False, 1e-4, "float32")
     x32 = x.astype("float32")
     env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=REPO)
     case = json.dumps({"labels": labels.tolist(), "x": x32.tolist()})
