@@ -48,10 +48,27 @@ def initial_weights():
     ]
 
 
+def make_loss(cross_replica=False):
+    """BatchAllTripletLoss(margin=MARGIN), or the loss named by $TFTRIPLET_TEST_LOSS, a JSON
+    fixture loss object such as {"name": "semi_hard", "distance": "cosine", "soft": false}."""
+    import tftriplet
+
+    spec = json.loads(os.environ.get("TFTRIPLET_TEST_LOSS", '{"name": "batch_all"}'))
+    classes = {
+        "batch_all": tftriplet.BatchAllTripletLoss,
+        "batch_hard": tftriplet.BatchHardTripletLoss,
+        "semi_hard": tftriplet.SemiHardTripletLoss,
+    }
+    return classes[spec["name"]](
+        margin=spec.get("margin", MARGIN),
+        distance=spec.get("distance"),
+        soft=spec.get("soft", False),
+        cross_replica=cross_replica,
+    )
+
+
 def build_model(cross_replica):
     import keras
-
-    from tftriplet import BatchAllTripletLoss
 
     w = initial_weights()
     init = keras.initializers.Constant
@@ -66,7 +83,7 @@ def build_model(cross_replica):
     )
     model.compile(
         optimizer=keras.optimizers.SGD(LEARNING_RATE),
-        loss=BatchAllTripletLoss(margin=MARGIN, cross_replica=cross_replica),
+        loss=make_loss(cross_replica),
     )
     return model
 
@@ -96,10 +113,8 @@ def single_device():
 def per_replica_reference(num_replicas):
     """What per-replica mode should do, on one device: SGD on the mean of the losses of
     the contiguous slices (the replicas' shares of the global batch)."""
-    from tftriplet import BatchAllTripletLoss
-
     model = build_model(cross_replica=False)
-    loss_fn = BatchAllTripletLoss(margin=MARGIN)
+    loss_fn = make_loss()
     x, y = data()
     local = GLOBAL_BATCH // num_replicas
     with tf.GradientTape() as tape:
@@ -148,13 +163,11 @@ def gradient(num_replicas, uneven=False):
     must stay integers for the loss to be right. ``uneven``: replica 0 gets 5 rows and the
     others share the rest (all_gather concatenates unequal slices).
     """
-    from tftriplet import BatchAllTripletLoss
-
     strategy = mirrored_strategy(num_replicas)
     rng = np.random.default_rng(3)
     embeddings = rng.normal(size=(GLOBAL_BATCH, 4)).astype(np.float32)
     labels = LABELS + 2**24
-    loss_fn = BatchAllTripletLoss(margin=MARGIN, cross_replica=True)
+    loss_fn = make_loss(cross_replica=True)
     if uneven:
         rest = np.linspace(5, GLOBAL_BATCH, num_replicas).round().astype(int).tolist()
         bounds = tf.constant([0, *rest])

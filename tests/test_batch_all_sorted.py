@@ -387,3 +387,16 @@ def test_bench_rejects_unknown_methods():
 
     with pytest.raises(SystemExit):
         main(["bench", "--methods", "dense,fastest"])
+
+
+def test_sorted_refuses_what_it_does_not_compute_and_auto_falls_back():
+    rng = np.random.default_rng(13)
+    labels, x = random_case(rng, 40, 5, 4)
+    x32 = x.astype("float32")
+    for kwargs in ({"soft": True}, {"distance": "cosine"}):
+        with pytest.raises(ValueError, match="method='sorted' computes the hinge"):
+            tftriplet.batch_all_triplet_loss(labels, x32, method="sorted", **kwargs)
+        # B=40 > 32 would pick sorted; auto falls back to the dense form, same numbers.
+        auto = tftriplet.batch_all_triplet_loss(labels, x32, method="auto", **kwargs)
+        dense = tftriplet.batch_all_triplet_loss(labels, x32, method="dense", **kwargs)
+        np.testing.assert_allclose(float(auto[0]), float(dense[0]), rtol=1e-6)

@@ -132,7 +132,7 @@ def test_anchor_terms_over_a_partition_give_the_reference_loss(seed):
     total, count = 0.0, 0.0
     for part in parts:
         numerator, denominator = _batch_all_anchor_terms(
-            labels, embeddings, part.astype(np.int32), 0.3, False
+            labels, embeddings, part.astype(np.int32), 0.3, "euclidean"
         )
         total += float(numerator)
         count += float(denominator)

@@ -19,23 +19,86 @@ def pairwise_squared_distances(embeddings):
     return sq * off_diagonal
 
 
-def pairwise_distances(embeddings, squared=False):
-    """Euclidean (or squared Euclidean) distances between all rows of ``embeddings``.
+#: The distance names every loss and metric accepts.
+DISTANCES = ("euclidean", "squared_euclidean", "cosine")
 
-    The gradient of ``sqrt`` is infinite at 0; where a distance is exactly 0 (the diagonal,
-    duplicate or collapsed embeddings) its gradient is taken as 0 instead of NaN.
+
+def resolve_distance(distance=None, squared=False):
+    """The distance name from the ``distance`` argument and the core's ``squared`` flag.
+
+    ``distance=None`` means ``"squared_euclidean"`` if ``squared`` else ``"euclidean"``, so
+    the core's ``squared=True`` keeps working. ``squared=True`` with any distance other than
+    ``"squared_euclidean"`` is a contradiction and raises.
+
+    Raises:
+        ValueError: on an unknown name or a conflicting combination.
+    """
+    squared = bool(squared)
+    if distance is None:
+        return "squared_euclidean" if squared else "euclidean"
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {DISTANCES}; got {distance!r}.")
+    if squared and distance != "squared_euclidean":
+        raise ValueError(
+            f"squared=True conflicts with distance={distance!r}: squared=True means "
+            "distance='squared_euclidean'. Pass only distance=... (or squared=True alone)."
+        )
+    return distance
+
+
+def _safe_sqrt(sq):
+    """``sqrt`` whose gradient at exactly 0 is 0 instead of inf (and NaN after chaining)."""
+    zero = ops.cast(ops.equal(sq, 0.0), sq.dtype)
+    # sqrt(sq + zero) is 1 where sq == 0, so its gradient is finite; the product zeroes it.
+    return ops.sqrt(sq + zero) * (1.0 - zero)
+
+
+def l2_normalize(embeddings):
+    """Rows divided by their Euclidean norm; an all-zero row stays zero, with zero gradient.
+
+    ``x / max(|x|, eps)`` (the usual guard) gives a gradient of ``1 / eps`` at a zero row;
+    here the scale of a zero row is exactly 0 and nothing flows through it.
+    """
+    sq_norm = ops.sum(ops.square(embeddings), axis=1, keepdims=True)
+    nonzero = ops.greater(sq_norm, 0.0)
+    inv_norm = ops.where(nonzero, ops.rsqrt(ops.where(nonzero, sq_norm, 1.0)), 0.0)
+    return embeddings * inv_norm
+
+
+def pairwise_cosine_distances(embeddings):
+    """Cosine distances ``1 - cos(e_i, e_j)`` as a ``(B, B)`` tensor in ``[0, 2]``.
+
+    Rows are L2-normalised inside; a zero row is at distance 1 from every other row (its
+    cosine similarity is taken as 0), with a finite (zero) gradient. The diagonal is 0.
+    """
+    normalized = l2_normalize(embeddings)
+    cos = ops.matmul(normalized, ops.transpose(normalized))
+    dist = ops.clip(1.0 - cos, 0.0, 2.0)
+    off_diagonal = 1.0 - ops.eye(ops.shape(embeddings)[0], dtype=dist.dtype)
+    return dist * off_diagonal
+
+
+def pairwise_distances(embeddings, squared=False, distance=None):
+    """Distances between all rows of ``embeddings``, by name.
+
+    ``"euclidean"`` (the default) ``|e_i - e_j|``, ``"squared_euclidean"`` ``|e_i - e_j|^2``
+    or ``"cosine"`` ``1 - e_i.e_j / (|e_i| |e_j|)``. The gradient of ``sqrt`` is infinite at
+    0; where a Euclidean distance is exactly 0 (the diagonal, duplicate or collapsed
+    embeddings) its gradient is taken as 0 instead of NaN.
 
     Args:
         embeddings: float tensor of shape ``(B, D)``.
-        squared: return squared distances.
+        squared: the core's flag, same as ``distance="squared_euclidean"``.
+        distance: one of :data:`DISTANCES`; ``None`` follows ``squared``.
 
     Returns:
         A ``(B, B)`` tensor with a zero diagonal.
     """
+    distance = resolve_distance(distance, squared)
     embeddings = ops.convert_to_tensor(embeddings)
+    if distance == "cosine":
+        return pairwise_cosine_distances(embeddings)
     sq = pairwise_squared_distances(embeddings)
-    if squared:
+    if distance == "squared_euclidean":
         return sq
-    zero = ops.cast(ops.equal(sq, 0.0), sq.dtype)
-    # sqrt(sq + zero) is 1 where sq == 0, so its gradient is finite; the product zeroes it.
-    return ops.sqrt(sq + zero) * (1.0 - zero)
+    return _safe_sqrt(sq)

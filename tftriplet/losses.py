@@ -11,14 +11,17 @@ from keras import ops
 
 from tftriplet import distributed
 from tftriplet.batch_all_sorted import batch_all_sorted, check_method, resolve_method
-from tftriplet.distances import pairwise_distances
+from tftriplet.distances import pairwise_distances, resolve_distance
 from tftriplet.inputs import standardize_inputs
 from tftriplet.masks import anchor_triplet_mask, triplet_mask
+from tftriplet.mining import softplus
 
 PACKAGE = "tftriplet"
 
 
-def batch_all_triplet_statistics(labels, embeddings, margin=0.2, squared=False, method="auto"):
+def batch_all_triplet_statistics(
+    labels, embeddings, margin=0.2, squared=False, distance=None, soft=False, method="auto"
+):
     """Loss and counts of the masked batch-all triplet loss.
 
     Like :func:`batch_all_triplet_loss`, but returns a dict with ``loss``,
@@ -26,29 +29,46 @@ def batch_all_triplet_statistics(labels, embeddings, margin=0.2, squared=False, 
     below 2**24 triples in float32).
     """
     labels, embeddings = standardize_inputs(labels, embeddings)
-    return _batch_all(labels, embeddings, margin, squared, method)
+    distance = resolve_distance(distance, squared)
+    return _batch_all(labels, embeddings, margin, distance, soft, method)
 
 
-def _batch_all(labels, embeddings, margin, squared, method, with_gradient=True):
-    """Dispatch to the dense ``B^3`` or the sorted ``B^2`` form. Inputs standardized."""
-    if resolve_method(method, embeddings.shape[0]) == "dense":
-        return _batch_all_dense(labels, embeddings, margin, squared)
+def _batch_all(labels, embeddings, margin, distance, soft, method, with_gradient=True):
+    """Dispatch to the dense ``B^3`` or the sorted ``B^2`` form. Inputs standardized.
+
+    The sorted form covers the hinge with (squared) Euclidean distances; ``"auto"`` uses the
+    dense form for the soft margin and the cosine distance.
+    """
+    sortable = not soft and distance in ("euclidean", "squared_euclidean")
+    if method == "sorted" and not sortable:
+        raise ValueError(
+            "method='sorted' computes the hinge with distance='euclidean' or "
+            f"'squared_euclidean'; got distance={distance!r}, soft={soft!r}. Use "
+            "method='dense' (or 'auto') for these."
+        )
+    if not sortable or resolve_method(method, embeddings.shape[0]) == "dense":
+        return _batch_all_dense(labels, embeddings, margin, distance, soft)
+    squared = distance == "squared_euclidean"
     return batch_all_sorted(labels, embeddings, margin, squared, with_gradient)
 
 
-def _batch_all_dense(labels, embeddings, margin, squared):
+def _batch_all_dense(labels, embeddings, margin, distance, soft=False):
     """The seed program's algorithm on (B, B, B) tensors. Inputs already standardized."""
-    distances = pairwise_distances(embeddings, squared=squared)
+    distances = pairwise_distances(embeddings, distance=distance)
     dtype = distances.dtype
-    # hinge[i, j, k] = d(i, j) - d(i, k) + margin
-    hinge = ops.expand_dims(distances, 2) - ops.expand_dims(distances, 1) + margin
+    # diff[i, j, k] = d(i, j) - d(i, k)
+    diff = ops.expand_dims(distances, 2) - ops.expand_dims(distances, 1)
     valid = triplet_mask(labels)
-    hinge = ops.where(valid, ops.maximum(hinge, 0.0), ops.zeros_like(hinge))
+    hinge = ops.where(valid, ops.maximum(diff + margin, 0.0), ops.zeros_like(diff))
     num_positive = ops.sum(ops.cast(ops.greater(hinge, 0.0), dtype))
     num_valid = ops.sum(ops.cast(valid, dtype))
     # The seed divides by (count + 1e-12); max(count, 1) is the same for every integer
     # count and, unlike adding 1e-12, is not lost to float32 rounding.
-    loss = ops.sum(hinge) / ops.maximum(num_positive, 1.0)
+    if soft:  # Hermans et al.'s soft margin: softplus(diff), a mean over all valid triples
+        terms = ops.where(valid, softplus(diff), ops.zeros_like(diff))
+        loss = ops.sum(terms) / ops.maximum(num_valid, 1.0)
+    else:
+        loss = ops.sum(hinge) / ops.maximum(num_positive, 1.0)
     fraction_positive = num_positive / ops.maximum(num_valid, 1.0)
     return {
         "loss": loss,
@@ -58,21 +78,28 @@ def _batch_all_dense(labels, embeddings, margin, squared):
     }
 
 
-def _batch_all_anchor_terms(labels, embeddings, anchor_index, margin, squared):
-    """Batch-all hinge sum and positive-triple count over the anchors ``anchor_index``.
+def _batch_all_anchor_terms(labels, embeddings, anchor_index, margin, distance, soft=False):
+    """Batch-all term sum and normaliser share over the anchors ``anchor_index``.
 
     Summed over a partition of all anchors, the sums and counts are those of
-    :func:`_batch_all_dense`; ``loss = sum of sums / max(sum of counts, 1)``.
+    :func:`_batch_all_dense`; ``loss = sum of sums / max(sum of counts, 1)``. The count is
+    the number of positive triples, or of valid triples when ``soft``.
     """
-    distances = ops.take(pairwise_distances(embeddings, squared=squared), anchor_index, axis=0)
-    hinge = ops.expand_dims(distances, 2) - ops.expand_dims(distances, 1) + margin
+    distances = pairwise_distances(embeddings, distance=distance)
+    distances = ops.take(distances, anchor_index, axis=0)
+    diff = ops.expand_dims(distances, 2) - ops.expand_dims(distances, 1)
     valid = anchor_triplet_mask(labels, anchor_index)
-    hinge = ops.where(valid, ops.maximum(hinge, 0.0), ops.zeros_like(hinge))
+    if soft:
+        terms = ops.where(valid, softplus(diff), ops.zeros_like(diff))
+        return ops.sum(terms), ops.sum(ops.cast(valid, diff.dtype))
+    hinge = ops.where(valid, ops.maximum(diff + margin, 0.0), ops.zeros_like(diff))
     num_positive = ops.sum(ops.cast(ops.greater(hinge, 0.0), hinge.dtype))
     return ops.sum(hinge), num_positive
 
 
-def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False, method="auto"):
+def batch_all_triplet_loss(
+    labels, embeddings, margin=0.2, squared=False, distance=None, soft=False, method="auto"
+):
     """Masked batch-all triplet loss (FaceNet), as in the seed program.
 
     Over every valid triple ``(i, j, k)`` (distinct indices, ``labels[i] == labels[j]``,
@@ -82,7 +109,9 @@ def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False, method
         loss = sum(h_ijk) / num_positive,      num_positive = #{h_ijk > 0}
         fraction_positive = num_positive / num_valid
 
-    with 0 (never NaN) when there is no valid or no positive triple.
+    with 0 (never NaN) when there is no valid or no positive triple. With ``soft=True``
+    (Hermans et al.'s soft margin) the loss is ``mean over all valid triples of
+    softplus(d(i, j) - d(i, k))``; ``margin`` then only defines ``fraction_positive``.
 
     Args:
         labels: integer class ids, shape ``(B,)`` or ``(B, 1)``. Any integer dtype; compared
@@ -90,10 +119,13 @@ def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False, method
         embeddings: float tensor of shape ``(B, D)``. float16/bfloat16 are computed in
             float32; float64 stays float64.
         margin: the margin ``m``.
-        squared: use squared Euclidean distances.
+        squared: use squared Euclidean distances (same as ``distance="squared_euclidean"``).
+        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
+        soft: use the soft margin ``softplus(d_ap - d_an)`` instead of the hinge.
         method: ``"dense"`` (the seed's ``(B, B, B)`` tensors), ``"sorted"`` (exact, O(B^2)
-            memory, O(B^2 log B) time: :mod:`tftriplet.batch_all_sorted`) or ``"auto"``
-            (dense for small static batch sizes, else sorted).
+            memory, O(B^2 log B) time, hinge with (squared) Euclidean distances:
+            :mod:`tftriplet.batch_all_sorted`) or ``"auto"`` (dense for small static batch
+            sizes, the soft margin and the cosine distance; else sorted).
 
     Returns:
         ``(loss, fraction_positive)``, two scalars.
@@ -105,7 +137,9 @@ def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False, method
         Schroff, Kalenichenko, Philbin. "FaceNet: A Unified Embedding for Face Recognition
         and Clustering", CVPR 2015. https://arxiv.org/abs/1503.03832
     """
-    stats = batch_all_triplet_statistics(labels, embeddings, margin, squared, method)
+    stats = batch_all_triplet_statistics(
+        labels, embeddings, margin, squared, distance, soft, method
+    )
     return stats["loss"], stats["fraction_positive"]
 
 
@@ -123,8 +157,10 @@ class TripletLoss(keras.losses.Loss):
     :mod:`tftriplet.distributed`); a subclass supports it by implementing
     ``anchor_terms(labels, embeddings, anchor_index)``, its loss summed over the anchors
     ``anchor_index`` and its normaliser's share from them, and, where the normaliser is not
-    a count, ``normalize``.
+    a count, ``normalize``. Subclasses with a soft-margin form set ``supports_soft = True``.
     """
+
+    supports_soft = False
 
     def __init__(
         self,
@@ -134,13 +170,19 @@ class TripletLoss(keras.losses.Loss):
         reduction="sum_over_batch_size",
         dtype=None,
         cross_replica=False,
+        distance=None,
+        soft=False,
     ):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         margin = float(margin)
         if margin < 0:
             raise ValueError(f"margin must be >= 0; got {margin}.")
+        if soft and not self.supports_soft:
+            raise ValueError(f"{type(self).__name__} has no soft-margin form; got soft=True.")
         self.margin = margin
-        self.squared = bool(squared)
+        self.distance = resolve_distance(distance, squared)
+        self.squared = self.distance == "squared_euclidean"
+        self.soft = bool(soft)
         if cross_replica and type(self).anchor_terms is TripletLoss.anchor_terms:
             raise ValueError(
                 f"{type(self).__name__} does not implement anchor_terms(), so "
@@ -181,7 +223,13 @@ class TripletLoss(keras.losses.Loss):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"margin": self.margin, "squared": self.squared, "cross_replica": self.cross_replica}
+            {
+                "margin": self.margin,
+                "squared": self.squared,
+                "distance": self.distance,
+                "soft": self.soft,
+                "cross_replica": self.cross_replica,
+            }
         )
         return config
 
@@ -208,6 +256,8 @@ class BatchAllTripletLoss(TripletLoss):
         cross_replica: under ``tf.distribute``, mine every local anchor against the global
             batch and divide by the global number of positive triples, so that training
             matches one device on the global batch (see :mod:`tftriplet.distributed`).
+        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
+        soft: soft margin, ``mean over all valid triples of softplus(d_ap - d_an)``.
 
     Example:
         >>> model.compile(optimizer="adam",
@@ -220,15 +270,21 @@ class BatchAllTripletLoss(TripletLoss):
         2017, https://arxiv.org/abs/1703.07737 (batch-all, averaged over non-zero terms).
     """
 
+    supports_soft = True
+
     def __init__(self, margin=0.2, squared=False, method="auto", **kwargs):
         super().__init__(margin=margin, squared=squared, **kwargs)
         self.method = check_method(method)
 
     def compute(self, labels, embeddings):
-        return _batch_all(labels, embeddings, self.margin, self.squared, self.method)["loss"]
+        return _batch_all(
+            labels, embeddings, self.margin, self.distance, self.soft, self.method
+        )["loss"]
 
     def anchor_terms(self, labels, embeddings, anchor_index):
-        return _batch_all_anchor_terms(labels, embeddings, anchor_index, self.margin, self.squared)
+        return _batch_all_anchor_terms(
+            labels, embeddings, anchor_index, self.margin, self.distance, self.soft
+        )
 
     def get_config(self):
         config = super().get_config()

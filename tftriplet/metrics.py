@@ -6,8 +6,11 @@ import keras
 from keras import ops
 
 from tftriplet.batch_all_sorted import check_method
+from tftriplet.distances import pairwise_distances, resolve_distance
 from tftriplet.inputs import standardize_inputs
 from tftriplet.losses import PACKAGE, _batch_all
+from tftriplet.masks import anchor_negative_mask, anchor_positive_mask
+from tftriplet.mining import AnchorRows, difficulty_counts
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -22,27 +25,176 @@ class FractionPositiveTriplets(keras.metrics.Mean):
     Args:
         margin: the margin of the loss being watched.
         squared: use squared Euclidean distances.
+        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
         method: ``"auto"``, ``"dense"`` or ``"sorted"``, as for the loss.
         name, dtype: as for any Keras metric.
     """
 
     def __init__(
-        self, margin=0.2, squared=False, method="auto", name="fraction_positive", dtype=None
+        self,
+        margin=0.2,
+        squared=False,
+        name="fraction_positive",
+        dtype=None,
+        distance=None,
+        method="auto",
     ):
         super().__init__(name=name, dtype=dtype)
         self.margin = float(margin)
-        self.squared = bool(squared)
+        self.distance = resolve_distance(distance, squared)
+        self.squared = self.distance == "squared_euclidean"
         self.method = check_method(method)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         labels, embeddings = standardize_inputs(y_true, y_pred)
         stats = _batch_all(
-            labels, embeddings, self.margin, self.squared, self.method, with_gradient=False
+            labels, embeddings, self.margin, self.distance, False, self.method,
+            with_gradient=False,
         )
         fraction = ops.cast(stats["fraction_positive"], self.dtype)
         return super().update_state(fraction)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"margin": self.margin, "squared": self.squared, "method": self.method})
+        config.update(
+            {
+                "margin": self.margin,
+                "squared": self.squared,
+                "distance": self.distance,
+                "method": self.method,
+            }
+        )
         return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TripletDifficulty(keras.metrics.Metric):
+    """Shares of valid triples that are easy, semi-hard and hard (the seed's taxonomy).
+
+    For a valid triple (anchor a, positive p, negative n)::
+
+        hard       d_an <= d_ap
+        semi_hard  d_ap < d_an < d_ap + margin
+        easy       d_an >= d_ap + margin
+
+    (at margin 0 a tie is hard, so the three shares always sum to 1). ``result()`` is a dict
+    ``{"easy", "semi_hard", "hard"}`` of fractions of all valid triples seen since the last
+    reset: the counts are accumulated over batches and divided at the end, so a batch with
+    more triples weighs more (not a mean of per-batch fractions). Counting sorts each
+    anchor's negatives and bisects, so memory is ``O(B^2)``, never a ``(B, B, B)`` tile.
+
+    Args:
+        margin: the margin of the loss being watched.
+        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
+        squared: the core's flag, same as ``distance="squared_euclidean"``.
+        name, dtype: as for any Keras metric.
+
+    Example:
+        >>> model.compile(optimizer="adam", loss=tftriplet.SemiHardTripletLoss(),
+        ...               metrics=[tftriplet.TripletDifficulty(margin=0.2)])
+
+    Reference:
+        Schroff et al., "FaceNet", CVPR 2015, section 3.2 (semi-hard negatives).
+    """
+
+    KINDS = ("easy", "semi_hard", "hard")
+
+    def __init__(
+        self, margin=0.2, distance=None, squared=False, name="triplet_difficulty", dtype=None
+    ):
+        super().__init__(name=name, dtype=dtype)
+        self.margin = float(margin)
+        self.distance = resolve_distance(distance, squared)
+        self.counts = {
+            kind: self.add_variable(shape=(), initializer="zeros", name=kind, dtype="float32")
+            for kind in self.KINDS
+        }
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labels, embeddings = standardize_inputs(y_true, y_pred)
+        rows = AnchorRows(labels, pairwise_distances(embeddings, distance=self.distance))
+        counts = difficulty_counts(rows, self.margin)
+        for kind in self.KINDS:
+            self.counts[kind].assign_add(counts[kind])
+
+    def result(self):
+        total = ops.maximum(sum(ops.convert_to_tensor(v) for v in self.counts.values()), 1.0)
+        return {kind: ops.cast(v / total, self.dtype) for kind, v in self.counts.items()}
+
+    def reset_state(self):
+        for variable in self.counts.values():
+            variable.assign(0.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"margin": self.margin, "distance": self.distance})
+        return config
+
+
+class _MeanPairDistance(keras.metrics.Metric):
+    """Mean distance over the pairs of :meth:`pair_mask`, accumulated as sum and count."""
+
+    default_name = None
+
+    def __init__(self, distance=None, squared=False, name=None, dtype=None):
+        super().__init__(name=name or self.default_name, dtype=dtype)
+        self.distance = resolve_distance(distance, squared)
+        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def pair_mask(self, labels):
+        raise NotImplementedError
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labels, embeddings = standardize_inputs(y_true, y_pred)
+        d = pairwise_distances(embeddings, distance=self.distance)
+        mask = self.pair_mask(labels)
+        self.total.assign_add(ops.cast(ops.sum(ops.where(mask, d, 0.0)), self.total.dtype))
+        self.count.assign_add(ops.cast(ops.sum(ops.cast(mask, "int32")), self.count.dtype))
+
+    def result(self):
+        return self.total / ops.maximum(self.count, 1.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"distance": self.distance})
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MeanPositiveDistance(_MeanPairDistance):
+    """Mean ``d(i, j)`` over ordered anchor-positive pairs (``i != j``, same label).
+
+    Accumulated over batches (sum of distances / number of pairs). Watched together with
+    :class:`MeanNegativeDistance`: both falling towards 0 while the loss sits at the margin
+    is embedding collapse.
+
+    Args:
+        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
+        squared: the core's flag, same as ``distance="squared_euclidean"``.
+        name, dtype: as for any Keras metric.
+    """
+
+    default_name = "mean_positive_distance"
+
+    def pair_mask(self, labels):
+        return anchor_positive_mask(labels)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MeanNegativeDistance(_MeanPairDistance):
+    """Mean ``d(i, k)`` over ordered anchor-negative pairs (different labels).
+
+    Accumulated over batches (sum of distances / number of pairs). See
+    :class:`MeanPositiveDistance`.
+
+    Args:
+        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
+        squared: the core's flag, same as ``distance="squared_euclidean"``.
+        name, dtype: as for any Keras metric.
+    """
+
+    default_name = "mean_negative_distance"
+
+    def pair_mask(self, labels):
+        return anchor_negative_mask(labels)

@@ -1,0 +1,152 @@
+"""Per-anchor selections of positives and negatives, at O(B^2) memory.
+
+Batch-hard and semi-hard mining pick, for each anchor (or anchor-positive pair), one
+negative out of the anchor's row of the ``(B, B)`` distance matrix; the difficulty metric
+counts, for each anchor-positive pair, how many negatives fall below a threshold. A
+``(B, B, B)`` comparison tile (how TF Addons did semi-hard) would do both in one line but costs
+cubic memory. Here each anchor's negative distances are sorted once and every query is
+answered by a vectorised binary search over that sorted row: ``O(B^2 log B)`` work and
+``O(B^2)`` memory. Indices are found on gradient-stopped distances; the selected distances
+are then gathered from the differentiable matrix, so the gradient reaches exactly the
+selected entries.
+"""
+
+from __future__ import annotations
+
+import math
+
+from keras import ops
+
+from tftriplet.masks import anchor_negative_mask, anchor_positive_mask
+
+
+def _binary_search_steps(batch_size):
+    """Iterations that take the interval ``[0, B]`` to one point (B unknown: 2**31)."""
+    if batch_size is None:
+        return 32
+    return max(1, math.ceil(math.log2(batch_size + 1)))
+
+
+def count_sorted_below(sorted_rows, queries, inclusive):
+    """For each ``queries[i, j]``, how many entries of ``sorted_rows[i]`` lie below it.
+
+    A row-wise ``searchsorted`` (``keras.ops.searchsorted`` is 1-D only) by a fixed number
+    of vectorised bisection steps, each a ``(B, Q)`` gather and comparison.
+
+    Args:
+        sorted_rows: ``(B, N)``, each row sorted ascending.
+        queries: ``(B, Q)``.
+        inclusive: count entries ``<= query`` (``searchsorted`` side "right") instead of
+            ``< query`` (side "left").
+
+    Returns:
+        int32 ``(B, Q)`` counts in ``[0, N]``.
+    """
+    n = ops.shape(sorted_rows)[1]
+    lo = ops.zeros(ops.shape(queries), dtype="int32")
+    hi = ops.zeros(ops.shape(queries), dtype="int32") + ops.cast(n, "int32")
+    for _ in range(_binary_search_steps(sorted_rows.shape[1])):
+        active = ops.less(lo, hi)
+        mid = (lo + hi) // 2
+        probe = ops.take_along_axis(sorted_rows, ops.minimum(mid, n - 1), axis=1)
+        below = ops.less_equal(probe, queries) if inclusive else ops.less(probe, queries)
+        lo = ops.where(ops.logical_and(active, below), mid + 1, lo)
+        hi = ops.where(ops.logical_and(active, ops.logical_not(below)), mid, hi)
+    return lo
+
+
+class AnchorRows:
+    """A distance matrix with its masks and each anchor's negatives sorted ascending.
+
+    Attributes:
+        distances: the differentiable ``(B, B)`` distances.
+        positive: bool ``(B, B)``, ``[i, j]``: j != i has i's label.
+        negative: bool ``(B, B)``, ``[i, k]``: k has another label.
+        num_negatives: int32 ``(B,)``, negatives per anchor.
+        negative_order: int32 ``(B, B)``, row i's column indices by increasing distance,
+            negatives first.
+        sorted_negatives: ``(B, B)`` gradient-stopped negative distances in that order,
+            non-negatives padded with a value above every distance.
+    """
+
+    def __init__(self, labels, distances):
+        self.distances = distances
+        self.positive = anchor_positive_mask(labels)
+        self.negative = anchor_negative_mask(labels)
+        self.num_negatives = ops.sum(ops.cast(self.negative, "int32"), axis=1)
+        plain = ops.stop_gradient(distances)
+        pad = ops.max(plain) + 1.0
+        keyed = ops.where(self.negative, plain, pad)
+        self.negative_order = ops.cast(ops.argsort(keyed, axis=1), "int32")
+        self.sorted_negatives = ops.take_along_axis(keyed, self.negative_order, axis=1)
+
+    def negatives_below(self, thresholds, inclusive):
+        """``(B, Q)`` counts of anchor i's negatives ``<`` (or ``<=``) ``thresholds[i, q]``."""
+        counts = count_sorted_below(self.sorted_negatives, thresholds, inclusive)
+        # The padding sits above every distance but not above every threshold (d + margin).
+        return ops.minimum(counts, ops.expand_dims(self.num_negatives, 1))
+
+    def negative_distance_at_rank(self, rank):
+        """Distance from anchor i to its ``rank[i, q]``-th closest negative (differentiable)."""
+        columns = ops.take_along_axis(self.negative_order, rank, axis=1)
+        return ops.take_along_axis(self.distances, columns, axis=1)
+
+
+def hardest_positive_distance(rows):
+    """``max_j d(i, j)`` over anchor i's positives; 0 where it has none. Shape ``(B,)``."""
+    # Distances are >= 0, so a masked-out 0 never beats a real positive.
+    return ops.max(ops.where(rows.positive, rows.distances, 0.0), axis=1)
+
+
+def hardest_negative_distance(rows):
+    """``min_k d(i, k)`` over anchor i's negatives (any value where it has none). ``(B,)``."""
+    rank = ops.zeros((ops.shape(rows.distances)[0], 1), dtype="int32")
+    return ops.squeeze(rows.negative_distance_at_rank(rank), axis=1)
+
+
+def semi_hard_negative_distance(rows):
+    """FaceNet's semi-hard negative for every anchor-positive pair ``(i, j)``, ``(B, B)``.
+
+    The closest negative of anchor i strictly farther than ``d(i, j)``; if none is farther,
+    the farthest negative of i. Meaningful only where i has a negative.
+    """
+    anchor_positive = ops.stop_gradient(rows.distances)
+    not_farther = rows.negatives_below(anchor_positive, inclusive=True)
+    last = ops.maximum(ops.expand_dims(rows.num_negatives, 1) - 1, 0)
+    rank = ops.minimum(not_farther, last)
+    return rows.negative_distance_at_rank(rank)
+
+
+def difficulty_counts(rows, margin):
+    """Numbers of valid triples that are hard, semi-hard and easy (the seed's taxonomy).
+
+    For a valid triple (anchor i, positive j, negative k), with ``d_ap = d(i, j)`` and
+    ``d_an = d(i, k)``: hard if ``d_an <= d_ap``; else semi-hard if ``d_an < d_ap + margin``;
+    else easy (``d_an >= d_ap + margin``). At margin 0 a tie ``d_an = d_ap`` is hard.
+
+    Returns:
+        A dict of float32 scalars ``hard``, ``semi_hard``, ``easy`` and ``valid``.
+    """
+    d = ops.stop_gradient(rows.distances)
+    hard = rows.negatives_below(d, inclusive=True)
+    not_easy = ops.maximum(rows.negatives_below(d + margin, inclusive=False), hard)
+    num_neg = ops.expand_dims(rows.num_negatives, 1)
+
+    def total(per_pair):
+        # Summed as int32 (exact to 2**31 triples), then one cast.
+        return ops.cast(ops.sum(ops.where(rows.positive, per_pair, 0)), "float32")
+
+    return {
+        "hard": total(hard),
+        "semi_hard": total(not_easy - hard),
+        "easy": total(num_neg - not_easy),
+        "valid": total(num_neg + ops.zeros_like(hard)),
+    }
+
+
+def softplus(x):
+    """``log(1 + exp(x))`` without overflow for large ``|x|`` (exact gradient 1/2 at 0)."""
+    positive = ops.greater(x, 0.0)
+    x_pos = ops.where(positive, x, 0.0)
+    x_neg = ops.where(positive, 0.0, x)
+    return ops.where(positive, x_pos + ops.log1p(ops.exp(-x_pos)), ops.log1p(ops.exp(x_neg)))
