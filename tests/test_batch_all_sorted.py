@@ -400,3 +400,27 @@ def test_sorted_refuses_what_it_does_not_compute_and_auto_falls_back():
         auto = tftriplet.batch_all_triplet_loss(labels, x32, method="auto", **kwargs)
         dense = tftriplet.batch_all_triplet_loss(labels, x32, method="dense", **kwargs)
         np.testing.assert_allclose(float(auto[0]), float(dense[0]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("method, cubic", [("dense", True), ("sorted", False)])
+def test_only_the_dense_form_has_a_cubic_tensor(method, cubic):
+    """Every tensor in the traced loss + gradient graph of the sorted form has at most
+    B * B elements (the check sees the dense form's (B, B, B) tiles)."""
+    b = 48
+    labels = tf.constant(np.arange(b) % 6, dtype="int64")
+
+    @tf.function
+    def value_and_grad(e):
+        with tf.GradientTape() as tape:
+            tape.watch(e)
+            value = tftriplet.batch_all_triplet_loss(labels, e, method=method)[0]
+        return value, tape.gradient(value, e)
+
+    graph = value_and_grad.get_concrete_function(tf.TensorSpec((b, 8), "float32")).graph
+    largest = max(
+        int(np.prod(t.shape.as_list()))
+        for op in graph.get_operations()
+        for t in op.outputs
+        if t.shape.rank is not None and t.shape.is_fully_defined()
+    )
+    assert (largest >= b**3) if cubic else (largest <= b * b)
