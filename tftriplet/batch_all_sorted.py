@@ -49,7 +49,7 @@ from keras import backend, ops
 METHODS = ("auto", "dense", "sorted")
 
 #: ``method="auto"`` uses the dense ``B^3`` form up to this static batch size and the sorted
-#: form above it (measured with ``tftriplet bench``, see docs/performance.md).
+#: form above it (measured with ``tftriplet bench``, see the README section "Large batches").
 AUTO_DENSE_MAX_BATCH = 32
 
 
@@ -104,7 +104,7 @@ def _row_cumsum(x, block=32):
     Within blocks of ``block`` columns the prefix sums are one product with a triangular
     matrix of ones, and the block totals are then carried with a short cumulative sum. Sums
     of 0/1 below 2**24 are exact in float32, so this equals ``ops.cumsum``; on CPU it is
-    several times faster (docs/performance.md). Falls back to ``ops.cumsum`` when the row
+    several times faster (the README section "Large batches"). Falls back to ``ops.cumsum`` when the row
     length is unknown or not a multiple of ``block``.
     """
     n = x.shape[1]
