@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import clear_of_ties, random_case
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import tftriplet
@@ -91,6 +91,9 @@ def test_seed_case_keras_loss_prints_seed_line(seed_case):
 def test_random_cases_match_reference(batch_size, dim, num_classes, squared, margin, seed):
     rng = np.random.default_rng(seed)
     labels, embeddings = random_case(rng, batch_size, dim, num_classes)
+    # An exact tie (hinge 0, e.g. symmetric points in 1-D at margin 0) is decided by the last
+    # bit of each implementation's distances; counts are only comparable away from ties.
+    assume(clear_of_ties(labels, embeddings, margin, squared, tol=1e-9))
     assert_matches_reference(labels, embeddings, margin, squared, "float64", 1e-9, 1e-10)
     if clear_of_ties(labels, embeddings, margin, squared, tol=1e-4):
         assert_matches_reference(labels, embeddings, margin, squared, "float32", 1e-4, 1e-5)

@@ -33,6 +33,13 @@ def cmd_seed(args):
     return 0
 
 
+def cmd_bench(args):
+    """Time loss + gradient per method and batch size (see tftriplet/bench.py)."""
+    from tftriplet import bench
+
+    return bench.run(args)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="tftriplet", description="Triplet losses for Keras, and their conformance suite."
@@ -44,6 +51,13 @@ def build_parser():
     )
     seed.set_defaults(func=cmd_seed)
     demo.add_parser(sub)
+    from tftriplet.bench import add_arguments as add_bench_arguments
+
+    bench = sub.add_parser(
+        "bench", help="time and peak memory of loss + gradient: dense, sorted, pml"
+    )
+    add_bench_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -10,6 +10,7 @@ import keras
 from keras import ops
 
 from tftriplet import distributed
+from tftriplet.batch_all_sorted import batch_all_sorted, check_method, resolve_method
 from tftriplet.distances import pairwise_distances, resolve_distance
 from tftriplet.inputs import standardize_inputs
 from tftriplet.masks import anchor_triplet_mask, triplet_mask
@@ -19,7 +20,7 @@ PACKAGE = "tftriplet"
 
 
 def batch_all_triplet_statistics(
-    labels, embeddings, margin=0.2, squared=False, distance=None, soft=False
+    labels, embeddings, margin=0.2, squared=False, distance=None, soft=False, method="auto"
 ):
     """Loss and counts of the masked batch-all triplet loss.
 
@@ -29,7 +30,26 @@ def batch_all_triplet_statistics(
     """
     labels, embeddings = standardize_inputs(labels, embeddings)
     distance = resolve_distance(distance, squared)
-    return _batch_all_dense(labels, embeddings, margin, distance, soft)
+    return _batch_all(labels, embeddings, margin, distance, soft, method)
+
+
+def _batch_all(labels, embeddings, margin, distance, soft, method, with_gradient=True):
+    """Dispatch to the dense ``B^3`` or the sorted ``B^2`` form. Inputs standardized.
+
+    The sorted form covers the hinge with (squared) Euclidean distances; ``"auto"`` uses the
+    dense form for the soft margin and the cosine distance.
+    """
+    sortable = not soft and distance in ("euclidean", "squared_euclidean")
+    if method == "sorted" and not sortable:
+        raise ValueError(
+            "method='sorted' computes the hinge with distance='euclidean' or "
+            f"'squared_euclidean'; got distance={distance!r}, soft={soft!r}. Use "
+            "method='dense' (or 'auto') for these."
+        )
+    if not sortable or resolve_method(method, embeddings.shape[0]) == "dense":
+        return _batch_all_dense(labels, embeddings, margin, distance, soft)
+    squared = distance == "squared_euclidean"
+    return batch_all_sorted(labels, embeddings, margin, squared, with_gradient)
 
 
 def _batch_all_dense(labels, embeddings, margin, distance, soft=False):
@@ -80,7 +100,7 @@ def _batch_all_anchor_terms(labels, embeddings, anchor_index, margin, distance, 
 
 
 def batch_all_triplet_loss(
-    labels, embeddings, margin=0.2, squared=False, distance=None, soft=False
+    labels, embeddings, margin=0.2, squared=False, distance=None, soft=False, method="auto"
 ):
     """Masked batch-all triplet loss (FaceNet), as in the seed program.
 
@@ -104,6 +124,10 @@ def batch_all_triplet_loss(
         squared: use squared Euclidean distances (same as ``distance="squared_euclidean"``).
         distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
         soft: use the soft margin ``softplus(d_ap - d_an)`` instead of the hinge.
+        method: ``"dense"`` (the seed's ``(B, B, B)`` tensors), ``"sorted"`` (exact, O(B^2)
+            memory, O(B^2 log B) time, hinge with (squared) Euclidean distances:
+            :mod:`tftriplet.batch_all_sorted`) or ``"auto"`` (dense for small static batch
+            sizes, the soft margin and the cosine distance; else sorted).
 
     Returns:
         ``(loss, fraction_positive)``, two scalars.
@@ -115,7 +139,9 @@ def batch_all_triplet_loss(
         Schroff, Kalenichenko, Philbin. "FaceNet: A Unified Embedding for Face Recognition
         and Clustering", CVPR 2015. https://arxiv.org/abs/1503.03832
     """
-    stats = batch_all_triplet_statistics(labels, embeddings, margin, squared, distance, soft)
+    stats = batch_all_triplet_statistics(
+        labels, embeddings, margin, squared, distance, soft, method
+    )
     return stats["loss"], stats["fraction_positive"]
 
 
@@ -223,6 +249,8 @@ class BatchAllTripletLoss(TripletLoss):
     Args:
         margin: the margin ``m`` (default 0.2).
         squared: use squared Euclidean distances (default False).
+        method: ``"auto"`` (default), ``"dense"`` or ``"sorted"``; see
+            :func:`batch_all_triplet_loss`.
         name: the loss name.
         reduction: accepted for Keras compatibility; the loss is already one scalar per
             batch, so every reduction returns it unchanged.
@@ -246,10 +274,21 @@ class BatchAllTripletLoss(TripletLoss):
 
     supports_soft = True
 
+    def __init__(self, margin=0.2, squared=False, method="auto", **kwargs):
+        super().__init__(margin=margin, squared=squared, **kwargs)
+        self.method = check_method(method)
+
     def compute(self, labels, embeddings):
-        return _batch_all_dense(labels, embeddings, self.margin, self.distance, self.soft)["loss"]
+        return _batch_all(
+            labels, embeddings, self.margin, self.distance, self.soft, self.method
+        )["loss"]
 
     def anchor_terms(self, labels, embeddings, anchor_index):
         return _batch_all_anchor_terms(
             labels, embeddings, anchor_index, self.margin, self.distance, self.soft
         )
+
+    def get_config(self):
+        config = super().get_config()
+        config["method"] = self.method
+        return config

@@ -5,9 +5,10 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tftriplet.batch_all_sorted import check_method
 from tftriplet.distances import pairwise_distances, resolve_distance
 from tftriplet.inputs import standardize_inputs
-from tftriplet.losses import PACKAGE, _batch_all_dense
+from tftriplet.losses import PACKAGE, _batch_all
 from tftriplet.masks import anchor_negative_mask, anchor_positive_mask
 from tftriplet.mining import AnchorRows, difficulty_counts
 
@@ -25,26 +26,44 @@ class FractionPositiveTriplets(keras.metrics.Mean):
         margin: the margin of the loss being watched.
         squared: use squared Euclidean distances.
         distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
+        method: ``"auto"``, ``"dense"`` or ``"sorted"``, as for the loss.
         name, dtype: as for any Keras metric.
     """
 
     def __init__(
-        self, margin=0.2, squared=False, name="fraction_positive", dtype=None, distance=None
+        self,
+        margin=0.2,
+        squared=False,
+        name="fraction_positive",
+        dtype=None,
+        distance=None,
+        method="auto",
     ):
         super().__init__(name=name, dtype=dtype)
         self.margin = float(margin)
         self.distance = resolve_distance(distance, squared)
         self.squared = self.distance == "squared_euclidean"
+        self.method = check_method(method)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         labels, embeddings = standardize_inputs(y_true, y_pred)
-        stats = _batch_all_dense(labels, embeddings, self.margin, self.distance)
+        stats = _batch_all(
+            labels, embeddings, self.margin, self.distance, False, self.method,
+            with_gradient=False,
+        )
         fraction = ops.cast(stats["fraction_positive"], self.dtype)
         return super().update_state(fraction)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"margin": self.margin, "squared": self.squared, "distance": self.distance})
+        config.update(
+            {
+                "margin": self.margin,
+                "squared": self.squared,
+                "distance": self.distance,
+                "method": self.method,
+            }
+        )
         return config
 
 

@@ -1,0 +1,426 @@
+"""The sorted O(B^2) batch-all form against the dense B^3 form and the float64 reference.
+
+The reference (tftriplet/reference.py) is written as plain loops over (i, j, k); the dense
+form is the seed program's algorithm. The sorted form must give the same loss, fraction,
+counts and gradient: exactly equal counts wherever no hinge lies within rounding of 0
+("ties away"), and exact tie semantics (a hinge of exactly 0 is not positive) where the
+arithmetic is exact.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import clear_of_ties, random_case
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import tftriplet
+from tftriplet import reference
+from tftriplet.batch_all_sorted import (
+    AUTO_DENSE_MAX_BATCH,
+    batch_all_sorted,
+    pair_coefficients,
+    resolve_method,
+)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def loss_and_grad(labels, embeddings, margin, squared, method, dtype="float64", mode="eager"):
+    x = tf.constant(np.asarray(embeddings), dtype=dtype)
+    y = tf.constant(np.asarray(labels))
+
+    def step(y, x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            stats = tftriplet.batch_all_triplet_statistics(y, x, margin, squared, method=method)
+        return stats, tape.gradient(stats["loss"], x)
+
+    if mode != "eager":
+        step = tf.function(step, jit_compile=(mode == "xla"))
+    stats, grad = step(y, x)
+    out = {k: float(v) for k, v in stats.items()}
+    out["gradient"] = grad.numpy()
+    return out
+
+
+def case_clear_of_ties(seed, batch_size, dim, num_classes, margin, squared, tol, dtype):
+    """The first random case from ``seed`` on whose hinges rounding cannot flip a count."""
+    rng = np.random.default_rng(seed)
+    while True:
+        labels, x = random_case(rng, batch_size, dim, num_classes)
+        x = x.astype(dtype).astype("float64")
+        if clear_of_ties(labels, x, margin, squared, tol=tol):
+            return labels, x
+
+
+def assert_same(got, want, rtol, atol):
+    assert got["num_valid"] == want["num_valid"]
+    assert got["num_positive"] == want["num_positive"]
+    for key in ("loss", "fraction_positive", "gradient"):
+        np.testing.assert_allclose(got[key], want[key], rtol=rtol, atol=atol, err_msg=key)
+
+
+# --- random cases against the reference and the dense form ------------------------------
+
+
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize(
+    "batch_size, num_classes, seed", [(5, 2, 0), (12, 3, 1), (40, 4, 2), (64, 16, 3)]
+)
+def test_sorted_matches_reference_float64(batch_size, num_classes, seed, squared):
+    labels, x = case_clear_of_ties(seed, batch_size, 6, num_classes, 0.5, squared, 1e-9, "float64")
+    want = reference.batch_all_triplet_loss(labels, x, 0.5, squared)
+    got = loss_and_grad(labels, x, 0.5, squared, "sorted", "float64")
+    assert want["num_positive"] > 0
+    assert_same(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("batch_size, num_classes, seed", [(12, 3, 4), (48, 5, 5), (96, 8, 6)])
+def test_sorted_equals_dense_and_reference_float32(batch_size, num_classes, seed, squared):
+    labels, x = case_clear_of_ties(seed, batch_size, 16, num_classes, 0.2, squared, 1e-4, "float32")
+    x32 = x.astype("float32")
+    want = reference.batch_all_triplet_loss(labels, x, 0.2, squared)
+    sorted_ = loss_and_grad(labels, x32, 0.2, squared, "sorted", "float32")
+    dense = loss_and_grad(labels, x32, 0.2, squared, "dense", "float32")
+    assert_same(sorted_, dense, rtol=2e-5, atol=1e-6)
+    assert_same(sorted_, want, rtol=2e-5, atol=1e-6)
+
+
+def test_sorted_equals_dense_at_a_few_hundred():
+    """B=300, float32: the dense form still fits (27M entries), counts in the millions."""
+    rng = np.random.default_rng(7)
+    labels, x = random_case(rng, 300, 32, 12)
+    x32 = (x / np.sqrt(32)).astype("float32")
+    sorted_ = loss_and_grad(labels, x32, 0.2, False, "sorted", "float32", mode="function")
+    dense = loss_and_grad(labels, x32, 0.2, False, "dense", "float32", mode="function")
+    assert dense["num_positive"] > 1e6
+    # Counts may differ only through hinges within float32 rounding of 0.
+    assert abs(sorted_["num_positive"] - dense["num_positive"]) <= 2
+    assert sorted_["num_valid"] == dense["num_valid"]
+    np.testing.assert_allclose(sorted_["loss"], dense["loss"], rtol=1e-5)
+    np.testing.assert_allclose(sorted_["gradient"], dense["gradient"], rtol=1e-4, atol=1e-8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    batch_size=st.integers(1, 14),
+    num_classes=st.integers(1, 5),
+    dim=st.integers(1, 4),
+    margin=st.floats(0.0, 1.5),
+    squared=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_sorted_matches_reference_property(batch_size, num_classes, dim, margin, squared, seed):
+    rng = np.random.default_rng(seed)
+    labels, x = random_case(rng, batch_size, dim, num_classes)
+    assume(clear_of_ties(labels, x, margin, squared, tol=1e-9))
+    want = reference.batch_all_triplet_loss(labels, x, margin, squared)
+    got = loss_and_grad(labels, x, margin, squared, "sorted", "float64")
+    assert_same(got, want, rtol=1e-9, atol=1e-12)
+
+
+# --- exact ties -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("margin", [0.0, 1.0, 2.0])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_exact_ties_follow_strict_hinge(margin, dtype):
+    """Points on an integer line: every distance and hinge is an exact small integer, so
+    many hinges are exactly 0 and must not count as positive.
+
+    The gradient is compared with the reference, whose subgradient of max(h, 0) at h = 0
+    is 0. The dense form's is 1 there (TensorFlow's ``maximum`` passes the gradient to its
+    first argument on a tie), so at exact ties the dense gradient is not the reference's.
+    """
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 5, size=(20, 1)).astype("float64")
+    labels = rng.integers(0, 3, size=20)
+    d = reference.pairwise_distances(x)
+    hinge = d[:, :, None] - d[:, None, :] + margin
+    assert np.any(reference.triplet_mask(labels) & (hinge == 0.0))  # the case has ties
+    want = reference.batch_all_triplet_loss(labels, x, margin, False)
+    got = loss_and_grad(labels, x, margin, False, "sorted", dtype)
+    dense = loss_and_grad(labels, x, margin, False, "dense", dtype)
+    assert got["num_positive"] == want["num_positive"] == dense["num_positive"]
+    assert got["num_valid"] == want["num_valid"]
+    np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-6)
+    np.testing.assert_allclose(got["gradient"], want["gradient"], rtol=1e-5, atol=1e-7)
+
+
+def test_pair_coefficients_are_the_counts():
+    """W from the sort equals the counts c_ij and -r_ik written out as loops."""
+    rng = np.random.default_rng(3)
+    labels, x = random_case(rng, 15, 3, 3)
+    d = reference.pairwise_distances(x)
+    w = pair_coefficients(tf.constant(labels), tf.constant(d), 0.3)["coefficients"].numpy()
+    want = np.zeros_like(d)
+    for i in range(15):
+        for j in range(15):
+            for k in range(15):
+                if i != j and labels[i] == labels[j] and labels[k] != labels[i]:
+                    if d[i, k] < d[i, j] + 0.3:
+                        want[i, j] += 1
+                        want[i, k] -= 1
+    np.testing.assert_array_equal(w, want)
+
+
+# --- edge cases -------------------------------------------------------------------------
+
+EDGE_CASES = {
+    "B=1": ([0], [[0.3, -1.0]]),
+    "B=2 same class": ([4, 4], [[0.0, 1.0], [1.0, 0.0]]),
+    "B=2 two classes": ([0, 1], [[0.0, 1.0], [1.0, 0.0]]),
+    "one class": ([2] * 6, np.arange(12.0).reshape(6, 2)),
+    "all distinct": (list(range(6)), np.arange(12.0).reshape(6, 2)),
+    "collapsed batch": ([0, 0, 1, 1, 2, 2], np.ones((6, 3))),
+    "duplicates": ([0, 0, 1, 1, 0], [[1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [0.0, 0.0], [0.0, 0.0]]),
+}
+
+
+@pytest.mark.parametrize("squared", [False, True])
+@pytest.mark.parametrize("name", sorted(EDGE_CASES))
+def test_edge_cases_finite_and_equal_to_reference(name, squared):
+    labels, x = EDGE_CASES[name]
+    x = np.asarray(x, dtype="float64")
+    want = reference.batch_all_triplet_loss(labels, x, 0.2, squared)
+    for dtype in ("float32", "float64"):
+        got = loss_and_grad(labels, x, 0.2, squared, "sorted", dtype)
+        assert np.isfinite(got["loss"]) and np.all(np.isfinite(got["gradient"]))
+        assert_same(got, want, rtol=1e-6, atol=1e-6)
+
+
+# --- graph modes ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["function", "xla"])
+def test_tf_function_and_xla_agree_with_eager(mode):
+    rng = np.random.default_rng(8)
+    labels, x = random_case(rng, 50, 8, 5)
+    x32 = x.astype("float32")
+    eager = loss_and_grad(labels, x32, 0.2, False, "sorted", "float32")
+    graph = loss_and_grad(labels, x32, 0.2, False, "sorted", "float32", mode=mode)
+    assert_same(graph, eager, rtol=1e-5, atol=1e-7)
+
+
+def test_unknown_static_batch_size_traces_the_sorted_form():
+    fn = tf.function(
+        lambda y, x: batch_all_sorted(y, x, 0.2, False)["loss"],
+        input_signature=[
+            tf.TensorSpec([None], tf.int32),
+            tf.TensorSpec([None, 4], tf.float32),
+        ],
+    )
+    rng = np.random.default_rng(9)
+    labels, x = random_case(rng, 11, 4, 3)
+    want = reference.batch_all_triplet_loss(labels, x, 0.2, False)
+    got = fn(tf.constant(labels.astype("int32")), tf.constant(x.astype("float32")))
+    np.testing.assert_allclose(float(got), want["loss"], rtol=1e-5)
+
+
+# --- method argument --------------------------------------------------------------------
+
+
+def test_auto_resolves_by_static_batch_size():
+    assert resolve_method("auto", AUTO_DENSE_MAX_BATCH) == "dense"
+    assert resolve_method("auto", AUTO_DENSE_MAX_BATCH + 1) == "sorted"
+    assert resolve_method("auto", None) == "sorted"
+    assert resolve_method("dense", 10**6) == "dense"
+    assert resolve_method("sorted", 2) == "sorted"
+
+
+@pytest.mark.parametrize("bad", ["Sorted", "fast", "", None, 3])
+def test_bad_method_is_a_value_error(bad):
+    x, y = np.ones((3, 2), "float32"), [0, 0, 1]
+    with pytest.raises(ValueError, match=r"method must be one of 'auto', 'dense', 'sorted'"):
+        tftriplet.batch_all_triplet_loss(y, x, method=bad)
+    with pytest.raises(ValueError, match="method must be one of"):
+        tftriplet.batch_all_triplet_statistics(y, x, method=bad)
+    with pytest.raises(ValueError, match="method must be one of"):
+        tftriplet.BatchAllTripletLoss(method=bad)
+    with pytest.raises(ValueError, match="method must be one of"):
+        tftriplet.FractionPositiveTriplets(method=bad)
+
+
+@pytest.mark.parametrize("method", ["auto", "dense", "sorted"])
+def test_get_config_round_trip_keeps_method(method):
+    loss = tftriplet.BatchAllTripletLoss(margin=0.3, method=method)
+    config = loss.get_config()
+    assert config["method"] == method
+    again = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert isinstance(again, tftriplet.BatchAllTripletLoss)
+    assert again.method == method and again.margin == 0.3
+    metric = tftriplet.FractionPositiveTriplets(margin=0.3, method=method)
+    assert type(metric).from_config(metric.get_config()).method == method
+
+
+@pytest.mark.parametrize("method", ["dense", "sorted"])
+def test_loss_class_and_metric_use_the_method(method):
+    rng = np.random.default_rng(10)
+    labels, x = random_case(rng, 40, 5, 4)
+    want = reference.batch_all_triplet_loss(labels, x, 0.2, False)
+    x32 = tf.constant(x.astype("float32"))
+    loss = tftriplet.BatchAllTripletLoss(margin=0.2, method=method)(labels, x32)
+    np.testing.assert_allclose(float(loss), want["loss"], rtol=1e-5)
+    metric = tftriplet.FractionPositiveTriplets(margin=0.2, method=method)
+    metric.update_state(labels, x32)
+    np.testing.assert_allclose(float(metric.result()), want["fraction_positive"], rtol=1e-6)
+
+
+# --- other Keras backends ---------------------------------------------------------------
+
+_BACKEND_SCRIPT = r"""
+import json, sys
+import numpy as np
+import keras
+from keras import ops
+import tftriplet
+
+case = json.loads(sys.argv[1])
+out = {}
+for method in ("dense", "sorted"):
+    labels = np.asarray(case["labels"], dtype="int64")
+    x = np.asarray(case["x"], dtype="float32")
+    backend = keras.backend.backend()
+    def loss_fn(x):
+        return tftriplet.batch_all_triplet_statistics(labels, x, 0.2, False, method=method)
+    if backend == "jax":
+        import jax
+        f = jax.jit(lambda x: loss_fn(x)["loss"])
+        loss, grad = jax.value_and_grad(f)(x)
+        stats = loss_fn(x)
+    elif backend == "torch":
+        import torch
+        xt = torch.tensor(x, requires_grad=True)
+        stats = loss_fn(xt)
+        stats["loss"].backward()
+        loss, grad = stats["loss"], xt.grad
+    out[method] = {
+        "backend": backend,
+        "loss": float(loss),
+        "num_positive": float(stats["num_positive"]),
+        "num_valid": float(stats["num_valid"]),
+        "gradient": np.asarray(ops.convert_to_numpy(grad)).tolist(),
+    }
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_sorted_under_other_keras_backends(backend):
+    pytest.importorskip(backend)
+    # B=64: also the blocked prefix count (row length a multiple of 32).
+    labels, x = case_clear_of_ties(12, 64, 6, 8, 0.2, False, 1e-4, "float32")
+    x32 = x.astype("float32")
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=REPO)
+    case = json.dumps({"labels": labels.tolist(), "x": x32.tolist()})
+    done = subprocess.run(
+        [sys.executable, "-c", _BACKEND_SCRIPT, case],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    want = reference.batch_all_triplet_loss(labels, x32.astype("float64"), 0.2, False)
+    for method in ("dense", "sorted"):
+        got = out[method]
+        assert got["backend"] == backend
+        assert got["num_positive"] == want["num_positive"]
+        assert got["num_valid"] == want["num_valid"]
+        np.testing.assert_allclose(got["loss"], want["loss"], rtol=2e-5)
+        np.testing.assert_allclose(got["gradient"], want["gradient"], rtol=1e-4, atol=1e-6)
+
+
+# --- the bench command ------------------------------------------------------------------
+
+
+def test_bench_cli_prints_a_table_and_writes_json(tmp_path, capsys):
+    from tftriplet.cli import main
+
+    path = tmp_path / "bench.json"
+    methods = "dense,sorted,pml"
+    code = main([
+        "bench", "--sizes", "8,24", "--methods", methods, "--repeats", "1",
+        "--dim", "8", "--per-class", "4", "--json", str(path), "--max-gb", "1",
+    ])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "| method" in text and "peak RSS" in text
+    results = json.loads(path.read_text())["results"]
+    assert {(r["batch_size"], r["method"]) for r in results} == {
+        (b, m) for b in (8, 24) for m in methods.split(",")
+    }
+    for b in (8, 24):
+        by_method = {r["method"]: r for r in results if r["batch_size"] == b}
+        assert by_method["dense"]["status"] == "ok", by_method["dense"]
+        assert by_method["sorted"]["status"] == "ok", by_method["sorted"]
+        assert by_method["sorted"]["peak_rss_bytes"] > 0
+        # Same inputs in every subprocess: the methods must agree on the loss.
+        np.testing.assert_allclose(
+            by_method["sorted"]["loss"], by_method["dense"]["loss"], rtol=1e-5
+        )
+        if by_method["pml"]["status"] == "ok":
+            np.testing.assert_allclose(
+                by_method["pml"]["loss"], by_method["dense"]["loss"], rtol=1e-4
+            )
+        else:
+            assert "not installed" in by_method["pml"]["reason"]
+        assert f"\n{b} " in text or text.count(str(b)) >= 1
+
+
+def test_bench_skips_dense_where_it_would_not_fit(capsys):
+    from tftriplet.cli import main
+
+    assert main(["bench", "--sizes", "4096", "--methods", "dense", "--max-gb", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "would need 1,649 GB" in text  # 6 tensors of 4096^3 float32
+
+
+def test_bench_rejects_unknown_methods():
+    from tftriplet.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--methods", "dense,fastest"])
+
+
+def test_sorted_refuses_what_it_does_not_compute_and_auto_falls_back():
+    rng = np.random.default_rng(13)
+    labels, x = random_case(rng, 40, 5, 4)
+    x32 = x.astype("float32")
+    for kwargs in ({"soft": True}, {"distance": "cosine"}):
+        with pytest.raises(ValueError, match="method='sorted' computes the hinge"):
+            tftriplet.batch_all_triplet_loss(labels, x32, method="sorted", **kwargs)
+        # B=40 > 32 would pick sorted; auto falls back to the dense form, same numbers.
+        auto = tftriplet.batch_all_triplet_loss(labels, x32, method="auto", **kwargs)
+        dense = tftriplet.batch_all_triplet_loss(labels, x32, method="dense", **kwargs)
+        np.testing.assert_allclose(float(auto[0]), float(dense[0]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("method, cubic", [("dense", True), ("sorted", False)])
+def test_only_the_dense_form_has_a_cubic_tensor(method, cubic):
+    """Every tensor in the traced loss + gradient graph of the sorted form has at most
+    B * B elements (the check sees the dense form's (B, B, B) tiles)."""
+    b = 48
+    labels = tf.constant(np.arange(b) % 6, dtype="int64")
+
+    @tf.function
+    def value_and_grad(e):
+        with tf.GradientTape() as tape:
+            tape.watch(e)
+            value = tftriplet.batch_all_triplet_loss(labels, e, method=method)[0]
+        return value, tape.gradient(value, e)
+
+    graph = value_and_grad.get_concrete_function(tf.TensorSpec((b, 8), "float32")).graph
+    largest = max(
+        int(np.prod(t.shape.as_list()))
+        for op in graph.get_operations()
+        for t in op.outputs
+        if t.shape.rank is not None and t.shape.is_fully_defined()
+    )
+    assert (largest >= b**3) if cubic else (largest <= b * b)

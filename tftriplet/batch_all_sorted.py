@@ -1,0 +1,237 @@
+"""Exact batch-all triplet loss in O(B^2) memory and O(B^2 log B) time.
+
+The dense form (:func:`tftriplet.losses._batch_all_dense`, the seed program's algorithm)
+builds ``(B, B, B)`` tensors. Per anchor ``i`` the hinge of a valid triple
+``(i, j, k)`` (``j`` a positive, ``k`` a negative of ``i``) is positive iff
+``d_ik < d_ij + m``, so everything the loss needs is a count of comparisons between the
+anchor's positives (shifted by the margin) and its negatives:
+
+* ``c_ij = #{k negative of i : d_ik < d_ij + m}``  (the positive hinges of pair ``(i, j)``)
+* ``r_ik = #{j positive of i : d_ij + m > d_ik}``  (the positive hinges of pair ``(i, k)``)
+
+and, with ``N = sum_ij c_ij`` (= ``sum_ik r_ik``, the number of positive triples)::
+
+    sum of hinges = sum_ij c_ij (d_ij + m) - sum_ik r_ik d_ik
+    loss          = sum of hinges / max(N, 1)
+    d loss / d d_ij = W_ij / max(N, 1),   W_ij = c_ij (positive pair), -r_ik (negative pair)
+
+Both counts come from one sort per anchor row: positives keyed by ``d_ij + m``, negatives by
+``d_ik``, merged in ascending order with a positive placed before a negative of equal key
+(the hinge must be strictly positive). In that order ``c`` of a positive is the number of
+negatives before it and ``r`` of a negative the number of positives after it: one prefix
+count per row. The sort is an integer sort of the float bits (non-negative IEEE floats
+order like their bit patterns) with the pair type in the lowest bit, so ties are broken
+exactly, not by rounding. The counts go back to the row's original order with one scatter
+(a segment sum).
+
+The gradient is analytic: ``W`` is a constant (a rank count, not differentiated through the
+sort), and the chain rule through ``d_ij = ||e_i - e_j||`` gives, with
+``G_ij = W_ij / d_ij`` (0 where ``d_ij = 0``; ``2 W_ij`` for squared distances) and
+``S = G + G^T``::
+
+    d loss / d e = (rowsum(S) * e - S @ e) / max(N, 1)
+
+(the same subgradient 0 at ``d_ij = 0`` as :func:`tftriplet.distances.pairwise_distances`).
+
+It enters the graph through ``loss + sum(stop_gradient(g) * e) - stop_gradient(same)``,
+whose value is the loss and whose gradient with respect to ``e`` is ``g``, on every Keras
+backend. Memory is a few ``(B, B)`` tensors; nothing of size ``B^3`` exists.
+
+Reference:
+    Hermans, Beyer, Leibe. "In Defense of the Triplet Loss for Person Re-Identification",
+    2017, https://arxiv.org/abs/1703.07737 (batch-all, averaged over the non-zero terms).
+"""
+
+from __future__ import annotations
+
+from keras import backend, ops
+
+METHODS = ("auto", "dense", "sorted")
+
+#: ``method="auto"`` uses the dense ``B^3`` form up to this static batch size and the sorted
+#: form above it (measured with ``tftriplet bench``, see the README section "Large batches").
+AUTO_DENSE_MAX_BATCH = 32
+
+
+def check_method(method):
+    """Validate ``method`` and return it."""
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(
+            f"method must be one of {', '.join(repr(m) for m in METHODS)}; got {method!r}."
+        )
+    return method
+
+
+def resolve_method(method, batch_size):
+    """The concrete method (``"dense"`` or ``"sorted"``) for a batch of ``batch_size``.
+
+    ``"auto"`` picks by the static batch size known at trace time: dense up to
+    :data:`AUTO_DENSE_MAX_BATCH` (there the two take about the same 1-3 ms and dense is the
+    seed's literal algorithm), sorted above it (5x faster at B=64, ~200x at B=768). An unknown
+    (``None``) batch size gives ``"sorted"``, the one that is safe in memory.
+    """
+    check_method(method)
+    if method != "auto":
+        return method
+    if batch_size is None or batch_size > AUTO_DENSE_MAX_BATCH:
+        return "sorted"
+    return "dense"
+
+
+def _int_view(float_dtype):
+    """The signed integer dtype of the same width, and its maximum."""
+    if float_dtype == "float64":
+        return "int64", 2**63 - 1
+    return "int32", 2**31 - 1
+
+
+def _distances(embeddings, squared):
+    """Pairwise distances with the same rounding as :func:`pairwise_distances` off the
+    diagonal, in fewer ``(B, B)`` passes; the diagonal is left as computed (never used)."""
+    # -2 e e^T in one product (scaling by -2 is exact), so n_i + (-2 dot) + n_j rounds as
+    # n_i - 2 dot + n_j does.
+    minus_two_dot = ops.matmul(-2.0 * embeddings, ops.transpose(embeddings))
+    sq_norm = -0.5 * ops.diagonal(minus_two_dot)
+    sq = ops.expand_dims(sq_norm, 1) + minus_two_dot + ops.expand_dims(sq_norm, 0)
+    # Never -0.0: (x - y) + z with z >= +0 is +0 when it is zero.
+    sq = ops.maximum(sq, 0.0)
+    return sq if squared else ops.sqrt(sq)
+
+
+def _row_cumsum(x, block=32):
+    """Inclusive cumulative sum along rows of a 0/1 matrix, as a blocked matrix product.
+
+    Within blocks of ``block`` columns the prefix sums are one product with a triangular
+    matrix of ones, and the block totals are then carried with a short cumulative sum. Sums
+    of 0/1 below 2**24 are exact in float32, so this equals ``ops.cumsum``; on CPU it is
+    several times faster (the README section "Large batches"). Falls back to ``ops.cumsum`` when the row
+    length is unknown or not a multiple of ``block``.
+    """
+    n = x.shape[1]
+    if n is None or n % block != 0 or n <= block:
+        return ops.cumsum(x, axis=1)
+    rows = ops.shape(x)[0]
+    triangle = ops.triu(ops.ones((block, block), dtype=x.dtype))  # [p, q] = 1 for p <= q
+    within = ops.reshape(ops.matmul(ops.reshape(x, (-1, block)), triangle), (rows, -1, block))
+    totals = within[:, :, -1]
+    carried = ops.cumsum(totals, axis=1) - totals
+    return ops.reshape(within + ops.expand_dims(carried, 2), (rows, n))
+
+
+def _bitcast(x, dtype):
+    """``ops.view`` of a same-width dtype. Keras' TensorFlow ``view`` tests the last
+    dimension in Python, which fails on an unknown batch size; a static last dimension of
+    1 sidesteps that, and the reshapes cost nothing."""
+    return ops.reshape(ops.view(ops.reshape(x, (-1, 1)), dtype), ops.shape(x))
+
+
+def _merged_order_keys(labels, distances, margin):
+    """Integer sort keys whose descending order is the merged ascending order of each row.
+
+    Positives get ``d_ij + m``, negatives ``d_ik``; a positive precedes a negative of equal
+    key. ``key = MAX - 2 * bits(value) - is_negative``: for non-negative floats the bit
+    pattern is monotone in the value, and the result never overflows. The diagonal (neither
+    positive nor negative) gets the dtype's minimum, so it sorts last in every row.
+    """
+    int_dtype, int_max = _int_view(backend.standardize_dtype(distances.dtype))
+    same = ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))
+    index = ops.arange(ops.shape(labels)[0], dtype="int32")
+    eye = ops.equal(ops.expand_dims(index, 1), ops.expand_dims(index, 0))
+    bits = _bitcast(ops.where(same, distances + margin, distances), int_dtype)
+    base = ops.where(same, ops.cast(int_max, int_dtype), ops.cast(int_max - 1, int_dtype))
+    keys = (base - bits) - bits
+    return ops.where(eye, ops.cast(-int_max - 1, int_dtype), keys)
+
+
+def pair_coefficients(labels, distances, margin):
+    """Per-pair hinge counts ``W`` (see the module docstring) from one sort per row.
+
+    Args:
+        labels: class ids of shape ``(B,)``.
+        distances: ``(B, B)`` non-negative distances (not differentiated); the diagonal is
+            ignored.
+        margin: the margin ``m``.
+
+    Returns:
+        A dict with ``coefficients`` (``(B, B)``: ``c_ij`` at positive pairs, ``-r_ik`` at
+        negative pairs, 0 elsewhere), ``num_positive`` and ``num_valid`` (scalars), all in
+        the dtype of ``distances``.
+    """
+    dtype = distances.dtype
+    b = ops.shape(distances)[0]
+    sorted_keys, order = ops.top_k(_merged_order_keys(labels, distances, margin), b)
+    # Key parity: MAX is odd, so a key is even iff the entry is a negative. The diagonal
+    # (last in every row, even) reads as a negative with no positive after it: weight 0.
+    neg = ops.equal(ops.bitwise_and(sorted_keys, 1), 0)
+    negatives_so_far = _row_cumsum(ops.cast(neg, dtype))
+    num_neg_per_row = negatives_so_far[:, -1:] - 1.0  # without the diagonal
+    num_pos_per_row = ops.cast(b - 1, dtype) - num_neg_per_row
+    rank = ops.expand_dims(ops.cast(ops.arange(1, b + 1, dtype="int32"), dtype), 0)
+    # A positive's weight c: the negatives before it (ties sort after it). A negative's
+    # weight -r: minus the positives after it, r = |P| - (rank - negatives so far).
+    w_sorted = ops.where(neg, (rank - num_pos_per_row) - negatives_so_far, negatives_so_far)
+    # Per-row counts are exact in float32 (below 2**24); the totals are summed last.
+    num_positive = ops.sum(ops.sum(ops.relu(w_sorted), axis=1))
+    num_valid = ops.sum(num_pos_per_row * num_neg_per_row)
+    # Back to the original column order: a segment sum over flat indices is a scatter
+    # (each index occurs once), and on CPU much faster than a scatter op.
+    row_start = ops.expand_dims(ops.arange(b, dtype="int32") * ops.cast(b, "int32"), 1)
+    flat_index = ops.reshape(ops.cast(order, "int32") + row_start, (-1,))
+    coefficients = ops.segment_sum(
+        ops.reshape(w_sorted, (-1,)), flat_index, num_segments=b * b, sorted=False
+    )
+    coefficients = ops.reshape(coefficients, (b, b))
+    return {"coefficients": coefficients, "num_positive": num_positive, "num_valid": num_valid}
+
+
+def _embedding_gradient(embeddings, distances, coefficients, squared):
+    """``sum_ij W_ij d(d_ij)/d e`` for every row of ``embeddings``, in closed form.
+
+    With ``G = W / d`` (``2 W`` when squared), ``grad = (rowsum(G) + colsum(G)) * e -
+    G @ e - G^T @ e``; ``G^T @ e`` is formed as ``(e^T @ G)^T`` so that no ``(B, B)``
+    transpose is materialised.
+    """
+    g = 2.0 * coefficients if squared else ops.divide_no_nan(coefficients, distances)
+    scale = ops.sum(g, axis=1) + ops.sum(g, axis=0)
+    return (
+        ops.expand_dims(scale, 1) * embeddings
+        - ops.matmul(g, embeddings)
+        - ops.transpose(ops.matmul(ops.transpose(embeddings), g))
+    )
+
+
+def batch_all_sorted(labels, embeddings, margin, squared, with_gradient=True):
+    """The batch-all statistics of the dense form, in O(B^2) memory. Inputs standardized.
+
+    Args:
+        labels: class ids of shape ``(B,)``.
+        embeddings: float ``(B, D)``.
+        margin: the margin ``m``.
+        squared: use squared Euclidean distances.
+        with_gradient: attach the analytic gradient to ``loss`` (costs one ``B x B x D``
+            matrix product); without it ``loss`` is a constant.
+
+    Returns:
+        A dict with ``loss``, ``fraction_positive``, ``num_positive`` and ``num_valid``,
+        equal to the dense form's within float32 rounding.
+    """
+    embeddings_const = ops.stop_gradient(embeddings)
+    distances = _distances(embeddings_const, squared)
+    stats = pair_coefficients(labels, distances, margin)
+    w = stats["coefficients"]
+    num_positive = stats["num_positive"]
+    num_valid = stats["num_valid"]
+    denominator = ops.maximum(num_positive, 1.0)
+    # sum of hinges = sum_ij W_ij d_ij + m * N (rows first: shorter float32 sums)
+    hinge_sum = ops.sum(ops.sum(w * distances, axis=1)) + margin * num_positive
+    loss = hinge_sum / denominator
+    if with_gradient:
+        grad = _embedding_gradient(embeddings_const, distances, w, squared) / denominator
+        surrogate = ops.sum(grad * embeddings)
+        loss = loss + (surrogate - ops.stop_gradient(surrogate))
+    return {
+        "loss": loss,
+        "fraction_positive": num_positive / ops.maximum(num_valid, 1.0),
+        "num_positive": num_positive,
+        "num_valid": num_valid,
+    }
