@@ -92,6 +92,7 @@ def random_case(
     name="batch_all",
     distance=None,
     soft=False,
+    method=None,
 ):
     """A tie-clear random case (see the module docstring)."""
     distance = distance or ("squared_euclidean" if squared else "euclidean")
@@ -108,11 +109,14 @@ def random_case(
         target_margin = typical / 5
     loss = loss_spec(name, 0.0, distance, soft)
     loss["margin"] = clear_margin(labels, embeddings, loss, target_margin)
+    if method is not None:
+        loss["method"] = method
     words = {"euclidean": "Euclidean", "squared_euclidean": "squared", "cosine": "cosine"}
     scaled = "" if scale == 1.0 else f", scale {scale:g}"
     strategy = ""
-    if name != "batch_all" or soft:
+    if name != "batch_all" or soft or method:
         strategy = name.replace("_", "-") + (", soft, " if soft else ", ")
+        strategy += f"method {method}, " if method else ""
     return {
         "description": (
             f"{strategy}Random B={batch_size}, D={dim}, {num_classes} classes, "
@@ -613,3 +617,47 @@ def batch_hard_soft_huge_x():
 @case
 def batch_all_soft_huge_x():
     return _huge_x("batch_all")
+
+
+# --- batch-all's evaluation methods (tftriplet's method="dense" | "sorted") -------------------
+
+
+#: The same loss, evaluated by the sorted O(B^2) form or forced dense. ``method`` is only
+#: read by the Keras backends (the reference and the C program have one method).
+METHOD_CASES = {
+    "batch_all_sorted_b24_d4_c12": (341, 24, 4, 12, {"method": "sorted"}),
+    "batch_all_sorted_b40_d3_c10_squared": (342, 40, 3, 10, {"method": "sorted", "squared": True}),
+    "batch_all_sorted_b64_d2_c16": (343, 64, 2, 16, {"method": "sorted"}),
+    "batch_all_dense_b64_d2_c16": (343, 64, 2, 16, {"method": "dense"}),
+}
+
+_register_random_cases(METHOD_CASES)
+
+
+@case
+def batch_all_sorted_one_class():
+    loss = batch_all(0.2)
+    loss["method"] = "sorted"
+    return edge_case(
+        "batch-all, method sorted, one class: no valid triple, loss 0",
+        [3] * 5,
+        fixed_grid(344, 5, 3),
+        loss,
+        "glibc rand() after srand(344), grid embeddings",
+    )
+
+
+@case
+def batch_all_sorted_duplicate_embeddings():
+    emb = fixed_grid(345, 8, 3)
+    emb[1] = list(emb[0])  # same class as row 0: a zero Euclidean distance
+    emb[5] = list(emb[0])  # another class
+    loss = batch_all(0.3)
+    loss["method"] = "sorted"
+    return edge_case(
+        "batch-all, method sorted: identical rows within and across classes",
+        [0, 0, 1, 1, 2, 2, 0, 1],
+        emb,
+        loss,
+        "glibc rand() after srand(345), grid embeddings; rows 1 and 5 copied from row 0",
+    )

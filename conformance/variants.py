@@ -64,6 +64,8 @@ def _keras_factory(class_name, statistics_name, has_soft=True):
         if not has_soft:
             if options.pop("soft"):
                 raise ValueError(f"{class_name} has no soft-margin form")
+        if "method" in loss:  # batch_all: how the triples are evaluated (same result)
+            options["method"] = loss["method"]
         loss_object = getattr(tftriplet, class_name)(**options, dtype=loss_dtype(dtype))
         statistics_fn = getattr(tftriplet, statistics_name)
 
