@@ -321,3 +321,18 @@ def test_c_backend_declares_the_variants_it_lacks():
         assert ok == core, fixture["name"]
         if not ok:
             assert ("soft" in reason) or (name in reason) or (distance in reason), reason
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"soft": True}, {"method": "sorted"}, {"name": "no_such_loss"}],
+    ids=["soft", "method", "name"],
+)
+def test_schema_rejects_what_semi_hard_does_not_have(change):
+    import jsonschema
+
+    fixture = json.loads(json.dumps(BY_NAME["semi_hard_b8_d4_c3"]))
+    validate(fixture)
+    fixture["loss"].update(change)
+    with pytest.raises(jsonschema.ValidationError):
+        validate(fixture)
