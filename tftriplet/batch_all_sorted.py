@@ -104,8 +104,8 @@ def _row_cumsum(x, block=32):
     Within blocks of ``block`` columns the prefix sums are one product with a triangular
     matrix of ones, and the block totals are then carried with a short cumulative sum. Sums
     of 0/1 below 2**24 are exact in float32, so this equals ``ops.cumsum``; on CPU it is
-    several times faster (the README section "Large batches"). Falls back to ``ops.cumsum`` when the row
-    length is unknown or not a multiple of ``block``.
+    several times faster (the README section "Large batches"). Falls back to ``ops.cumsum``
+    when the row length is unknown or not a multiple of ``block``.
     """
     n = x.shape[1]
     if n is None or n % block != 0 or n <= block:

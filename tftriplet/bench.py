@@ -37,8 +37,8 @@ BACKENDS = ("tensorflow", "jax", "torch")
 def dense_bytes_estimate(batch_size):
     """Peak memory of the dense form: about six live ``B^3`` float32 tensors.
 
-    Calibrated on the measurements in the README section "Large batches" (dense in TensorFlow, loss +
-    gradient: 3.3 GB at B=512, 10.3 GB at B=768).
+    Calibrated on the measurements in the README section "Large batches" (dense in
+    TensorFlow, loss + gradient: 3.3 GB at B=512, 10.3 GB at B=768).
     """
     return 6 * 4 * batch_size**3
 
