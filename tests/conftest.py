@@ -12,3 +12,11 @@ def seed_case():
     from tftriplet.glibc_rand import seed_program_inputs
 
     return seed_program_inputs()
+
+from hypothesis import settings  # noqa: E402
+
+# Deterministic examples, so a CI run is reproducible (and a failure re-runs the same way);
+# HYPOTHESIS_PROFILE=explore draws fresh examples for a local search.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
