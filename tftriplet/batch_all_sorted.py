@@ -44,6 +44,7 @@ Reference:
 
 from __future__ import annotations
 
+import numpy as np
 from keras import backend, ops
 
 METHODS = ("auto", "dense", "sorted")
@@ -111,7 +112,8 @@ def _row_cumsum(x, block=32):
     if n is None or n % block != 0 or n <= block:
         return ops.cumsum(x, axis=1)
     rows = ops.shape(x)[0]
-    triangle = ops.triu(ops.ones((block, block), dtype=x.dtype))  # [p, q] = 1 for p <= q
+    # [p, q] = 1 for p <= q; a constant (ops.triu fails in tf.function before Keras 3.7)
+    triangle = ops.convert_to_tensor(np.triu(np.ones((block, block))), dtype=x.dtype)
     within = ops.reshape(ops.matmul(ops.reshape(x, (-1, block)), triangle), (rows, -1, block))
     totals = within[:, :, -1]
     carried = ops.cumsum(totals, axis=1) - totals
@@ -121,8 +123,24 @@ def _row_cumsum(x, block=32):
 def _bitcast(x, dtype):
     """``ops.view`` of a same-width dtype. Keras' TensorFlow ``view`` tests the last
     dimension in Python, which fails on an unknown batch size; a static last dimension of
-    1 sidesteps that, and the reshapes cost nothing."""
-    return ops.reshape(ops.view(ops.reshape(x, (-1, 1)), dtype), ops.shape(x))
+    1 sidesteps that, and the reshapes cost nothing. Keras before 3.12 has no ``ops.view``:
+    there each backend's own bitcast does the same."""
+    if hasattr(ops, "view"):
+        return ops.reshape(ops.view(ops.reshape(x, (-1, 1)), dtype), ops.shape(x))
+    name = backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.bitcast(x, dtype)
+    if name == "jax":
+        import jax
+
+        return jax.lax.bitcast_convert_type(x, dtype)
+    if name == "torch":
+        import torch
+
+        return x.view(getattr(torch, dtype))
+    raise NotImplementedError(f"no bitcast for the {name} backend in this Keras version")
 
 
 def _merged_order_keys(labels, distances, margin):
