@@ -105,16 +105,22 @@ def _keras_step(method, backend, labels, embeddings, margin, jit):
         return (lambda: fn(y, x)), lambda r: float(r[0]) + float(r[1][0, 0])
     import torch
 
-    y = torch.as_tensor(labels)
+    return _torch_step(loss_fn, torch.as_tensor(labels), embeddings)
+
+
+def _torch_step(loss_fn, y, embeddings):
+    """A loss + gradient step through torch autograd, and how to force its result."""
+    import torch
+
     x = torch.as_tensor(embeddings).requires_grad_(True)
 
-    def torch_step():
+    def step():
         x.grad = None
         loss = loss_fn(y, x)
         loss.backward()
         return loss, x.grad
 
-    return torch_step, lambda r: float(r[0]) + float(r[1][0, 0])
+    return step, lambda r: float(r[0]) + float(r[1][0, 0])
 
 
 def _pml_step(labels, embeddings, margin):
@@ -127,16 +133,8 @@ def _pml_step(labels, embeddings, margin):
         reducer=reducers.AvgNonZeroReducer(),
         triplets_per_anchor="all",
     )
-    y = torch.as_tensor(labels).long()
-    x = torch.as_tensor(embeddings).requires_grad_(True)
-
-    def step():
-        x.grad = None
-        loss = loss_obj(x, y)
-        loss.backward()
-        return loss, x.grad
-
-    return step, lambda r: float(r[0]) + float(r[1][0, 0])
+    # pml takes (embeddings, labels), the reverse of a Keras loss
+    return _torch_step(lambda y, x: loss_obj(x, y), torch.as_tensor(labels).long(), embeddings)
 
 
 def measure(method, batch_size, dim=128, per_class=8, repeats=3, margin=0.2,
