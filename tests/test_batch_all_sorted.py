@@ -24,6 +24,8 @@ import tftriplet
 from tftriplet import reference
 from tftriplet.batch_all_sorted import (
     AUTO_DENSE_MAX_BATCH,
+    POSITIVES_SORT_MAX_DIVISOR,
+    _choose_row_sort,
     batch_all_sorted,
     pair_coefficients,
     resolve_method,
@@ -32,14 +34,27 @@ from tftriplet.batch_all_sorted import (
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def loss_and_grad(labels, embeddings, margin, squared, method, dtype="float64", mode="eager"):
+#: The sorted form's two ways to count (tftriplet.batch_all_sorted.pair_coefficients): sort
+#: every row in full, or sort only each row's positives and binary-search the negatives.
+ROW_SORTS = ("merged", "positives")
+
+
+def loss_and_grad(
+    labels, embeddings, margin, squared, method, dtype="float64", mode="eager", row_sort=None
+):
+    """Statistics and gradient by ``method``; ``row_sort`` forces the sorted form's way to
+    count (``method`` must then be ``"sorted"``)."""
     x = tf.constant(np.asarray(embeddings), dtype=dtype)
     y = tf.constant(np.asarray(labels))
 
     def step(y, x):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            stats = tftriplet.batch_all_triplet_statistics(y, x, margin, squared, method=method)
+            if row_sort is None:
+                stats = tftriplet.batch_all_triplet_statistics(y, x, margin, squared, method=method)
+            else:
+                assert method == "sorted"
+                stats = batch_all_sorted(y, x, margin, squared, row_sort=row_sort)
         return stats, tape.gradient(stats["loss"], x)
 
     if mode != "eager":
@@ -70,14 +85,15 @@ def assert_same(got, want, rtol, atol):
 # --- random cases against the reference and the dense form ------------------------------
 
 
+@pytest.mark.parametrize("row_sort", ROW_SORTS)
 @pytest.mark.parametrize("squared", [False, True])
 @pytest.mark.parametrize(
     "batch_size, num_classes, seed", [(5, 2, 0), (12, 3, 1), (40, 4, 2), (64, 16, 3)]
 )
-def test_sorted_matches_reference_float64(batch_size, num_classes, seed, squared):
+def test_sorted_matches_reference_float64(batch_size, num_classes, seed, squared, row_sort):
     labels, x = case_clear_of_ties(seed, batch_size, 6, num_classes, 0.5, squared, 1e-9, "float64")
     want = reference.batch_all_triplet_loss(labels, x, 0.5, squared)
-    got = loss_and_grad(labels, x, 0.5, squared, "sorted", "float64")
+    got = loss_and_grad(labels, x, 0.5, squared, "sorted", "float64", row_sort=row_sort)
     assert want["num_positive"] > 0
     assert_same(got, want, rtol=1e-9, atol=1e-12)
 
@@ -94,19 +110,51 @@ def test_sorted_equals_dense_and_reference_float32(batch_size, num_classes, seed
     assert_same(sorted_, want, rtol=2e-5, atol=1e-6)
 
 
-def test_sorted_equals_dense_at_a_few_hundred():
-    """B=300, float32: the dense form still fits (27M entries), counts in the millions."""
+@pytest.mark.parametrize("row_sort", ROW_SORTS)
+def test_sorted_equals_dense_at_a_few_hundred(row_sort):
+    """B=300, float32: the dense form still fits (27M entries), counts in the millions.
+
+    Not clear of ties: both forms decide a triple by the same float32 comparison,
+    ``d_ik < fl(d_ij + m)``, on the same distances, so their counts are equal exactly.
+    """
     rng = np.random.default_rng(7)
-    labels, x = random_case(rng, 300, 32, 12)
-    x32 = (x / np.sqrt(32)).astype("float32")
-    sorted_ = loss_and_grad(labels, x32, 0.2, False, "sorted", "float32", mode="function")
+    labels = np.repeat(np.arange(75), 4)  # P x K: 75 classes of 4, k = 3 <= 300 // 8
+    rng.shuffle(labels)
+    x32 = (rng.normal(size=(300, 32)) / np.sqrt(32)).astype("float32")
+    sorted_ = loss_and_grad(
+        labels, x32, 0.2, False, "sorted", "float32", mode="function", row_sort=row_sort
+    )
     dense = loss_and_grad(labels, x32, 0.2, False, "dense", "float32", mode="function")
-    assert dense["num_positive"] > 1e6
-    # Counts may differ only through hinges within float32 rounding of 0.
-    assert abs(sorted_["num_positive"] - dense["num_positive"]) <= 2
+    assert dense["num_positive"] > 1e5
+    assert sorted_["num_positive"] == dense["num_positive"]
     assert sorted_["num_valid"] == dense["num_valid"]
     np.testing.assert_allclose(sorted_["loss"], dense["loss"], rtol=1e-5)
     np.testing.assert_allclose(sorted_["gradient"], dense["gradient"], rtol=1e-4, atol=1e-8)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    batch_size=st.integers(2, 40),
+    num_classes=st.integers(1, 12),
+    levels=st.integers(2, 6),
+    margin=st.sampled_from([0.0, 0.25, 0.5, 1.0, 0.3]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_dense_and_both_row_sorts_count_alike_at_ties(
+    batch_size, num_classes, levels, margin, seed
+):
+    """Embeddings on a coarse float32 grid: many distances coincide and many hinges are
+    exactly 0 or within rounding of it. The dense form and both row sorts still count the
+    same triples, since all three compare ``d_ik < fl(d_ij + m)`` on the same distances."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, num_classes, size=batch_size)
+    x = (rng.integers(0, levels, size=(batch_size, 3)) / 4.0).astype("float32")
+    dense = loss_and_grad(labels, x, margin, False, "dense", "float32")
+    for row_sort in ROW_SORTS:
+        got = loss_and_grad(labels, x, margin, False, "sorted", "float32", row_sort=row_sort)
+        assert got["num_positive"] == dense["num_positive"], row_sort
+        assert got["num_valid"] == dense["num_valid"], row_sort
+        np.testing.assert_allclose(got["loss"], dense["loss"], rtol=1e-5, atol=1e-6)
 
 
 @settings(max_examples=40, deadline=None)
@@ -123,8 +171,9 @@ def test_sorted_matches_reference_property(batch_size, num_classes, dim, margin,
     labels, x = random_case(rng, batch_size, dim, num_classes)
     assume(clear_of_ties(labels, x, margin, squared, tol=1e-9))
     want = reference.batch_all_triplet_loss(labels, x, margin, squared)
-    got = loss_and_grad(labels, x, margin, squared, "sorted", "float64")
-    assert_same(got, want, rtol=1e-9, atol=1e-12)
+    for row_sort in ROW_SORTS:
+        got = loss_and_grad(labels, x, margin, squared, "sorted", "float64", row_sort=row_sort)
+        assert_same(got, want, rtol=1e-9, atol=1e-12)
 
 
 # --- exact ties -------------------------------------------------------------------------
@@ -147,20 +196,23 @@ def test_exact_ties_follow_strict_hinge(margin, dtype):
     hinge = d[:, :, None] - d[:, None, :] + margin
     assert np.any(reference.triplet_mask(labels) & (hinge == 0.0))  # the case has ties
     want = reference.batch_all_triplet_loss(labels, x, margin, False)
-    got = loss_and_grad(labels, x, margin, False, "sorted", dtype)
     dense = loss_and_grad(labels, x, margin, False, "dense", dtype)
-    assert got["num_positive"] == want["num_positive"] == dense["num_positive"]
-    assert got["num_valid"] == want["num_valid"]
-    np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-6)
-    np.testing.assert_allclose(got["gradient"], want["gradient"], rtol=1e-5, atol=1e-7)
+    for row_sort in ROW_SORTS:
+        got = loss_and_grad(labels, x, margin, False, "sorted", dtype, row_sort=row_sort)
+        assert got["num_positive"] == want["num_positive"] == dense["num_positive"]
+        assert got["num_valid"] == want["num_valid"]
+        np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-6)
+        np.testing.assert_allclose(got["gradient"], want["gradient"], rtol=1e-5, atol=1e-7)
 
 
-def test_pair_coefficients_are_the_counts():
+@pytest.mark.parametrize("row_sort", ROW_SORTS)
+def test_pair_coefficients_are_the_counts(row_sort):
     """W from the sort equals the counts c_ij and -r_ik written out as loops."""
     rng = np.random.default_rng(3)
     labels, x = random_case(rng, 15, 3, 3)
     d = reference.pairwise_distances(x)
-    w = pair_coefficients(tf.constant(labels), tf.constant(d), 0.3)["coefficients"].numpy()
+    stats = pair_coefficients(tf.constant(labels), tf.constant(d), 0.3, row_sort)
+    w = stats["coefficients"].numpy()
     want = np.zeros_like(d)
     for i in range(15):
         for j in range(15):
@@ -170,6 +222,7 @@ def test_pair_coefficients_are_the_counts():
                         want[i, j] += 1
                         want[i, k] -= 1
     np.testing.assert_array_equal(w, want)
+    assert float(stats["num_positive"]) == want.clip(min=0).sum()
 
 
 # --- edge cases -------------------------------------------------------------------------
@@ -192,9 +245,10 @@ def test_edge_cases_finite_and_equal_to_reference(name, squared):
     x = np.asarray(x, dtype="float64")
     want = reference.batch_all_triplet_loss(labels, x, 0.2, squared)
     for dtype in ("float32", "float64"):
-        got = loss_and_grad(labels, x, 0.2, squared, "sorted", dtype)
-        assert np.isfinite(got["loss"]) and np.all(np.isfinite(got["gradient"]))
-        assert_same(got, want, rtol=1e-6, atol=1e-6)
+        for row_sort in ROW_SORTS:
+            got = loss_and_grad(labels, x, 0.2, squared, "sorted", dtype, row_sort=row_sort)
+            assert np.isfinite(got["loss"]) and np.all(np.isfinite(got["gradient"]))
+            assert_same(got, want, rtol=1e-6, atol=1e-6)
 
 
 # --- graph modes ------------------------------------------------------------------------
@@ -223,6 +277,87 @@ def test_unknown_static_batch_size_traces_the_sorted_form():
     want = reference.batch_all_triplet_loss(labels, x, 0.2, False)
     got = fn(tf.constant(labels.astype("int32")), tf.constant(x.astype("float32")))
     np.testing.assert_allclose(float(got), want["loss"], rtol=1e-5)
+
+
+# --- which row sort -----------------------------------------------------------------------
+
+
+def _spy_row_sorts(monkeypatch):
+    """Record which of the two counting kernels each call (or trace) goes through."""
+    import tftriplet.batch_all_sorted as module
+
+    calls = []
+
+    def spy_on(kind):
+        name = f"_{kind}_pair_coefficients"
+        original = getattr(module, name)
+
+        def spy(*args):
+            calls.append(kind)
+            return original(*args)
+
+        monkeypatch.setattr(module, name, spy)
+
+    spy_on("merged")
+    spy_on("positives")
+    return calls
+
+
+def pk_labels(num_classes, per_class, seed=0):
+    labels = np.repeat(np.arange(num_classes), per_class)
+    np.random.default_rng(seed).shuffle(labels)
+    return labels
+
+
+def test_choose_row_sort_by_the_largest_class():
+    limit = 64 // POSITIVES_SORT_MAX_DIVISOR
+    assert _choose_row_sort("auto", 64, limit) == ("positives", limit)
+    assert _choose_row_sort("auto", 64, limit + 1) == ("merged", None)
+    assert _choose_row_sort("positives", 64, 63) == ("positives", 63)
+    assert _choose_row_sort("merged", 64, 1) == ("merged", None)
+    with pytest.raises(ValueError, match="row_sort must be one of"):
+        pair_coefficients(tf.constant([0, 1]), tf.zeros((2, 2)), 0.2, "full")
+
+
+@pytest.mark.parametrize(
+    "num_classes, per_class, expected", [(12, 4, "positives"), (4, 12, "merged")]
+)
+def test_auto_row_sort_eagerly(monkeypatch, num_classes, per_class, expected):
+    calls = _spy_row_sorts(monkeypatch)
+    labels = pk_labels(num_classes, per_class)
+    x = np.random.default_rng(1).normal(size=(len(labels), 5))
+    want = reference.batch_all_triplet_loss(labels, x, 0.3, False)
+    got = loss_and_grad(labels, x, 0.3, False, "sorted", "float64", row_sort="auto")
+    assert calls == [expected]
+    assert_same(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_auto_row_sort_in_a_graph_decides_when_it_runs(monkeypatch):
+    """In a tf.function the class sizes are known only when it runs: both kernels are
+    traced into a cond, and one traced function serves both kinds of batch."""
+    calls = _spy_row_sorts(monkeypatch)
+    fn = tf.function(
+        lambda y, x: batch_all_sorted(y, x, 0.3, False)["loss"],
+        input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, 5], tf.float64)],
+    )
+    rng = np.random.default_rng(2)
+    for labels in (pk_labels(12, 4), pk_labels(4, 12), pk_labels(3, 7)):
+        x = rng.normal(size=(len(labels), 5))
+        want = reference.batch_all_triplet_loss(labels, x, 0.3, False)
+        np.testing.assert_allclose(float(fn(labels, x)), want["loss"], rtol=1e-9)
+    assert sorted(calls) == ["merged", "positives"]  # one trace, both branches
+
+
+def test_xla_uses_the_merged_sort_and_refuses_a_forced_positives_sort(monkeypatch):
+    calls = _spy_row_sorts(monkeypatch)
+    labels = pk_labels(12, 4)
+    x = np.random.default_rng(3).normal(size=(48, 5))
+    want = reference.batch_all_triplet_loss(labels, x, 0.3, False)
+    got = loss_and_grad(labels, x, 0.3, False, "sorted", "float64", mode="xla", row_sort="auto")
+    assert calls == ["merged"]
+    assert_same(got, want, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="row_sort='positives' needs the largest class size"):
+        loss_and_grad(labels, x, 0.3, False, "sorted", "float64", mode="xla", row_sort="positives")
 
 
 # --- method argument --------------------------------------------------------------------
@@ -282,18 +417,24 @@ import numpy as np
 import keras
 from keras import ops
 import tftriplet
+from tftriplet.batch_all_sorted import batch_all_sorted
 
 case = json.loads(sys.argv[1])
+labels = np.asarray(case["labels"], dtype="int64")
+x = np.asarray(case["x"], dtype="float32")
+backend = keras.backend.backend()
 out = {}
-for method in ("dense", "sorted"):
-    labels = np.asarray(case["labels"], dtype="int64")
-    x = np.asarray(case["x"], dtype="float32")
-    backend = keras.backend.backend()
+for variant in ("dense", "sorted", "sorted:merged", "sorted:positives"):
+    method, _, row_sort = variant.partition(":")
     def loss_fn(x):
+        if row_sort:
+            return batch_all_sorted(ops.convert_to_tensor(labels), x, 0.2, False, row_sort=row_sort)
         return tftriplet.batch_all_triplet_statistics(labels, x, 0.2, False, method=method)
     if backend == "jax":
         import jax
-        f = jax.jit(lambda x: loss_fn(x)["loss"])
+        f = lambda x: loss_fn(x)["loss"]
+        if row_sort != "positives":  # under jax.jit even constant labels are traced
+            f = jax.jit(f)
         loss, grad = jax.value_and_grad(f)(x)
         stats = loss_fn(x)
     elif backend == "torch":
@@ -302,13 +443,24 @@ for method in ("dense", "sorted"):
         stats = loss_fn(xt)
         stats["loss"].backward()
         loss, grad = stats["loss"], xt.grad
-    out[method] = {
+    out[variant] = {
         "backend": backend,
         "loss": float(loss),
         "num_positive": float(stats["num_positive"]),
         "num_valid": float(stats["num_valid"]),
         "gradient": np.asarray(ops.convert_to_numpy(grad)).tolist(),
     }
+if backend == "jax":  # labels traced by jax.jit: the class sizes are unknown when tracing
+    import jax
+    traced = jax.jit(lambda y, x: batch_all_sorted(y, x, 0.2, False)["loss"])
+    out["jit labels"] = {"loss": float(traced(labels, x))}
+    try:
+        jax.jit(lambda y, x: batch_all_sorted(y, x, 0.2, False, row_sort="positives")["loss"])(
+            labels, x
+        )
+        out["jit labels, positives"] = "no error"
+    except ValueError as err:
+        out["jit labels, positives"] = str(err)
 print(json.dumps(out))
 """
 
@@ -323,18 +475,26 @@ def test_sorted_under_other_keras_backends(backend):
     case = json.dumps({"labels": labels.tolist(), "x": x32.tolist()})
     done = subprocess.run(
         [sys.executable, "-c", _BACKEND_SCRIPT, case],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     want = reference.batch_all_triplet_loss(labels, x32.astype("float64"), 0.2, False)
-    for method in ("dense", "sorted"):
-        got = out[method]
+    for variant in ("dense", "sorted", "sorted:merged", "sorted:positives"):
+        got = out[variant]
         assert got["backend"] == backend
-        assert got["num_positive"] == want["num_positive"]
-        assert got["num_valid"] == want["num_valid"]
-        np.testing.assert_allclose(got["loss"], want["loss"], rtol=2e-5)
-        np.testing.assert_allclose(got["gradient"], want["gradient"], rtol=1e-4, atol=1e-6)
+        assert got["num_positive"] == want["num_positive"], variant
+        assert got["num_valid"] == want["num_valid"], variant
+        np.testing.assert_allclose(got["loss"], want["loss"], rtol=2e-5, err_msg=variant)
+        np.testing.assert_allclose(
+            got["gradient"], want["gradient"], rtol=1e-4, atol=1e-6, err_msg=variant
+        )
+    if backend == "jax":
+        np.testing.assert_allclose(out["jit labels"]["loss"], want["loss"], rtol=2e-5)
+        assert "needs the largest class size" in out["jit labels, positives"]
 
 
 # --- the bench command ------------------------------------------------------------------
@@ -345,10 +505,25 @@ def test_bench_cli_prints_a_table_and_writes_json(tmp_path, capsys):
 
     path = tmp_path / "bench.json"
     methods = "dense,sorted,pml"
-    code = main([
-        "bench", "--sizes", "8,24", "--methods", methods, "--repeats", "1",
-        "--dim", "8", "--per-class", "4", "--json", str(path), "--max-gb", "1",
-    ])
+    code = main(
+        [
+            "bench",
+            "--sizes",
+            "8,24",
+            "--methods",
+            methods,
+            "--repeats",
+            "1",
+            "--dim",
+            "8",
+            "--per-class",
+            "4",
+            "--json",
+            str(path),
+            "--max-gb",
+            "1",
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "| method" in text and "peak RSS" in text
@@ -400,6 +575,31 @@ def test_sorted_refuses_what_it_does_not_compute_and_auto_falls_back():
         auto = tftriplet.batch_all_triplet_loss(labels, x32, method="auto", **kwargs)
         dense = tftriplet.batch_all_triplet_loss(labels, x32, method="dense", **kwargs)
         np.testing.assert_allclose(float(auto[0]), float(dense[0]), rtol=1e-6)
+
+
+def test_the_positives_kernel_has_no_cubic_tensor():
+    """The positives-only kernel, forced (so not inside a cond, whose branches the check
+    below would not see): loss + gradient, no tensor above B * B entries."""
+    b = 48
+    labels = tf.constant(pk_labels(12, 4), dtype="int64")
+
+    @tf.function
+    def value_and_grad(e):
+        with tf.GradientTape() as tape:
+            tape.watch(e)
+            value = batch_all_sorted(labels, e, 0.2, False, row_sort="positives")["loss"]
+        return value, tape.gradient(value, e)
+
+    graph = value_and_grad.get_concrete_function(tf.TensorSpec((b, 8), "float32")).graph
+    ops_ = graph.get_operations()
+    assert any(op.type == "TopKV2" for op in ops_) and not any(op.type == "If" for op in ops_)
+    largest = max(
+        int(np.prod(t.shape.as_list()))
+        for op in ops_
+        for t in op.outputs
+        if t.shape.rank is not None and t.shape.is_fully_defined()
+    )
+    assert largest <= b * b
 
 
 @pytest.mark.parametrize("method, cubic", [("dense", True), ("sorted", False)])

@@ -28,7 +28,7 @@ from distributed_step import LABELS, initial_weights, logged_loss_factor  # noqa
 
 from tftriplet import BatchAllTripletLoss, TripletLoss, reference  # noqa: E402
 from tftriplet.losses import _batch_all_anchor_terms  # noqa: E402
-from tftriplet.masks import anchor_triplet_mask  # noqa: E402
+from tftriplet.masks import anchor_pair_masks  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).with_name("distributed_step.py")
@@ -141,10 +141,11 @@ def test_anchor_terms_over_a_partition_give_the_reference_loss(seed):
     assert total / max(count, 1.0) == pytest.approx(expected["loss"], rel=1e-5)
 
 
-def test_anchor_triplet_mask_is_rows_of_the_reference_mask():
+def test_anchor_pair_masks_make_rows_of_the_reference_mask():
     labels, _ = _case(5, batch=9)
     rows = np.array([7, 0, 4], dtype=np.int32)
-    mask = keras.ops.convert_to_numpy(anchor_triplet_mask(labels, rows))
+    positive, negative = (keras.ops.convert_to_numpy(m) for m in anchor_pair_masks(labels, rows))
+    mask = positive[:, :, None] & negative[:, None, :]
     np.testing.assert_array_equal(mask, reference.triplet_mask(labels)[rows])
 
 

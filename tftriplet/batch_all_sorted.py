@@ -15,7 +15,18 @@ and, with ``N = sum_ij c_ij`` (= ``sum_ik r_ik``, the number of positive triples
     loss          = sum of hinges / max(N, 1)
     d loss / d d_ij = W_ij / max(N, 1),   W_ij = c_ij (positive pair), -r_ik (negative pair)
 
-Both counts come from one sort per anchor row: positives keyed by ``d_ij + m``, negatives by
+Both counts come from sorting, one of two ways (:func:`pair_coefficients`, ``row_sort``).
+
+**Positives only** (the default wherever it can run, when no anchor has more than ``B // 8``
+positives, as in P x K batches): per row, the ``n_i`` keys ``d_ij + m`` of the positives are
+sorted (``top_k``); each negative's ``s_ik`` = the number of keys ``<= d_ik`` is a binary
+search (so ``r_ik = n_i - s_ik``); and ``c`` of the positive at sorted position ``p`` is the
+number of negatives with ``s_ik <= p``, a per-row histogram of ``s`` and its prefix sum.
+That is ``O(B^2 log k)`` for ``k`` positives per anchor, nothing is sorted at length ``B``,
+and only the ``(B, k)`` values of ``c`` are scattered back. ``top_k`` needs ``k`` as a
+number, which XLA and ``jax.jit`` do not allow at trace time; there the merged sort runs.
+
+**Merged**: one sort per anchor row: positives keyed by ``d_ij + m``, negatives by
 ``d_ik``, merged in ascending order with a positive placed before a negative of equal key
 (the hinge must be strictly positive). In that order ``c`` of a positive is the number of
 negatives before it and ``r`` of a negative the number of positives after it: one prefix
@@ -48,6 +59,11 @@ import numpy as np
 from keras import backend, ops
 
 METHODS = ("auto", "dense", "sorted")
+ROW_SORTS = ("auto", "merged", "positives")
+
+#: ``row_sort="auto"`` sorts only the positives while every anchor has at most
+#: ``B // POSITIVES_SORT_MAX_DIVISOR`` of them (README section "Large batches").
+POSITIVES_SORT_MAX_DIVISOR = 8
 
 #: ``method="auto"`` uses the dense ``B^3`` form up to this static batch size and the sorted
 #: form above it (measured with ``tftriplet bench``, see the README section "Large batches").
@@ -77,6 +93,126 @@ def resolve_method(method, batch_size):
     if batch_size is None or batch_size > AUTO_DENSE_MAX_BATCH:
         return "sorted"
     return "dense"
+
+
+def _same(labels):
+    return ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))
+
+
+def _class_sizes(labels):
+    """For every sample, the number of samples with its label (itself included), int32.
+
+    From one sort of the ``B`` labels and two binary searches: ``O(B log B)``, no ``B x B``
+    pass.
+    """
+    ordered = ops.sort(labels)
+    upper = ops.searchsorted(ordered, labels, side="right")
+    lower = ops.searchsorted(ordered, labels, side="left")
+    return ops.cast(upper - lower, "int32")
+
+
+def _concrete_int(x):
+    """``x`` as a Python int if its value is known now (eager, or a constant), else None."""
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    name = backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        value = tf.get_static_value(x)
+        return None if value is None else int(value)
+    if name == "jax":
+        import jax
+
+        try:
+            return int(x)
+        except jax.errors.ConcretizationTypeError:
+            return None
+    return int(x)
+
+
+def _in_graph_without_xla():
+    """True while tracing a TensorFlow graph that XLA will not compile: there ``top_k``
+    takes a ``k`` known only when the graph runs. (XLA needs it when compiling.)"""
+    if backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    if tf.executing_eagerly():
+        return False
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - private module moved: assume XLA, stay safe
+        return False
+    return not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def _positives_max(batch_size):
+    """The largest ``k`` (positives per anchor) for which ``row_sort="auto"`` sorts only the
+    positives: above it a full sort of the row is as fast (README, "Large batches")."""
+    return batch_size // POSITIVES_SORT_MAX_DIVISOR
+
+
+def _choose_row_sort(row_sort, batch_size, k):
+    """``("merged" | "positives" | "runtime", k as an int or None)`` for
+    :func:`pair_coefficients`; ``"runtime"`` picks in the graph, by the value of ``k``."""
+    if row_sort == "merged":
+        return "merged", None
+    k_now = _concrete_int(k)
+    b_now = _concrete_int(batch_size)
+    if k_now is not None and b_now is not None:
+        if row_sort == "positives" or k_now <= _positives_max(b_now):
+            return "positives", k_now
+        return "merged", None
+    if _in_graph_without_xla():
+        return ("positives" if row_sort == "positives" else "runtime"), k_now
+    if row_sort == "positives":
+        raise ValueError(
+            "row_sort='positives' needs the largest class size when the graph is built; "
+            "under XLA or jax.jit it is unknown. Use row_sort='auto' (a full sort there)."
+        )
+    return "merged", None
+
+
+def _row_searchsorted_right(sorted_rows, values):
+    """Per row, the number of entries of ``sorted_rows[i]`` that are ``<= values[i, j]``.
+
+    ``sorted_rows`` ``(B, k)`` ascending, ``values`` ``(B, B)``; int32. Keras'
+    ``searchsorted`` takes one 1-D sequence only, so each backend's batched search is used.
+    """
+    name = backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.searchsorted(sorted_rows, values, side="right", out_type=tf.int32)
+    if name == "torch":
+        import torch
+
+        return torch.searchsorted(
+            sorted_rows.contiguous(), values.contiguous(), right=True, out_int32=True
+        )
+    if name == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        search = jax.vmap(lambda row, v: jnp.searchsorted(row, v, side="right"))
+        return search(sorted_rows, values).astype("int32")
+    raise NotImplementedError(f"no batched searchsorted for the {name} backend")
+
+
+def _row_bincount(ids, num_bins):
+    """Per row, how often each of ``0 .. num_bins - 1`` occurs in ``ids`` ``(B, B)``; int32
+    ``(B, num_bins)``."""
+    if backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # The raw op: tf.math.bincount would first take the maximum of ids (a B x B pass).
+        no_weights = tf.zeros((0,), ids.dtype)
+        return tf.raw_ops.DenseBincount(input=ids, size=num_bins, weights=no_weights)
+    b = ops.shape(ids)[0]
+    flat = ops.reshape(ids + ops.expand_dims(ops.arange(b, dtype="int32") * num_bins, 1), (-1,))
+    counts = ops.segment_sum(ops.ones_like(flat), flat, num_segments=b * num_bins, sorted=False)
+    return ops.reshape(counts, (b, num_bins))
 
 
 def _int_view(float_dtype):
@@ -152,7 +288,7 @@ def _merged_order_keys(labels, distances, margin):
     positive nor negative) gets the dtype's minimum, so it sorts last in every row.
     """
     int_dtype, int_max = _int_view(backend.standardize_dtype(distances.dtype))
-    same = ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))
+    same = _same(labels)
     index = ops.arange(ops.shape(labels)[0], dtype="int32")
     eye = ops.equal(ops.expand_dims(index, 1), ops.expand_dims(index, 0))
     bits = _bitcast(ops.where(same, distances + margin, distances), int_dtype)
@@ -161,20 +297,8 @@ def _merged_order_keys(labels, distances, margin):
     return ops.where(eye, ops.cast(-int_max - 1, int_dtype), keys)
 
 
-def pair_coefficients(labels, distances, margin):
-    """Per-pair hinge counts ``W`` (see the module docstring) from one sort per row.
-
-    Args:
-        labels: class ids of shape ``(B,)``.
-        distances: ``(B, B)`` non-negative distances (not differentiated); the diagonal is
-            ignored.
-        margin: the margin ``m``.
-
-    Returns:
-        A dict with ``coefficients`` (``(B, B)``: ``c_ij`` at positive pairs, ``-r_ik`` at
-        negative pairs, 0 elsewhere), ``num_positive`` and ``num_valid`` (scalars), all in
-        the dtype of ``distances``.
-    """
+def _merged_pair_coefficients(labels, distances, margin):
+    """``W`` from one full sort of every row (positives and negatives merged)."""
     dtype = distances.dtype
     b = ops.shape(distances)[0]
     sorted_keys, order = ops.top_k(_merged_order_keys(labels, distances, margin), b)
@@ -190,7 +314,6 @@ def pair_coefficients(labels, distances, margin):
     w_sorted = ops.where(neg, (rank - num_pos_per_row) - negatives_so_far, negatives_so_far)
     # Per-row counts are exact in float32 (below 2**24); the totals are summed last.
     num_positive = ops.sum(ops.sum(ops.relu(w_sorted), axis=1))
-    num_valid = ops.sum(num_pos_per_row * num_neg_per_row)
     # Back to the original column order: a segment sum over flat indices is a scatter
     # (each index occurs once), and on CPU much faster than a scatter op.
     row_start = ops.expand_dims(ops.arange(b, dtype="int32") * ops.cast(b, "int32"), 1)
@@ -198,8 +321,86 @@ def pair_coefficients(labels, distances, margin):
     coefficients = ops.segment_sum(
         ops.reshape(w_sorted, (-1,)), flat_index, num_segments=b * b, sorted=False
     )
-    coefficients = ops.reshape(coefficients, (b, b))
-    return {"coefficients": coefficients, "num_positive": num_positive, "num_valid": num_valid}
+    return ops.reshape(coefficients, (b, b)), num_positive
+
+
+def _positives_pair_coefficients(labels, distances, margin, num_positives, k):
+    """``W`` from a sort of each row's positives only and a binary search per negative.
+
+    ``k`` is the largest number of positives of any anchor (at least 1). Per row the
+    positives' keys ``d_ij + m`` are sorted ascending (``top_k`` of their negation, so
+    non-positives come last as ``+inf``); for a negative ``s_ik`` = the number of keys
+    ``<= d_ik`` (a right-sided binary search), so ``r_ik = n_i - s_ik``; and ``c`` of the
+    positive at sorted position ``p`` is the number of negatives with ``s_ik <= p`` (a
+    per-row histogram of ``s`` and its prefix sum). Only ``(B, k)`` values are scattered back.
+    """
+    dtype = distances.dtype
+    b = ops.shape(distances)[0]
+    same = _same(labels)
+    index = ops.arange(b, dtype="int32")
+    positive = ops.logical_and(
+        same, ops.not_equal(ops.expand_dims(index, 1), ops.expand_dims(index, 0))
+    )
+    # -(d + m) rounds exactly as -m - d (rounding is symmetric), so -top_k is fl(d + m).
+    negated, columns = ops.top_k(ops.where(positive, (-margin) - distances, -np.inf), k)
+    keys = -negated
+    n = ops.expand_dims(num_positives, 1)
+    # Same-label entries (the diagonal too) get s = n_i: weight 0, and a histogram bin
+    # that no real positive (sorted position < n_i) counts.
+    s = ops.where(same, n, _row_searchsorted_right(keys, distances))
+    w = ops.cast(s - n, dtype)  # -r_ik on negative pairs, 0 elsewhere
+    below = ops.cumsum(_row_bincount(s, k + 1), axis=1)[:, :k]
+    real = ops.less(ops.expand_dims(ops.arange(k, dtype="int32"), 0), n)
+    c = ops.where(real, ops.cast(below, dtype), ops.zeros((), dtype))
+    # Pad slots point at the diagonal, whose weight is 0, and write 0 there.
+    rows = ops.broadcast_to(ops.expand_dims(index, 1), ops.shape(columns))
+    cols = ops.where(real, ops.cast(columns, "int32"), rows)
+    scatter_index = ops.reshape(ops.stack([rows, cols], axis=-1), (-1, 2))
+    w = ops.scatter_update(w, scatter_index, ops.reshape(c, (-1,)))
+    return w, ops.sum(ops.sum(c, axis=1))
+
+
+def pair_coefficients(labels, distances, margin, row_sort="auto"):
+    """Per-pair hinge counts ``W`` (see the module docstring) from one sort per row.
+
+    Args:
+        labels: class ids of shape ``(B,)``.
+        distances: ``(B, B)`` non-negative distances (not differentiated); the diagonal is
+            ignored.
+        margin: the margin ``m``.
+        row_sort: ``"merged"`` (sort every row in full), ``"positives"`` (sort only each
+            row's positives; ``top_k`` needs the largest class size, which is known when
+            running eagerly (TensorFlow, JAX, PyTorch) and in a TensorFlow graph that XLA
+            does not compile, but not under XLA or ``jax.jit``) or ``"auto"`` (positives
+            where possible and no anchor has more than ``B // 8`` positives, else merged).
+
+    Returns:
+        A dict with ``coefficients`` (``(B, B)``: ``c_ij`` at positive pairs, ``-r_ik`` at
+        negative pairs, 0 elsewhere), ``num_positive`` and ``num_valid`` (scalars), all in
+        the dtype of ``distances``.
+    """
+    if row_sort not in ROW_SORTS:
+        raise ValueError(f"row_sort must be one of {ROW_SORTS}; got {row_sort!r}.")
+    dtype = distances.dtype
+    b = ops.shape(distances)[0]
+    num_positives = _class_sizes(labels) - 1
+    n = ops.cast(num_positives, dtype)
+    num_valid = ops.sum(n * (ops.cast(b - 1, dtype) - n))
+    k = ops.maximum(ops.max(num_positives), 1)
+    choice, k_now = _choose_row_sort(row_sort, b, k)
+    if choice == "merged":
+        w, num_positive = _merged_pair_coefficients(labels, distances, margin)
+    elif choice == "positives":
+        w, num_positive = _positives_pair_coefficients(
+            labels, distances, margin, num_positives, k if k_now is None else k_now
+        )
+    else:  # a TensorFlow graph without XLA: decide when it runs
+        w, num_positive = ops.cond(
+            ops.less_equal(k, _positives_max(b)),
+            lambda: _positives_pair_coefficients(labels, distances, margin, num_positives, k),
+            lambda: _merged_pair_coefficients(labels, distances, margin),
+        )
+    return {"coefficients": w, "num_positive": num_positive, "num_valid": num_valid}
 
 
 def _embedding_gradient(embeddings, distances, coefficients, squared):
@@ -218,7 +419,7 @@ def _embedding_gradient(embeddings, distances, coefficients, squared):
     )
 
 
-def batch_all_sorted(labels, embeddings, margin, squared, with_gradient=True):
+def batch_all_sorted(labels, embeddings, margin, squared, with_gradient=True, row_sort="auto"):
     """The batch-all statistics of the dense form, in O(B^2) memory. Inputs standardized.
 
     Args:
@@ -228,6 +429,7 @@ def batch_all_sorted(labels, embeddings, margin, squared, with_gradient=True):
         squared: use squared Euclidean distances.
         with_gradient: attach the analytic gradient to ``loss`` (costs one ``B x B x D``
             matrix product); without it ``loss`` is a constant.
+        row_sort: see :func:`pair_coefficients`.
 
     Returns:
         A dict with ``loss``, ``fraction_positive``, ``num_positive`` and ``num_valid``,
@@ -235,13 +437,14 @@ def batch_all_sorted(labels, embeddings, margin, squared, with_gradient=True):
     """
     embeddings_const = ops.stop_gradient(embeddings)
     distances = _distances(embeddings_const, squared)
-    stats = pair_coefficients(labels, distances, margin)
+    stats = pair_coefficients(labels, distances, margin, row_sort)
     w = stats["coefficients"]
     num_positive = stats["num_positive"]
     num_valid = stats["num_valid"]
     denominator = ops.maximum(num_positive, 1.0)
-    # sum of hinges = sum_ij W_ij d_ij + m * N (rows first: shorter float32 sums)
-    hinge_sum = ops.sum(ops.sum(w * distances, axis=1)) + margin * num_positive
+    # sum of hinges = sum_ij W_ij d_ij + m * N, rows first (shorter float32 sums); einsum
+    # forms the row dot products without a B x B product tensor.
+    hinge_sum = ops.sum(ops.einsum("ij,ij->i", w, distances)) + margin * num_positive
     loss = hinge_sum / denominator
     if with_gradient:
         grad = _embedding_gradient(embeddings_const, distances, w, squared) / denominator

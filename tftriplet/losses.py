@@ -13,7 +13,7 @@ from tftriplet import distributed
 from tftriplet.batch_all_sorted import batch_all_sorted, check_method, resolve_method
 from tftriplet.distances import pairwise_distances, resolve_distance
 from tftriplet.inputs import standardize_inputs
-from tftriplet.masks import anchor_triplet_mask, triplet_mask
+from tftriplet.masks import anchor_negative_mask, anchor_pair_masks, anchor_positive_mask
 from tftriplet.mining import softplus
 
 PACKAGE = "tftriplet"
@@ -55,29 +55,59 @@ def _batch_all(labels, embeddings, margin, distance, soft, method, with_gradient
 def _batch_all_dense(labels, embeddings, margin, distance, soft=False):
     """The seed program's algorithm on (B, B, B) tensors. Inputs already standardized."""
     distances = pairwise_distances(embeddings, distance=distance)
-    dtype = distances.dtype
-    # diff[i, j, k] = d(i, j) - d(i, k)
-    diff = ops.expand_dims(distances, 2) - ops.expand_dims(distances, 1)
-    valid = triplet_mask(labels)
-    # relu, not maximum(hinge, 0): its gradient at a hinge of exactly 0 is 0 on every backend
-    # (a tie is not a positive triple), where maximum passes 1 (TF) or 1/2 (torch, JAX).
-    hinge = ops.where(valid, ops.relu(diff + margin), ops.zeros_like(diff))
-    num_positive = ops.sum(ops.cast(ops.greater(hinge, 0.0), dtype))
-    num_valid = ops.sum(ops.cast(valid, dtype))
+    positive, negative = anchor_positive_mask(labels), anchor_negative_mask(labels)
+    terms, num_positive = _dense_terms(distances, positive, negative, margin, soft)
+    num_valid = _num_valid_triples(positive, negative, distances.dtype)
     # The seed divides by (count + 1e-12); max(count, 1) is the same for every integer
-    # count and, unlike adding 1e-12, is not lost to float32 rounding.
-    if soft:  # Hermans et al.'s soft margin: softplus(diff), a mean over all valid triples
-        terms = ops.where(valid, softplus(diff), ops.zeros_like(diff))
-        loss = ops.sum(terms) / ops.maximum(num_valid, 1.0)
-    else:
-        loss = ops.sum(hinge) / ops.maximum(num_positive, 1.0)
-    fraction_positive = num_positive / ops.maximum(num_valid, 1.0)
+    # count and, unlike adding 1e-12, is not lost to float32 rounding. The soft margin
+    # (Hermans et al.) is a mean over all valid triples.
+    denominator = num_valid if soft else num_positive
+    loss = ops.sum(terms) / ops.maximum(denominator, 1.0)
     return {
         "loss": loss,
-        "fraction_positive": fraction_positive,
+        "fraction_positive": num_positive / ops.maximum(num_valid, 1.0),
         "num_positive": num_positive,
         "num_valid": num_valid,
     }
+
+
+def _dense_terms(distances, positive, negative, margin, soft):
+    """Per-triple terms ``(A, B, B)`` and the number of positive hinges among them.
+
+    ``terms[i, j, k]`` is ``relu((d_ij + m) - d_ik)`` (``softplus(d_ij - d_ik)`` when
+    ``soft``) for a valid triple and 0 otherwise; the count is that of valid triples with
+    a positive hinge, soft or not (the ``fraction_positive`` statistic).
+
+    The masks are folded into the ``(A, B)`` rows: ``d_ij + m`` is ``-inf`` where ``j`` is
+    not a positive and ``d_ik`` is ``+inf`` where ``k`` is not a negative, so an invalid
+    triple's difference is ``-inf``, its term 0 and its gradient 0. No ``(B, B, B)`` mask
+    or ``where`` is built: one subtraction, the hinge, the sums and the count (each fresh
+    ``B^3`` tensor costs as much as the arithmetic on it; README, "Large batches").
+    ``(d_ij + m) - d_ik > 0`` exactly when ``d_ik < fl(d_ij + m)``, the comparison the
+    sorted form counts, so on the same distances the two forms count the same triples.
+    """
+    shifted = distances if soft else distances + margin
+    anchor_positive = ops.where(positive, shifted, float("-inf"))
+    anchor_negative = ops.where(negative, distances, float("inf"))
+    diff = ops.expand_dims(anchor_positive, 2) - ops.expand_dims(anchor_negative, 1)
+    if soft:
+        return softplus(diff), _count_positive(ops.relu(diff + margin))
+    # relu, not maximum(hinge, 0): its gradient at a hinge of exactly 0 is 0 on every
+    # backend (a tie is not a positive triple), where maximum passes 1 (TF) or 1/2.
+    hinge = ops.relu(diff)
+    return hinge, _count_positive(hinge)
+
+
+def _count_positive(hinge):
+    """The number of strictly positive entries of a non-negative tensor, in its dtype."""
+    return ops.sum(ops.sign(ops.stop_gradient(hinge)))
+
+
+def _num_valid_triples(positive, negative, dtype):
+    """``sum_i |P_i| |N_i|`` from the ``(A, B)`` pair masks: no ``(B, B, B)`` pass."""
+    num_pos = ops.sum(ops.cast(positive, dtype), axis=1)
+    num_neg = ops.sum(ops.cast(negative, dtype), axis=1)
+    return ops.sum(num_pos * num_neg)
 
 
 def _batch_all_anchor_terms(labels, embeddings, anchor_index, margin, distance, soft=False):
@@ -89,14 +119,11 @@ def _batch_all_anchor_terms(labels, embeddings, anchor_index, margin, distance, 
     """
     distances = pairwise_distances(embeddings, distance=distance)
     distances = ops.take(distances, anchor_index, axis=0)
-    diff = ops.expand_dims(distances, 2) - ops.expand_dims(distances, 1)
-    valid = anchor_triplet_mask(labels, anchor_index)
+    positive, negative = anchor_pair_masks(labels, anchor_index)
+    terms, count = _dense_terms(distances, positive, negative, margin, soft)
     if soft:
-        terms = ops.where(valid, softplus(diff), ops.zeros_like(diff))
-        return ops.sum(terms), ops.sum(ops.cast(valid, diff.dtype))
-    hinge = ops.where(valid, ops.relu(diff + margin), ops.zeros_like(diff))  # 0 at a tie
-    num_positive = ops.sum(ops.cast(ops.greater(hinge, 0.0), hinge.dtype))
-    return ops.sum(hinge), num_positive
+        count = _num_valid_triples(positive, negative, terms.dtype)
+    return ops.sum(terms), count
 
 
 def batch_all_triplet_loss(
@@ -279,9 +306,9 @@ class BatchAllTripletLoss(TripletLoss):
         self.method = check_method(method)
 
     def compute(self, labels, embeddings):
-        return _batch_all(
-            labels, embeddings, self.margin, self.distance, self.soft, self.method
-        )["loss"]
+        return _batch_all(labels, embeddings, self.margin, self.distance, self.soft, self.method)[
+            "loss"
+        ]
 
     def anchor_terms(self, labels, embeddings, anchor_index):
         return _batch_all_anchor_terms(

@@ -44,20 +44,24 @@ def triplet_mask(labels):
     )
 
 
-def anchor_triplet_mask(labels, anchor_index):
-    """Rows ``anchor_index`` of :func:`triplet_mask`: shape ``(A, B, B)``.
+def anchor_pair_masks(labels, anchor_index):
+    """Rows ``anchor_index`` of the anchor-positive and anchor-negative masks.
 
-    ``mask[a, j, k]`` is True iff ``(anchor_index[a], j, k)`` is a valid triple of the
-    batch ``labels``; used to mine a subset of anchors (one replica's) against a batch.
+    ``positive[a, j]`` is True iff ``j`` is a positive of anchor ``anchor_index[a]`` (same
+    label, another sample) and ``negative[a, k]`` iff ``k`` is one of its negatives; a
+    valid triple ``(anchor_index[a], j, k)`` is ``positive[a, j] and negative[a, k]``. Used
+    to mine a subset of anchors (one replica's) against a batch.
 
     Args:
         labels: class ids of shape ``(B,)``.
         anchor_index: int32 indices ``(A,)`` into ``labels``.
+
+    Returns:
+        ``(positive, negative)``, boolean ``(A, B)`` tensors.
     """
     labels = ops.reshape(ops.convert_to_tensor(labels), (-1,))
     anchor_index = ops.convert_to_tensor(anchor_index, "int32")
     same = ops.equal(ops.expand_dims(ops.take(labels, anchor_index), 1), ops.expand_dims(labels, 0))
     columns = ops.arange(ops.shape(labels)[0], dtype="int32")
     not_self = ops.not_equal(ops.expand_dims(anchor_index, 1), ops.expand_dims(columns, 0))
-    positive = ops.logical_and(same, not_self)
-    return ops.logical_and(ops.expand_dims(positive, 2), ops.expand_dims(ops.logical_not(same), 1))
+    return ops.logical_and(same, not_self), ops.logical_not(same)
