@@ -62,6 +62,15 @@ def random_labels(gen, batch_size, num_classes):
     return [gen.rand() % num_classes for _ in range(batch_size)]
 
 
+def balanced_labels(gen, num_classes, per_class):
+    """P x K labels: each class ``per_class`` times, in a Fisher-Yates order from ``gen``."""
+    labels = [c for c in range(num_classes) for _ in range(per_class)]
+    for i in range(len(labels) - 1, 0, -1):
+        j = gen.rand() % (i + 1)
+        labels[i], labels[j] = labels[j], labels[i]
+    return labels
+
+
 def clear_margin(labels, embeddings, loss, target):
     """The margin near ``target`` farthest from every hinge root, as a short decimal.
 
@@ -93,11 +102,24 @@ def random_case(
     distance=None,
     soft=False,
     method=None,
+    per_class=None,
 ):
-    """A tie-clear random case (see the module docstring)."""
+    """A tie-clear random case (see the module docstring); ``per_class`` makes it a P x K
+    batch (``batch_size = num_classes * per_class``)."""
     distance = distance or ("squared_euclidean" if squared else "euclidean")
     gen = GlibcRand(seed)
-    labels = random_labels(gen, batch_size, num_classes)
+    if per_class is None:
+        labels = random_labels(gen, batch_size, num_classes)
+        label_words = f"labels rand() % {num_classes}"
+        class_words = f"{num_classes} classes"
+    else:
+        if batch_size != num_classes * per_class:
+            raise ValueError(f"B={batch_size} is not {num_classes} classes x {per_class}")
+        labels = balanced_labels(gen, num_classes, per_class)
+        label_words = (
+            f"labels {num_classes} classes x {per_class} shuffled by Fisher-Yates with rand()"
+        )
+        class_words = f"{num_classes} classes x {per_class}"
     embeddings = grid_embeddings(gen, batch_size, dim, scale)
     if target_margin is None:
         # about a fifth of a typical distance, so that a fair share of triples is positive
@@ -119,12 +141,12 @@ def random_case(
         strategy += f"method {method}, " if method else ""
     return {
         "description": (
-            f"{strategy}Random B={batch_size}, D={dim}, {num_classes} classes, "
+            f"{strategy}Random B={batch_size}, D={dim}, {class_words}, "
             f"{words[distance]}{scaled}, margin {loss['margin']:g} clear of ties"
         ),
         "provenance": {
             "method": (
-                f"glibc rand() after srand({seed}): labels rand() % {num_classes}, "
+                f"glibc rand() after srand({seed}): {label_words}, "
                 f"embeddings {scale} * (rand() % 2048 - 1024) / 1024; margin chosen by "
                 "conformance.cases.clear_margin"
             ),
@@ -629,6 +651,16 @@ METHOD_CASES = {
     "batch_all_sorted_b40_d3_c10_squared": (342, 40, 3, 10, {"method": "sorted", "squared": True}),
     "batch_all_sorted_b64_d2_c16": (343, 64, 2, 16, {"method": "sorted"}),
     "batch_all_dense_b64_d2_c16": (343, 64, 2, 16, {"method": "dense"}),
+    # P x K batches, 3 positives per anchor (<= B // 8): eagerly and in a TF graph without
+    # XLA the sorted form sorts only the positives; under XLA and jax.jit the whole row.
+    "batch_all_sorted_pk_b96_d4_p24_k4": (346, 96, 4, 24, {"method": "sorted", "per_class": 4}),
+    "batch_all_sorted_pk_b64_d3_p16_k4_squared": (
+        347,
+        64,
+        3,
+        16,
+        {"method": "sorted", "per_class": 4, "squared": True},
+    ),
 }
 
 _register_random_cases(METHOD_CASES)
