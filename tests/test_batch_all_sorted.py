@@ -549,6 +549,25 @@ def test_bench_cli_prints_a_table_and_writes_json(tmp_path, capsys):
         assert f"\n{b} " in text or text.count(str(b)) >= 1
 
 
+def test_bench_reports_which_sorted_kernel_ran(tmp_path, capsys):
+    """4 per class: 3 positives per anchor is <= 24 // 8 but not <= 16 // 8."""
+    from tftriplet.cli import main
+
+    losses = {}
+    for row_sort in ("auto", "merged"):
+        path = tmp_path / f"{row_sort}.json"
+        args = ["bench", "--sizes", "16,24", "--methods", "sorted", "--per-class", "4"]
+        args += ["--dim", "8", "--repeats", "1", "--row-sort", row_sort, "--json", str(path)]
+        assert main(args) == 0
+        results = json.loads(path.read_text())["results"]
+        kernels = {r["batch_size"]: r["sorted_kernel"] for r in results}
+        assert kernels == ({16: "merged", 24: "positives"} if row_sort == "auto" else
+                           {16: "merged", 24: "merged"})
+        losses[row_sort] = [r["loss"] for r in results]
+    assert "sorts the positives" in capsys.readouterr().out
+    np.testing.assert_allclose(losses["auto"], losses["merged"], rtol=1e-6)
+
+
 def test_bench_skips_dense_where_it_would_not_fit(capsys):
     from tftriplet.cli import main
 

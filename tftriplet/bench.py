@@ -77,11 +77,16 @@ def _time_calls(step, sync, repeats):
     return walls, cpus, step_result
 
 
-def _keras_step(method, backend, labels, embeddings, margin, jit):
+def _keras_step(method, backend, labels, embeddings, margin, jit, row_sort="auto"):
     """A zero-argument loss + gradient step for the Keras backend in this process."""
+    from tftriplet.batch_all_sorted import batch_all_sorted
+    from tftriplet.inputs import standardize_inputs
     from tftriplet.losses import batch_all_triplet_loss
 
     def loss_fn(y, x):
+        if method == "sorted" and row_sort != "auto":
+            y, x = standardize_inputs(y, x)
+            return batch_all_sorted(y, x, margin, squared=False, row_sort=row_sort)["loss"]
         return batch_all_triplet_loss(y, x, margin=margin, method=method)[0]
 
     if backend == "tensorflow":
@@ -137,17 +142,35 @@ def _pml_step(labels, embeddings, margin):
     return _torch_step(lambda y, x: loss_obj(x, y), torch.as_tensor(labels).long(), embeddings)
 
 
+def sorted_kernel(row_sort, batch_size, per_class, backend, jit):
+    """Which of the sorted form's two counting kernels a bench step runs ("positives" or
+    "merged"): ``row_sort="auto"`` sorts only the positives unless XLA or ``jax.jit``
+    compiles the step (the bench jits every JAX step, with the labels as an argument) or an
+    anchor has more than ``B // POSITIVES_SORT_MAX_DIVISOR`` positives."""
+    from tftriplet.batch_all_sorted import POSITIVES_SORT_MAX_DIVISOR
+
+    if row_sort != "auto":
+        return row_sort
+    if jit or backend == "jax":
+        return "merged"
+    small = per_class - 1 <= batch_size // POSITIVES_SORT_MAX_DIVISOR
+    return "positives" if small else "merged"
+
+
 def measure(method, batch_size, dim=128, per_class=8, repeats=3, margin=0.2,
-            backend="tensorflow", jit=False):
+            backend="tensorflow", jit=False, row_sort="auto"):
     """One measurement in this process (the worker side). Returns a result dict."""
     import resource
 
     labels, embeddings = make_inputs(batch_size, dim, per_class)
+    kernel = None
     if method == "pml":
         step, sync = _pml_step(labels, embeddings, margin)
         backend = "torch"
     else:
-        step, sync = _keras_step(method, backend, labels, embeddings, margin, jit)
+        step, sync = _keras_step(method, backend, labels, embeddings, margin, jit, row_sort)
+        if method == "sorted":
+            kernel = sorted_kernel(row_sort, batch_size, per_class, backend, jit)
     walls, cpus, result = _time_calls(step, sync, repeats)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {
@@ -158,6 +181,7 @@ def measure(method, batch_size, dim=128, per_class=8, repeats=3, margin=0.2,
         "per_class": per_class,
         "repeats": repeats,
         "jit_compile": bool(jit),
+        "sorted_kernel": kernel,
         "median_s": statistics.median(walls),
         "min_s": min(walls),
         "median_cpu_s": statistics.median(cpus),
@@ -203,6 +227,7 @@ def run_one(method, batch_size, args):
         "margin": args.margin,
         "backend": args.backend,
         "jit": args.xla,
+        "row_sort": args.row_sort,
     }
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -244,7 +269,7 @@ def format_table(results):
             f"{r['peak_rss_bytes'] / 1e9:.2f} GB",
             f"{r['loss']:.6f}",
             speedup,
-            "",
+            _KERNEL_NOTES.get(r.get("sorted_kernel"), ""),
         ))
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
@@ -252,6 +277,9 @@ def format_table(results):
     for row in rows:
         lines.append(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
+
+
+_KERNEL_NOTES = {"positives": "sorts the positives", "merged": "sorts whole rows"}
 
 
 def _label(result):
@@ -286,9 +314,12 @@ def machine_description():
     except OSError:
         pass
     model = f" ({model})" if model else ""
+    # TensorFlow's CPU allocator choice moves large-batch times by up to 3x (README).
+    bfc = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC")
+    bfc_text = f", TF_CPU_ALLOCATOR_USE_BFC={bfc}" if bfc else ""
     return (
         f"{platform.machine()} {platform.system()}{model}, {affinity} usable CPU cores"
-        f"{load_text}"
+        f"{load_text}{bfc_text}"
     )
 
 
@@ -360,6 +391,10 @@ def add_arguments(parser):
         help="Keras backend for dense and sorted (pml always runs in PyTorch)",
     )
     parser.add_argument("--xla", action="store_true", help="TensorFlow: jit_compile=True")
+    parser.add_argument(
+        "--row-sort", choices=("auto", "merged", "positives"), default="auto",
+        help="sorted: sort only each anchor's positives, whole rows, or pick (default: auto)",
+    )
     parser.add_argument(
         "--max-gb", type=float, default=12.0,
         help="skip a method whose estimated peak memory exceeds this (default: 12)",
