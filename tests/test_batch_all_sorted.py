@@ -186,8 +186,8 @@ def test_exact_ties_follow_strict_hinge(margin, dtype):
     many hinges are exactly 0 and must not count as positive.
 
     The gradient is compared with the reference, whose subgradient of max(h, 0) at h = 0
-    is 0. The dense form's is 1 there (TensorFlow's ``maximum`` passes the gradient to its
-    first argument on a tie), so at exact ties the dense gradient is not the reference's.
+    is 0: the sorted form never differentiates a count, and the dense form's ``relu`` has
+    gradient 0 at 0 (``maximum(h, 0)`` would pass 1 in TensorFlow, 1/2 in torch and JAX).
     """
     rng = np.random.default_rng(11)
     x = rng.integers(0, 5, size=(20, 1)).astype("float64")
@@ -197,6 +197,7 @@ def test_exact_ties_follow_strict_hinge(margin, dtype):
     assert np.any(reference.triplet_mask(labels) & (hinge == 0.0))  # the case has ties
     want = reference.batch_all_triplet_loss(labels, x, margin, False)
     dense = loss_and_grad(labels, x, margin, False, "dense", dtype)
+    np.testing.assert_allclose(dense["gradient"], want["gradient"], rtol=1e-5, atol=1e-7)
     for row_sort in ROW_SORTS:
         got = loss_and_grad(labels, x, margin, False, "sorted", dtype, row_sort=row_sort)
         assert got["num_positive"] == want["num_positive"] == dense["num_positive"]
@@ -277,6 +278,51 @@ def test_unknown_static_batch_size_traces_the_sorted_form():
     want = reference.batch_all_triplet_loss(labels, x, 0.2, False)
     got = fn(tf.constant(labels.astype("int32")), tf.constant(x.astype("float32")))
     np.testing.assert_allclose(float(got), want["loss"], rtol=1e-5)
+
+
+# --- every golden fixture, both kernels ---------------------------------------------------
+
+
+def _hinge_batch_all_fixtures():
+    from conformance.fixtures import load_fixtures
+
+    return [
+        f
+        for f in load_fixtures()
+        if f["loss"]["name"] == "batch_all"
+        and not f["loss"].get("soft", False)
+        and f["loss"].get("distance", "euclidean") in ("euclidean", "squared_euclidean")
+    ]
+
+
+@pytest.mark.parametrize("row_sort", ROW_SORTS)
+def test_both_kernels_meet_every_batch_all_fixture(row_sort):
+    """Every conformance fixture of the batch-all hinge, whatever method it names (most run
+    dense or auto in the suite), through the sorted form with this kernel, in float32 and
+    float64, held to the suite's own tolerances for TensorFlow."""
+    from conformance.compare import compare
+    from tftriplet.inputs import standardize_inputs
+
+    fixtures = _hinge_batch_all_fixtures()
+    assert len(fixtures) >= 40
+    failures = []
+    for fixture in fixtures:
+        squared = fixture["loss"].get("distance") == "squared_euclidean"
+        for dtype in ("float32", "float64"):
+            labels = np.array(fixture["inputs"]["labels"], dtype=np.int64)
+            x = tf.cast(tf.constant(np.array(fixture["inputs"]["embeddings"])), dtype)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y, e = standardize_inputs(tf.constant(labels), x)
+                stats = batch_all_sorted(
+                    y, e, fixture["loss"]["margin"], squared, row_sort=row_sort
+                )
+            outputs = {k: float(v) for k, v in stats.items()}
+            outputs["gradient"] = tape.gradient(stats["loss"], x).numpy().astype("float64")
+            result = compare(fixture, outputs, "tensorflow", dtype)
+            if not result.passed:
+                failures.append((fixture["name"], dtype, result.failures))
+    assert not failures, failures
 
 
 # --- which row sort -----------------------------------------------------------------------

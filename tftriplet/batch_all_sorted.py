@@ -84,8 +84,8 @@ def resolve_method(method, batch_size):
 
     ``"auto"`` picks by the static batch size known at trace time: dense up to
     :data:`AUTO_DENSE_MAX_BATCH` (there the two take about the same 1-3 ms and dense is the
-    seed's literal algorithm), sorted above it (5x faster at B=64, ~200x at B=768). An unknown
-    (``None``) batch size gives ``"sorted"``, the one that is safe in memory.
+    seed's literal algorithm), sorted above it (even at B=64, 3-4x at B=128, ~200x at
+    B=768). An unknown (``None``) batch size gives ``"sorted"``, the one safe in memory.
     """
     check_method(method)
     if method != "auto":
@@ -203,16 +203,24 @@ def _row_searchsorted_right(sorted_rows, values):
 def _row_bincount(ids, num_bins):
     """Per row, how often each of ``0 .. num_bins - 1`` occurs in ``ids`` ``(B, B)``; int32
     ``(B, num_bins)``."""
-    if backend.backend() == "tensorflow":
+    name = backend.backend()
+    if name == "tensorflow":
         import tensorflow as tf
 
         # The raw op: tf.math.bincount would first take the maximum of ids (a B x B pass).
         no_weights = tf.zeros((0,), ids.dtype)
         return tf.raw_ops.DenseBincount(input=ids, size=num_bins, weights=no_weights)
+    # Elsewhere one flat histogram, each row's ids offset into bins of its own.
     b = ops.shape(ids)[0]
     flat = ops.reshape(ids + ops.expand_dims(ops.arange(b, dtype="int32") * num_bins, 1), (-1,))
-    counts = ops.segment_sum(ops.ones_like(flat), flat, num_segments=b * num_bins, sorted=False)
-    return ops.reshape(counts, (b, num_bins))
+    if name == "torch":
+        import torch
+
+        # B=8192: 0.3 s, where Keras' segment_sum takes 6 s.
+        counts = torch.bincount(flat, minlength=b * num_bins)
+    else:
+        counts = ops.segment_sum(ops.ones_like(flat), flat, num_segments=b * num_bins)
+    return ops.reshape(ops.cast(counts, "int32"), (b, num_bins))
 
 
 def _int_view(float_dtype):
@@ -403,6 +411,24 @@ def pair_coefficients(labels, distances, margin, row_sort="auto"):
     return {"coefficients": w, "num_positive": num_positive, "num_valid": num_valid}
 
 
+def _divide_or_zero(numerator, denominator):
+    """``numerator / denominator``, 0 where the denominator is 0 (not differentiated).
+
+    One pass each in TensorFlow (``DivNoNan``) and PyTorch (a division, then ``nan_to_num``
+    of the ``0/0`` and ``w/0`` entries: B=8192 0.23 s against 1.0 s for Keras'
+    ``divide_no_nan``); a ``where`` elsewhere (XLA fuses it under ``jax.jit``).
+    """
+    name = backend.backend()
+    if name == "tensorflow":
+        return ops.divide_no_nan(numerator, denominator)
+    if name == "torch":
+        import torch
+
+        return torch.nan_to_num(numerator / denominator, nan=0.0, posinf=0.0, neginf=0.0)
+    nonzero = ops.greater(denominator, 0.0)
+    return ops.where(nonzero, numerator / ops.where(nonzero, denominator, 1.0), 0.0)
+
+
 def _embedding_gradient(embeddings, distances, coefficients, squared):
     """``sum_ij W_ij d(d_ij)/d e`` for every row of ``embeddings``, in closed form.
 
@@ -410,7 +436,7 @@ def _embedding_gradient(embeddings, distances, coefficients, squared):
     G @ e - G^T @ e``; ``G^T @ e`` is formed as ``(e^T @ G)^T`` so that no ``(B, B)``
     transpose is materialised.
     """
-    g = 2.0 * coefficients if squared else ops.divide_no_nan(coefficients, distances)
+    g = 2.0 * coefficients if squared else _divide_or_zero(coefficients, distances)
     scale = ops.sum(g, axis=1) + ops.sum(g, axis=0)
     return (
         ops.expand_dims(scale, 1) * embeddings
