@@ -619,7 +619,7 @@ def test_bench_skips_dense_where_it_would_not_fit(capsys):
 
     assert main(["bench", "--sizes", "4096", "--methods", "dense", "--max-gb", "1"]) == 0
     text = capsys.readouterr().out
-    assert "would need 1,649 GB" in text  # 6 tensors of 4096^3 float32
+    assert "would need 825 GB" in text  # 3 tensors of 4096^3 float32
 
 
 def test_bench_rejects_unknown_methods():
