@@ -106,8 +106,16 @@ def _class_sizes(labels):
     pass.
     """
     ordered = ops.sort(labels)
-    upper = ops.searchsorted(ordered, labels, side="right")
-    lower = ops.searchsorted(ordered, labels, side="left")
+    if backend.backend() == "tensorflow":
+        # Keras' own wrapper (before 3.7) takes len() of the sequence, which fails on an
+        # unknown batch size in a graph.
+        import tensorflow as tf
+
+        upper = tf.searchsorted(ordered, labels, side="right", out_type=tf.int32)
+        lower = tf.searchsorted(ordered, labels, side="left", out_type=tf.int32)
+    else:
+        upper = ops.searchsorted(ordered, labels, side="right")
+        lower = ops.searchsorted(ordered, labels, side="left")
     return ops.cast(upper - lower, "int32")
 
 
