@@ -58,6 +58,8 @@ from __future__ import annotations
 import numpy as np
 from keras import backend, ops
 
+from tftriplet.masks import off_diagonal_mask, same_label_mask
+
 METHODS = ("auto", "dense", "sorted")
 ROW_SORTS = ("auto", "merged", "positives")
 
@@ -93,10 +95,6 @@ def resolve_method(method, batch_size):
     if batch_size is None or batch_size > AUTO_DENSE_MAX_BATCH:
         return "sorted"
     return "dense"
-
-
-def _same(labels):
-    return ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(labels, 0))
 
 
 def _class_sizes(labels):
@@ -304,13 +302,12 @@ def _merged_order_keys(labels, distances, margin):
     positive nor negative) gets the dtype's minimum, so it sorts last in every row.
     """
     int_dtype, int_max = _int_view(backend.standardize_dtype(distances.dtype))
-    same = _same(labels)
-    index = ops.arange(ops.shape(labels)[0], dtype="int32")
-    eye = ops.equal(ops.expand_dims(index, 1), ops.expand_dims(index, 0))
+    same = same_label_mask(labels)
     bits = _bitcast(ops.where(same, distances + margin, distances), int_dtype)
     base = ops.where(same, ops.cast(int_max, int_dtype), ops.cast(int_max - 1, int_dtype))
     keys = (base - bits) - bits
-    return ops.where(eye, ops.cast(-int_max - 1, int_dtype), keys)
+    off_diagonal = off_diagonal_mask(ops.shape(labels)[0])
+    return ops.where(off_diagonal, keys, ops.cast(-int_max - 1, int_dtype))
 
 
 def _merged_pair_coefficients(labels, distances, margin):
@@ -352,11 +349,8 @@ def _positives_pair_coefficients(labels, distances, margin, num_positives, k):
     """
     dtype = distances.dtype
     b = ops.shape(distances)[0]
-    same = _same(labels)
-    index = ops.arange(b, dtype="int32")
-    positive = ops.logical_and(
-        same, ops.not_equal(ops.expand_dims(index, 1), ops.expand_dims(index, 0))
-    )
+    same = same_label_mask(labels)
+    positive = ops.logical_and(same, off_diagonal_mask(b))
     # -(d + m) rounds exactly as -m - d (rounding is symmetric), so -top_k is fl(d + m).
     negated, columns = ops.top_k(ops.where(positive, (-margin) - distances, -np.inf), k)
     keys = -negated
@@ -369,7 +363,7 @@ def _positives_pair_coefficients(labels, distances, margin, num_positives, k):
     real = ops.less(ops.expand_dims(ops.arange(k, dtype="int32"), 0), n)
     c = ops.where(real, ops.cast(below, dtype), ops.zeros((), dtype))
     # Pad slots point at the diagonal, whose weight is 0, and write 0 there.
-    rows = ops.broadcast_to(ops.expand_dims(index, 1), ops.shape(columns))
+    rows = ops.broadcast_to(ops.expand_dims(ops.arange(b, dtype="int32"), 1), ops.shape(columns))
     cols = ops.where(real, ops.cast(columns, "int32"), rows)
     scatter_index = ops.reshape(ops.stack([rows, cols], axis=-1), (-1, 2))
     w = ops.scatter_update(w, scatter_index, ops.reshape(c, (-1,)))

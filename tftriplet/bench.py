@@ -147,15 +147,14 @@ def sorted_kernel(row_sort, batch_size, per_class, backend, jit):
     """Which of the sorted form's two counting kernels a bench step runs ("positives" or
     "merged"): ``row_sort="auto"`` sorts only the positives unless XLA or ``jax.jit``
     compiles the step (the bench jits every JAX step, with the labels as an argument) or an
-    anchor has more than ``B // POSITIVES_SORT_MAX_DIVISOR`` positives."""
-    from tftriplet.batch_all_sorted import POSITIVES_SORT_MAX_DIVISOR
+    anchor has too many positives (the rule of ``row_sort="auto"`` itself)."""
+    from tftriplet.batch_all_sorted import _choose_row_sort
 
     if row_sort != "auto":
         return row_sort
     if jit or backend == "jax":
         return "merged"
-    small = per_class - 1 <= batch_size // POSITIVES_SORT_MAX_DIVISOR
-    return "positives" if small else "merged"
+    return _choose_row_sort("auto", batch_size, per_class - 1)[0]
 
 
 def measure(method, batch_size, dim=128, per_class=8, repeats=3, margin=0.2,

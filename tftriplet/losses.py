@@ -306,9 +306,8 @@ class BatchAllTripletLoss(TripletLoss):
         self.method = check_method(method)
 
     def compute(self, labels, embeddings):
-        return _batch_all(labels, embeddings, self.margin, self.distance, self.soft, self.method)[
-            "loss"
-        ]
+        stats = _batch_all(labels, embeddings, self.margin, self.distance, self.soft, self.method)
+        return stats["loss"]
 
     def anchor_terms(self, labels, embeddings, anchor_index):
         return _batch_all_anchor_terms(

@@ -5,24 +5,27 @@ from __future__ import annotations
 from keras import ops
 
 
-def _same_label(labels):
+def same_label_mask(labels):
+    """``mask[i, j]``: label i == label j (the diagonal included)."""
     labels = ops.reshape(ops.convert_to_tensor(labels), (-1,))
     return ops.equal(ops.expand_dims(labels, 0), ops.expand_dims(labels, 1))
 
 
-def _not_eye(labels):
-    b = ops.shape(ops.reshape(labels, (-1,)))[0]
-    return ops.logical_not(ops.cast(ops.eye(b), "bool"))
+def off_diagonal_mask(batch_size):
+    """``mask[i, j]``: i != j, from one comparison of indices (no float eye and casts)."""
+    index = ops.arange(batch_size, dtype="int32")
+    return ops.not_equal(ops.expand_dims(index, 1), ops.expand_dims(index, 0))
 
 
 def anchor_positive_mask(labels):
     """``mask[i, j]``: i != j and label i == label j."""
-    return ops.logical_and(_same_label(labels), _not_eye(labels))
+    same = same_label_mask(labels)
+    return ops.logical_and(same, off_diagonal_mask(ops.shape(same)[0]))
 
 
 def anchor_negative_mask(labels):
     """``mask[i, k]``: label i != label k (so i != k too)."""
-    return ops.logical_not(_same_label(labels))
+    return ops.logical_not(same_label_mask(labels))
 
 
 def triplet_mask(labels):
