@@ -3,13 +3,19 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
+
+# helpers.py and mining_helpers.py are shared by the test folders
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(scope="session")
 def seed_case():
     """The seed program's inputs, drawn with the pure-Python glibc rand()."""
-    from tftriplet.glibc_rand import seed_program_inputs
+    from tftriplet_conformance.glibc_rand import seed_program_inputs
 
     return seed_program_inputs()
 

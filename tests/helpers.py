@@ -12,7 +12,7 @@ def random_case(rng, batch_size, dim, num_classes, scale=1.0):
 
 def clear_of_ties(labels, embeddings, margin, squared, tol=1e-4):
     """True when no valid triple has its hinge within ``tol`` of 0 (counts are then stable)."""
-    from tftriplet import reference
+    from tftriplet_conformance import reference
 
     d = reference.pairwise_distances(embeddings, squared)
     mask = reference.triplet_mask(labels)

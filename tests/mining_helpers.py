@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import tensorflow as tf
 
-from tftriplet import reference
+from tftriplet_conformance import reference
 
 #: (strategy, soft) pairs that exist: semi-hard has no soft form.
 VARIANTS = [

@@ -5,8 +5,8 @@ import pytest
 from mining_helpers import DISTANCES, tf_value_and_gradient
 
 import tftriplet
-from tftriplet import reference
 from tftriplet.distances import resolve_distance
+from tftriplet_conformance import reference
 
 
 @pytest.mark.parametrize("distance", DISTANCES)

@@ -1,11 +1,26 @@
-"""tftriplet: the masked batch-all triplet loss for Keras, with a conformance suite."""
+"""tftriplet: triplet losses for Keras 3 (TensorFlow, JAX, PyTorch), with a conformance suite.
+
+The public API: the losses (function and ``keras.losses.Loss`` per strategy), the metrics,
+distances and masks, the P x K sampler and the retrieval metrics. ``import tftriplet``
+loads nothing beyond Keras: the command line (``tftriplet.cli``) and the conformance suite
+(``tftriplet_conformance``) are separate.
+"""
 
 from tftriplet.distances import DISTANCES, pairwise_distances
 from tftriplet.losses import (
+    STRATEGIES,
     BatchAllTripletLoss,
+    BatchHardTripletLoss,
+    SemiHardTripletLoss,
     TripletLoss,
     batch_all_triplet_loss,
     batch_all_triplet_statistics,
+    batch_hard_triplet_loss,
+    batch_hard_triplet_statistics,
+    semi_hard_triplet_loss,
+    semi_hard_triplet_statistics,
+    triplet_loss,
+    triplet_statistics,
 )
 from tftriplet.masks import anchor_negative_mask, anchor_positive_mask, triplet_mask
 from tftriplet.metrics import (
@@ -14,16 +29,8 @@ from tftriplet.metrics import (
     MeanPositiveDistance,
     TripletDifficulty,
 )
-from tftriplet.mining_losses import (
-    STRATEGIES,
-    BatchHardTripletLoss,
-    SemiHardTripletLoss,
-    batch_hard_triplet_loss,
-    batch_hard_triplet_statistics,
-    semi_hard_triplet_loss,
-    semi_hard_triplet_statistics,
-    triplet_loss,
-)
+from tftriplet.retrieval import map_at_r, recall_at_k, retrieval_metrics
+from tftriplet.samplers import PKBatches
 
 __version__ = "0.1.0"
 
@@ -35,6 +42,7 @@ __all__ = [
     "FractionPositiveTriplets",
     "MeanNegativeDistance",
     "MeanPositiveDistance",
+    "PKBatches",
     "SemiHardTripletLoss",
     "TripletDifficulty",
     "TripletLoss",
@@ -44,9 +52,13 @@ __all__ = [
     "batch_all_triplet_statistics",
     "batch_hard_triplet_loss",
     "batch_hard_triplet_statistics",
+    "map_at_r",
     "pairwise_distances",
+    "recall_at_k",
+    "retrieval_metrics",
     "semi_hard_triplet_loss",
     "semi_hard_triplet_statistics",
     "triplet_loss",
     "triplet_mask",
+    "triplet_statistics",
 ]

@@ -37,10 +37,9 @@ Reference:
 from __future__ import annotations
 
 import keras
-from keras import ops
 
 
-def active_replica_context():
+def replica_context():
     """The ``tf.distribute`` replica context when there is more than one replica, else None.
 
     None under the JAX and PyTorch backends, outside any strategy, in a cross-replica
@@ -104,39 +103,8 @@ def _placed(context, x):
         return tf.identity(x)
 
 
-def cross_replica_loss(loss, labels, embeddings, context):
-    """This replica's share of ``loss`` on the global batch (the shares sum to the loss).
-
-    Args:
-        loss: a ``TripletLoss`` implementing ``anchor_terms`` and ``normalize``.
-        labels: local class ids ``(b,)``, standardized.
-        embeddings: local embeddings ``(b, D)``, standardized.
-        context: the active ``tf.distribute.ReplicaContext``.
-
-    Returns:
-        A scalar: ``normalize(numerator over local anchors, all-reduced denominator)``.
-    """
+def sum_over_replicas(context, value):
+    """``value`` summed over the replicas of ``context`` (an all-reduce)."""
     import tensorflow as tf
 
-    global_labels, global_embeddings, local_index = gather_global_batch(context, labels, embeddings)
-    numerator, denominator = loss.anchor_terms(global_labels, global_embeddings, local_index)
-    # The normaliser is a count: no gradient flows through it (as on one device).
-    denominator = ops.stop_gradient(ops.cast(denominator, numerator.dtype))
-    global_denominator = context.all_reduce(tf.distribute.ReduceOp.SUM, denominator)
-    return loss.normalize(numerator, global_denominator)
-
-
-def replica_loss(loss, labels, embeddings):
-    """What a ``TripletLoss`` returns in the current (replica) context.
-
-    Outside a multi-replica context: ``loss.compute(labels, embeddings)``, unchanged.
-    Inside one: this replica's share of the global-batch loss when ``loss.cross_replica``,
-    else the replica's own loss divided by the number of replicas.
-    """
-    context = active_replica_context()
-    if context is None:
-        return loss.compute(labels, embeddings)
-    if loss.cross_replica:
-        return cross_replica_loss(loss, labels, embeddings, context)
-    value = loss.compute(labels, embeddings)
-    return value / ops.cast(context.num_replicas_in_sync, value.dtype)
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)

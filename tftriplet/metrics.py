@@ -5,12 +5,22 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tftriplet.batch_all_sorted import check_method
 from tftriplet.distances import pairwise_distances, resolve_distance
 from tftriplet.inputs import standardize_inputs
-from tftriplet.losses import PACKAGE, _batch_all
+from tftriplet.losses.base import PACKAGE, check_margin
+from tftriplet.losses.batch_all import batch_all_statistics, check_method
 from tftriplet.masks import anchor_negative_mask, anchor_positive_mask
 from tftriplet.mining import AnchorRows, difficulty_counts
+
+
+def reject_sample_weight(metric, sample_weight):
+    """Refuse per-sample weights: a triple couples three samples, so they have no meaning."""
+    if sample_weight is not None:
+        raise ValueError(
+            f"{type(metric).__name__} measures the triples of a whole batch (each couples "
+            "three samples), so per-sample `sample_weight` is not supported; got "
+            f"sample_weight={sample_weight!r}. Pass sample_weight=None (and no class_weight)."
+        )
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -19,35 +29,48 @@ class FractionPositiveTriplets(keras.metrics.Mean):
 
     ``num_positive / num_valid`` with the seed program's meaning: the share of valid
     (anchor, positive, negative) triples with ``d(a, p) - d(a, n) + margin > 0``. It falls
-    towards 0 as training makes triples easy; the seed reads values near 1 as a batch of
-    mostly hard or semi-hard triples.
+    towards 0 as training makes triples easy; values near 1 mean a batch of mostly hard or
+    semi-hard triples. Each batch's fraction is one value of the mean.
 
     Args:
         margin: the margin of the loss being watched.
-        squared: use squared Euclidean distances.
+        method: ``"auto"``, ``"dense"`` or ``"sorted"``, as for
+            :class:`~tftriplet.BatchAllTripletLoss` (the same numbers).
         distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        method: ``"auto"``, ``"dense"`` or ``"sorted"``, as for the loss.
-        name, dtype: as for any Keras metric.
+        squared: shorthand for ``distance="squared_euclidean"``.
+        name: the metric name.
+        dtype: the dtype of the result.
+
+    ``y_true``: integer class ids ``(B,)`` or ``(B, 1)``; ``y_pred``: embeddings ``(B, D)``.
+
+    Example:
+        >>> model.compile(optimizer="adam", loss=tftriplet.BatchAllTripletLoss(),
+        ...               metrics=[tftriplet.FractionPositiveTriplets(margin=0.2)])
+
+    Reference:
+        Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832
     """
 
     def __init__(
         self,
         margin=0.2,
+        *,
+        method="auto",
+        distance=None,
         squared=False,
         name="fraction_positive",
         dtype=None,
-        distance=None,
-        method="auto",
     ):
         super().__init__(name=name, dtype=dtype)
-        self.margin = float(margin)
+        self.margin = check_margin(margin)
+        self.method = check_method(method)
         self.distance = resolve_distance(distance, squared)
         self.squared = self.distance == "squared_euclidean"
-        self.method = check_method(method)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        reject_sample_weight(self, sample_weight)
         labels, embeddings = standardize_inputs(y_true, y_pred)
-        stats = _batch_all(
+        stats = batch_all_statistics(
             labels, embeddings, self.margin, self.distance, False, self.method,
             with_gradient=False,
         )
@@ -59,9 +82,9 @@ class FractionPositiveTriplets(keras.metrics.Mean):
         config.update(
             {
                 "margin": self.margin,
-                "squared": self.squared,
-                "distance": self.distance,
                 "method": self.method,
+                "distance": self.distance,
+                "squared": self.squared,
             }
         )
         return config
@@ -69,7 +92,7 @@ class FractionPositiveTriplets(keras.metrics.Mean):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class TripletDifficulty(keras.metrics.Metric):
-    """Shares of valid triples that are easy, semi-hard and hard (the seed's taxonomy).
+    """Shares of valid triples that are easy, semi-hard and hard (FaceNet's taxonomy).
 
     For a valid triple (anchor a, positive p, negative n)::
 
@@ -86,8 +109,9 @@ class TripletDifficulty(keras.metrics.Metric):
     Args:
         margin: the margin of the loss being watched.
         distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: the core's flag, same as ``distance="squared_euclidean"``.
-        name, dtype: as for any Keras metric.
+        squared: shorthand for ``distance="squared_euclidean"``.
+        name: the metric name.
+        dtype: the dtype of the result.
 
     Example:
         >>> model.compile(optimizer="adam", loss=tftriplet.SemiHardTripletLoss(),
@@ -100,10 +124,10 @@ class TripletDifficulty(keras.metrics.Metric):
     KINDS = ("easy", "semi_hard", "hard")
 
     def __init__(
-        self, margin=0.2, distance=None, squared=False, name="triplet_difficulty", dtype=None
+        self, margin=0.2, *, distance=None, squared=False, name="triplet_difficulty", dtype=None
     ):
         super().__init__(name=name, dtype=dtype)
-        self.margin = float(margin)
+        self.margin = check_margin(margin)
         self.distance = resolve_distance(distance, squared)
         self.counts = {
             kind: self.add_variable(shape=(), initializer="zeros", name=kind, dtype="float32")
@@ -111,6 +135,7 @@ class TripletDifficulty(keras.metrics.Metric):
         }
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        reject_sample_weight(self, sample_weight)
         labels, embeddings = standardize_inputs(y_true, y_pred)
         rows = AnchorRows(labels, pairwise_distances(embeddings, distance=self.distance))
         counts = difficulty_counts(rows, self.margin)
@@ -136,7 +161,7 @@ class _MeanPairDistance(keras.metrics.Metric):
 
     default_name = None
 
-    def __init__(self, distance=None, squared=False, name=None, dtype=None):
+    def __init__(self, *, distance=None, squared=False, name=None, dtype=None):
         super().__init__(name=name or self.default_name, dtype=dtype)
         self.distance = resolve_distance(distance, squared)
         self.total = self.add_variable(shape=(), initializer="zeros", name="total")
@@ -146,6 +171,7 @@ class _MeanPairDistance(keras.metrics.Metric):
         raise NotImplementedError
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        reject_sample_weight(self, sample_weight)
         labels, embeddings = standardize_inputs(y_true, y_pred)
         d = pairwise_distances(embeddings, distance=self.distance)
         mask = self.pair_mask(labels)
@@ -171,8 +197,9 @@ class MeanPositiveDistance(_MeanPairDistance):
 
     Args:
         distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: the core's flag, same as ``distance="squared_euclidean"``.
-        name, dtype: as for any Keras metric.
+        squared: shorthand for ``distance="squared_euclidean"``.
+        name: the metric name.
+        dtype: the dtype of the result.
     """
 
     default_name = "mean_positive_distance"
@@ -190,8 +217,9 @@ class MeanNegativeDistance(_MeanPairDistance):
 
     Args:
         distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: the core's flag, same as ``distance="squared_euclidean"``.
-        name, dtype: as for any Keras metric.
+        squared: shorthand for ``distance="squared_euclidean"``.
+        name: the metric name.
+        dtype: the dtype of the result.
     """
 
     default_name = "mean_negative_distance"

@@ -5,7 +5,7 @@ negative out of the anchor's row of the ``(B, B)`` distance matrix; the difficul
 counts, for each anchor-positive pair, how many negatives fall below a threshold. A
 ``(B, B, B)`` comparison tile (how TF Addons did semi-hard) would do both in one line but costs
 cubic memory. Here each anchor's negative distances are sorted once and every query is
-answered by a vectorised binary search over that sorted row: ``O(B^2 log B)`` work and
+answered by a row-wise binary search over that sorted row: ``O(B^2 log B)`` work and
 ``O(B^2)`` memory. Indices are found on gradient-stopped distances; the selected distances
 are then gathered from the differentiable matrix, so the gradient reaches exactly the
 selected entries.
@@ -13,46 +13,10 @@ selected entries.
 
 from __future__ import annotations
 
-import math
-
 from keras import ops
 
+from tftriplet.backend_ops import row_searchsorted
 from tftriplet.masks import anchor_negative_mask, anchor_positive_mask
-
-
-def _binary_search_steps(batch_size):
-    """Iterations that take the interval ``[0, B]`` to one point (B unknown: 2**31)."""
-    if batch_size is None:
-        return 32
-    return max(1, math.ceil(math.log2(batch_size + 1)))
-
-
-def count_sorted_below(sorted_rows, queries, inclusive):
-    """For each ``queries[i, j]``, how many entries of ``sorted_rows[i]`` lie below it.
-
-    A row-wise ``searchsorted`` (``keras.ops.searchsorted`` is 1-D only) by a fixed number
-    of vectorised bisection steps, each a ``(B, Q)`` gather and comparison.
-
-    Args:
-        sorted_rows: ``(B, N)``, each row sorted ascending.
-        queries: ``(B, Q)``.
-        inclusive: count entries ``<= query`` (``searchsorted`` side "right") instead of
-            ``< query`` (side "left").
-
-    Returns:
-        int32 ``(B, Q)`` counts in ``[0, N]``.
-    """
-    n = ops.shape(sorted_rows)[1]
-    lo = ops.zeros(ops.shape(queries), dtype="int32")
-    hi = ops.zeros(ops.shape(queries), dtype="int32") + ops.cast(n, "int32")
-    for _ in range(_binary_search_steps(sorted_rows.shape[1])):
-        active = ops.less(lo, hi)
-        mid = (lo + hi) // 2
-        probe = ops.take_along_axis(sorted_rows, ops.minimum(mid, n - 1), axis=1)
-        below = ops.less_equal(probe, queries) if inclusive else ops.less(probe, queries)
-        lo = ops.where(ops.logical_and(active, below), mid + 1, lo)
-        hi = ops.where(ops.logical_and(active, ops.logical_not(below)), mid, hi)
-    return lo
 
 
 class AnchorRows:
@@ -82,7 +46,8 @@ class AnchorRows:
 
     def negatives_below(self, thresholds, inclusive):
         """``(B, Q)`` counts of anchor i's negatives ``<`` (or ``<=``) ``thresholds[i, q]``."""
-        counts = count_sorted_below(self.sorted_negatives, thresholds, inclusive)
+        side = "right" if inclusive else "left"
+        counts = row_searchsorted(self.sorted_negatives, thresholds, side)
         # The padding sits above every distance but not above every threshold (d + margin).
         return ops.minimum(counts, ops.expand_dims(self.num_negatives, 1))
 

@@ -1,0 +1,72 @@
+"""The conformance suite under pytest: every backend on every fixture, one test each.
+
+``CONFORMANCE_BACKENDS`` (comma separated) selects the backends, as tox does per
+environment; by default all run, and an unavailable backend is skipped with its reason
+(``CONFORMANCE_STRICT=1`` makes that a failure). Each backend runs all fixtures once per
+session (one subprocess per Keras backend); the tests then read its results.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tftriplet_conformance.adapters import BACKEND_NAMES, all_adapters
+from tftriplet_conformance.fixtures import load_fixtures
+from tftriplet_conformance.runner import FAIL, NA, XPASS, format_report, run_backend
+
+FIXTURES = load_fixtures()
+SELECTED = [
+    b.strip()
+    for b in os.environ.get("CONFORMANCE_BACKENDS", ",".join(BACKEND_NAMES)).split(",")
+    if b.strip()
+]
+STRICT = os.environ.get("CONFORMANCE_STRICT") == "1"
+
+
+@pytest.fixture(scope="session")
+def backend_results(request):
+    """``backend -> {fixture: Cell}`` or ``backend -> reason`` (unavailable), computed lazily.
+
+    At the end of the session the runner's matrix of the backends that ran is written to
+    the terminal, as ``python -m conformance`` prints it.
+    """
+    adapters = {a.name: a for a in all_adapters()}
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            adapter = adapters[name]
+            ok, reason = adapter.available()
+            cache[name] = run_backend(adapter, FIXTURES) if ok else reason
+        return cache[name]
+
+    yield get
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    matrix = {b: r for b, r in cache.items() if not isinstance(r, str)}
+    skipped = {b: r for b, r in cache.items() if isinstance(r, str)}
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if reporter is not None and capture is not None and cache:
+        with capture.global_and_fixture_disabled():  # teardown output is captured otherwise
+            reporter.write_line("")
+            for line in format_report(FIXTURES, matrix, skipped).splitlines():
+                reporter.write_line(line)
+
+
+def test_selected_backends_are_known():
+    assert set(SELECTED) <= set(BACKEND_NAMES), SELECTED
+
+
+@pytest.mark.parametrize("backend", SELECTED)
+@pytest.mark.parametrize("fixture", FIXTURES, ids=[f["name"] for f in FIXTURES])
+def test_backend_matches_fixture(backend, fixture, backend_results):
+    results = backend_results(backend)
+    if isinstance(results, str):
+        if STRICT:
+            pytest.fail(f"backend {backend} is not available: {results}")
+        pytest.skip(f"backend {backend} is not available: {results}")
+    cell = results[fixture["name"]]
+    if cell.status == NA:
+        pytest.skip(f"{backend} does not support this fixture: {cell.details}")
+    assert cell.status not in (FAIL, XPASS), "\n".join([cell.status, *cell.details])

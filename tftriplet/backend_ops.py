@@ -1,0 +1,172 @@
+"""The few primitives ``keras.ops`` lacks, one implementation per Keras backend.
+
+Everything else in tftriplet is written with ``keras.ops``; these functions reach for the
+backend's own op where Keras has none (a row-wise binary search, a per-row histogram, a
+bitcast on old Keras versions) or where its generic form costs several passes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import backend, ops
+
+
+def row_searchsorted(sorted_rows, values, side="right"):
+    """Per row, where ``values[i, j]`` would go in ``sorted_rows[i]``.
+
+    ``side="right"`` counts the entries ``<= value`` (``"left"``: ``< value``), like
+    ``numpy.searchsorted`` applied row by row.
+
+    Args:
+        sorted_rows: ``(B, N)``, each row sorted ascending.
+        values: ``(B, Q)``, the same dtype.
+        side: ``"right"`` or ``"left"``.
+
+    Returns:
+        int32 ``(B, Q)`` counts in ``[0, N]``.
+    """
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right'; got {side!r}.")
+    name = backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.searchsorted(sorted_rows, values, side=side, out_type=tf.int32)
+    if name == "torch":
+        import torch
+
+        return torch.searchsorted(
+            sorted_rows.contiguous(), values.contiguous(), right=side == "right", out_int32=True
+        )
+    if name == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        search = jax.vmap(lambda row, v: jnp.searchsorted(row, v, side=side))
+        return search(sorted_rows, values).astype("int32")
+    raise NotImplementedError(f"no row-wise searchsorted for the {name} backend")
+
+
+def sorted_searchsorted(sorted_values, values, side):
+    """``ops.searchsorted`` of a 1-D sorted tensor, as int32, with an unknown length too.
+
+    Keras' TensorFlow wrapper before 3.7 takes ``len()`` of the sequence, which fails on an
+    unknown batch size in a graph; there TensorFlow's own op is used.
+    """
+    if backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.searchsorted(sorted_values, values, side=side, out_type=tf.int32)
+    return ops.cast(ops.searchsorted(sorted_values, values, side=side), "int32")
+
+
+def row_bincount(ids, num_bins):
+    """Per row, how often each of ``0 .. num_bins - 1`` occurs in ``ids``.
+
+    Args:
+        ids: int32 ``(B, N)`` with values in ``[0, num_bins)``.
+        num_bins: the number of bins.
+
+    Returns:
+        int32 ``(B, num_bins)``.
+    """
+    name = backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        # The raw op: tf.math.bincount would first take the maximum of ids (a B x N pass).
+        no_weights = tf.zeros((0,), ids.dtype)
+        return tf.raw_ops.DenseBincount(input=ids, size=num_bins, weights=no_weights)
+    # Elsewhere one flat histogram, each row's ids offset into bins of its own.
+    b = ops.shape(ids)[0]
+    flat = ops.reshape(ids + ops.expand_dims(ops.arange(b, dtype="int32") * num_bins, 1), (-1,))
+    if name == "torch":
+        import torch
+
+        # Much faster than Keras' segment_sum on torch (docs/performance.md).
+        counts = torch.bincount(flat, minlength=b * num_bins)
+    else:
+        counts = ops.segment_sum(ops.ones_like(flat), flat, num_segments=b * num_bins)
+    return ops.reshape(ops.cast(counts, "int32"), (b, num_bins))
+
+
+def bitcast(x, dtype):
+    """``x`` reinterpreted as ``dtype`` of the same width (``ops.view``).
+
+    Keras' TensorFlow ``view`` tests the last dimension in Python, which fails on an
+    unknown batch size; a static last dimension of 1 sidesteps that. Keras before 3.12 has
+    no ``ops.view``: there each backend's own bitcast does the same.
+    """
+    if hasattr(ops, "view"):
+        return ops.reshape(ops.view(ops.reshape(x, (-1, 1)), dtype), ops.shape(x))
+    name = backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.bitcast(x, dtype)
+    if name == "jax":
+        import jax
+
+        return jax.lax.bitcast_convert_type(x, dtype)
+    if name == "torch":
+        import torch
+
+        return x.view(getattr(torch, dtype))
+    raise NotImplementedError(f"no bitcast for the {name} backend in this Keras version")
+
+
+def divide_or_zero(numerator, denominator):
+    """``numerator / denominator``, 0 where the denominator is 0 (not differentiated).
+
+    One pass each in TensorFlow (``DivNoNan``) and PyTorch (a division, then
+    ``nan_to_num``, several times faster than Keras' ``divide_no_nan`` there); a ``where``
+    elsewhere (XLA fuses it under ``jax.jit``).
+    """
+    name = backend.backend()
+    if name == "tensorflow":
+        return ops.divide_no_nan(numerator, denominator)
+    if name == "torch":
+        import torch
+
+        return torch.nan_to_num(numerator / denominator, nan=0.0, posinf=0.0, neginf=0.0)
+    nonzero = ops.greater(denominator, 0.0)
+    return ops.where(nonzero, numerator / ops.where(nonzero, denominator, 1.0), 0.0)
+
+
+def concrete_int(x):
+    """``x`` as a Python int if its value is known now (eager, or a constant), else None."""
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    name = backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        value = tf.get_static_value(x)
+        return None if value is None else int(value)
+    if name == "jax":
+        import jax
+
+        try:
+            return int(x)
+        except jax.errors.ConcretizationTypeError:
+            return None
+    return int(x)
+
+
+def in_graph_without_xla():
+    """True while tracing a TensorFlow graph that XLA will not compile.
+
+    There an op such as ``top_k`` can take a ``k`` known only when the graph runs; under
+    XLA (and ``jax.jit``) it must be known when compiling.
+    """
+    if backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    if tf.executing_eagerly():
+        return False
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - private module moved: assume XLA, stay safe
+        return False
+    return not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())

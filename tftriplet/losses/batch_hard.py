@@ -1,0 +1,121 @@
+"""Batch-hard: each anchor's hardest positive against its hardest negative (Hermans et al.).
+
+One positive and one negative per anchor are picked out of the ``(B, B)`` distance matrix
+(:mod:`tftriplet.mining`), so memory is ``O(B^2)``.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tftriplet.distances import pairwise_distances, resolve_distance
+from tftriplet.inputs import standardize_inputs
+from tftriplet.losses.base import (
+    PACKAGE,
+    TripletLoss,
+    anchor_share,
+    mean_of_terms,
+    per_anchor_terms,
+)
+from tftriplet.mining import AnchorRows, hardest_negative_distance, hardest_positive_distance
+
+
+def batch_hard_terms(labels, embeddings, margin, distance, soft):
+    """Per-anchor terms ``(B,)``, counted and positive flags (see ``per_anchor_terms``)."""
+    rows = AnchorRows(labels, pairwise_distances(embeddings, distance=distance))
+    diff = hardest_positive_distance(rows) - hardest_negative_distance(rows)
+    has_positive = ops.any(rows.positive, axis=1)
+    has_negative = ops.greater(rows.num_negatives, 0)
+    return per_anchor_terms(diff, ops.logical_and(has_positive, has_negative), margin, soft)
+
+
+def batch_hard_triplet_statistics(
+    labels, embeddings, margin=0.2, squared=False, distance=None, soft=False
+):
+    """Like :func:`batch_hard_triplet_loss`, with the counts.
+
+    Returns:
+        A dict of scalars: ``loss``, ``num_anchors`` (anchors with a positive and a
+        negative) and ``num_positive`` (those with ``d_p - d_n + margin > 0``), the counts
+        as floats in the loss's dtype.
+    """
+    labels, embeddings = standardize_inputs(labels, embeddings)
+    distance = resolve_distance(distance, squared)
+    parts = batch_hard_terms(labels, embeddings, margin, distance, soft)
+    return mean_of_terms(parts, "num_anchors")
+
+
+def batch_hard_triplet_loss(
+    labels, embeddings, margin=0.2, squared=False, distance=None, soft=False
+):
+    """Batch-hard triplet loss: the hardest positive against the hardest negative.
+
+    For each anchor ``i`` with at least one positive and one negative::
+
+        d_p(i) = max_{j: y_j = y_i, j != i} d(i, j)      (hardest positive)
+        d_n(i) = min_{k: y_k != y_i} d(i, k)             (hardest negative)
+        l(i)   = max(d_p(i) - d_n(i) + margin, 0)        (soft: softplus(d_p(i) - d_n(i)))
+
+    and the loss is the mean of ``l(i)`` over those anchors. Anchors lacking a positive or
+    a negative are left out (not counted as zero); with none left the loss is 0.
+
+    Args:
+        labels: integer class ids, shape ``(B,)`` or ``(B, 1)``.
+        embeddings: float tensor ``(B, D)``.
+        margin: the margin ``m`` (unused when ``soft``).
+        squared: shorthand for ``distance="squared_euclidean"``.
+        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
+        soft: ``softplus(d_p - d_n)`` instead of the hinge.
+
+    Returns:
+        The scalar loss.
+
+    Example:
+        >>> loss = batch_hard_triplet_loss([0, 0, 1, 1], [[0.0], [0.5], [1.0], [2.0]])
+
+    Reference:
+        Hermans, Beyer, Leibe. "In Defense of the Triplet Loss for Person
+        Re-Identification", 2017. https://arxiv.org/abs/1703.07737
+    """
+    stats = batch_hard_triplet_statistics(labels, embeddings, margin, squared, distance, soft)
+    return stats["loss"]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BatchHardTripletLoss(TripletLoss):
+    """Batch-hard triplet loss as a Keras loss.
+
+    Per anchor with a positive and a negative: ``max(d_p - d_n + m, 0)`` with the hardest
+    positive distance ``d_p`` and the hardest negative distance ``d_n`` (``softplus(d_p -
+    d_n)`` with ``soft=True``); the mean over those anchors. See
+    :func:`batch_hard_triplet_loss`.
+
+    Args:
+        margin: the margin ``m`` (default 0.2; unused when ``soft``).
+        soft: the soft margin instead of the hinge.
+        cross_replica: under ``tf.distribute``, each replica mines its anchors against the
+            global batch (:mod:`tftriplet.distributed`).
+        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
+        squared: shorthand for ``distance="squared_euclidean"``.
+        name: the loss name.
+        reduction: accepted for Keras compatibility; the loss is one scalar per batch.
+        dtype: the dtype of the returned loss (computed in float32 at least).
+
+    Example:
+        >>> model.compile(optimizer="adam", loss=tftriplet.BatchHardTripletLoss(soft=True))
+
+    Reference:
+        Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",
+        2017, https://arxiv.org/abs/1703.07737
+    """
+
+    supports_soft = True
+
+    def compute(self, labels, embeddings):
+        parts = batch_hard_terms(labels, embeddings, self.margin, self.distance, self.soft)
+        return mean_of_terms(parts, "num_anchors")["loss"]
+
+    def anchor_terms(self, labels, embeddings, anchor_index):
+        parts = batch_hard_terms(labels, embeddings, self.margin, self.distance, self.soft)
+        return anchor_share(parts, anchor_index)

@@ -1,0 +1,28 @@
+"""The triplet-loss conformance suite's runner, oracle and adapters.
+
+The contract itself is language-neutral data (the repository's ``conformance/`` folder,
+installed with this package): ``fixtures/*.json`` (inputs, float64 expected outputs and
+gradient, tolerances), ``schema.json`` (their format), ``c/`` (the C implementation) and
+``README.md`` (what an implementation must do to pass). This package runs implementations
+against it: ``python -m tftriplet_conformance`` runs every available backend over every
+fixture. Its float64 reference (:mod:`~tftriplet_conformance.reference`) is the oracle the
+golden values come from, and :mod:`~tftriplet_conformance.cases` the seeded generator of
+the fixtures (``python -m tftriplet_conformance generate``).
+"""
+
+from pathlib import Path
+
+
+def _contract_dir():
+    """The contract's folder: installed with the package, or the checkout's ``conformance/``."""
+    installed = Path(__file__).resolve().parent / "contract"
+    if installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parent.parent / "conformance"
+
+
+#: The folder of the contract: fixtures, schema, C sources, README.
+CONTRACT_DIR = _contract_dir()
+FIXTURES_DIR = CONTRACT_DIR / "fixtures"
+SCHEMA_PATH = CONTRACT_DIR / "schema.json"
+C_DIR = CONTRACT_DIR / "c"

@@ -1,0 +1,91 @@
+"""Reading, writing, validating and comparing fixture files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from tftriplet_conformance import FIXTURES_DIR, SCHEMA_PATH
+
+#: Golden floats regenerated on another NumPy build may differ in the last bits (summation
+#: order); the drift check and ``generate`` treat differences below this as no change.
+DRIFT_RTOL = 1e-12
+
+
+def load_schema():
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def validate(fixture, schema=None):
+    """Raise ``jsonschema.ValidationError`` unless ``fixture`` matches ``schema.json``."""
+    import jsonschema
+
+    jsonschema.validate(fixture, schema or load_schema())
+
+
+def fixture_paths(directory=None):
+    return sorted(Path(directory or FIXTURES_DIR).glob("*.json"))
+
+
+def load_fixture(path):
+    return json.loads(Path(path).read_text())
+
+
+def load_fixtures(directory=None, names=None):
+    """All fixtures in ``directory`` (default: the package's), sorted by name."""
+    fixtures = [load_fixture(path) for path in fixture_paths(directory)]
+    if names:
+        unknown = set(names) - {f["name"] for f in fixtures}
+        if unknown:
+            raise ValueError(f"no fixture named {sorted(unknown)} in {directory or FIXTURES_DIR}")
+        fixtures = [f for f in fixtures if f["name"] in names]
+    return fixtures
+
+
+def _dump(value, indent):
+    """JSON with one line per matrix row, so that diffs stay readable."""
+    pad = " " * indent
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [f"{pad}  {json.dumps(k)}: {_dump(v, indent + 2)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(value, list) and value and isinstance(value[0], list):
+        rows = [f"{pad}  {json.dumps(row, allow_nan=False)}" for row in value]
+        return "[\n" + ",\n".join(rows) + "\n" + pad + "]"
+    # json.dumps writes floats with repr: the shortest decimal that round-trips float64
+    return json.dumps(value, allow_nan=False)
+
+
+def dumps(fixture):
+    return _dump(fixture, 0) + "\n"
+
+
+def differences(old, new, path="", rtol=DRIFT_RTOL):
+    """Human-readable differences between two fixtures; floats within ``rtol`` are equal."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new), key=str):
+            where = f"{path}.{key}" if path else key
+            if key not in old:
+                out.append(f"{where}: added")
+            elif key not in new:
+                out.append(f"{where}: removed")
+            else:
+                out.extend(differences(old[key], new[key], where, rtol))
+        return out
+    if isinstance(old, list) and isinstance(new, list):
+        if len(old) != len(new):
+            return [f"{path}: length {len(old)} -> {len(new)}"]
+        out = []
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            out.extend(differences(a, b, f"{path}[{i}]", rtol))
+        return out
+    if isinstance(old, float) and isinstance(new, float) and type(old) is type(new):
+        if math.isclose(old, new, rel_tol=rtol, abs_tol=0.0):
+            return []
+        return [f"{path}: {old!r} -> {new!r}"]
+    if type(old) is not type(new) or old != new:
+        return [f"{path}: {old!r} -> {new!r}"]
+    return []

@@ -1,0 +1,385 @@
+"""Float64 NumPy reference implementations: the obvious definitions, written as loops.
+
+These mirror the seed's C program in meaning (``pairwise_distance``, ``get_triplet_mask``,
+``triplet_loss``) and are the independent reference that tests and the conformance suite
+compare every backend against. They favour being plainly correct over being fast.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: The C program's ``DEVIDE_SAFE``: added to denominators so that 0 / 0 gives 0.
+DIVIDE_SAFE = 1e-12
+
+
+def pairwise_distances(embeddings, squared=False):
+    """Euclidean distances between all rows, computed from differences in float64.
+
+    Returns a ``(B, B)`` array; the diagonal is exactly 0.
+    """
+    e = np.asarray(embeddings, dtype=np.float64)
+    diff = e[:, None, :] - e[None, :, :]
+    sq = np.einsum("ijk,ijk->ij", diff, diff)
+    return sq if squared else np.sqrt(sq)
+
+
+def triplet_mask(labels):
+    """``mask[i, j, k]`` is True iff i, j, k are distinct, label i == label j != label k."""
+    labels = np.asarray(labels).reshape(-1)
+    b = labels.shape[0]
+    mask = np.zeros((b, b, b), dtype=bool)
+    for i in range(b):
+        for j in range(b):
+            for k in range(b):
+                distinct = i != j and i != k and j != k
+                mask[i, j, k] = distinct and labels[i] == labels[j] and labels[i] != labels[k]
+    return mask
+
+
+def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False):
+    """The seed program's masked batch-all triplet loss, with its counts and gradient.
+
+    Over every valid triple (anchor i, positive j, negative k), the hinge
+    ``max(d(i, j) - d(i, k) + margin, 0)`` is summed and divided by the number of positive
+    hinges (+ ``DIVIDE_SAFE``); ``fraction_positive`` is positive / (valid + ``DIVIDE_SAFE``).
+
+    Returns:
+        A dict with ``loss``, ``fraction_positive``, ``num_positive``, ``num_valid`` and
+        ``gradient`` (d loss / d embeddings, shape ``(B, D)``). Where a distance is 0 the
+        gradient of the (non-squared) distance is taken as 0, the subgradient the backends use.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    e = np.asarray(embeddings, dtype=np.float64)
+    b = e.shape[0]
+    d = pairwise_distances(e, squared)
+    mask = triplet_mask(labels)
+    total = 0.0
+    num_positive = 0
+    num_valid = 0
+    # d loss / d distance, before dividing by the number of positive triples
+    coeff = np.zeros((b, b))
+    for i in range(b):
+        for j in range(b):
+            for k in range(b):
+                if not mask[i, j, k]:
+                    continue
+                num_valid += 1
+                hinge = d[i, j] - d[i, k] + margin
+                if hinge > 0:
+                    num_positive += 1
+                    total += hinge
+                    coeff[i, j] += 1.0
+                    coeff[i, k] -= 1.0
+    denominator = num_positive + DIVIDE_SAFE
+    loss = total / denominator
+    fraction = num_positive / (num_valid + DIVIDE_SAFE)
+    gradient = _distance_gradient(e, d, coeff / denominator, squared)
+    return {
+        "loss": loss,
+        "fraction_positive": fraction,
+        "num_positive": num_positive,
+        "num_valid": num_valid,
+        "gradient": gradient,
+    }
+
+
+def _distance_gradient(e, d, coeff, squared):
+    """Chain rule from ``d loss / d d[i, j] = coeff[i, j]`` to ``d loss / d embeddings``."""
+    b = e.shape[0]
+    grad = np.zeros_like(e)
+    for i in range(b):
+        for j in range(b):
+            c = coeff[i, j]
+            if c == 0.0 or i == j:
+                continue
+            diff = e[i] - e[j]
+            if squared:
+                g = 2.0 * diff
+            elif d[i, j] > 0.0:
+                g = diff / d[i, j]
+            else:
+                continue
+            grad[i] += c * g
+            grad[j] -= c * g
+    return grad
+
+
+def finite_difference_gradient(fn, embeddings, eps=1e-6):
+    """Central finite differences of the scalar ``fn(embeddings)`` in float64."""
+    e = np.array(embeddings, dtype=np.float64)
+    grad = np.zeros_like(e)
+    for idx in np.ndindex(e.shape):
+        old = e[idx]
+        e[idx] = old + eps
+        plus = fn(e)
+        e[idx] = old - eps
+        minus = fn(e)
+        e[idx] = old
+        grad[idx] = (plus - minus) / (2 * eps)
+    return grad
+
+
+# Mining strategies, distances by name and the soft margin. Every strategy has the signature
+# (labels, embeddings, margin, distance, soft) and returns a dict with ``loss``, ``gradient``
+# and its counts, so a fixture's ``loss`` object dispatches with
+# ``triplet_loss(labels, embeddings, **fixture["loss"])``.
+
+#: The distance names, as :data:`tftriplet.DISTANCES`.
+DISTANCE_NAMES = ("euclidean", "squared_euclidean", "cosine")
+
+
+def distance_matrix(embeddings, distance="euclidean"):
+    """``(B, B)`` distances by name, one pair at a time in float64.
+
+    ``cosine`` is ``1 - e_i.e_j / (|e_i| |e_j|)``, with 1 for a pair involving a zero row;
+    every diagonal entry is 0.
+    """
+    if distance not in DISTANCE_NAMES:
+        raise ValueError(f"distance must be one of {DISTANCE_NAMES}; got {distance!r}.")
+    e = np.asarray(embeddings, dtype=np.float64)
+    b = e.shape[0]
+    d = np.zeros((b, b))
+    for i in range(b):
+        for j in range(b):
+            if i == j:
+                continue
+            if distance == "cosine":
+                ni, nj = np.linalg.norm(e[i]), np.linalg.norm(e[j])
+                d[i, j] = 1.0 if ni == 0 or nj == 0 else 1.0 - e[i] @ e[j] / (ni * nj)
+            else:
+                sq = float(np.sum((e[i] - e[j]) ** 2))
+                d[i, j] = sq if distance == "squared_euclidean" else np.sqrt(sq)
+    return d
+
+
+def distance_pair_gradient(embeddings, i, j, distance="euclidean"):
+    """``(d d[i, j] / d e_i, d d[i, j] / d e_j)`` for ``i != j``.
+
+    Zero where the distance is not differentiable: a Euclidean distance of 0, or a cosine
+    distance involving a zero row (its value is then the constant 1).
+    """
+    e = np.asarray(embeddings, dtype=np.float64)
+    zero = np.zeros_like(e[i])
+    diff = e[i] - e[j]
+    if distance == "squared_euclidean":
+        return 2.0 * diff, -2.0 * diff
+    if distance == "euclidean":
+        norm = np.linalg.norm(diff)
+        return (diff / norm, -diff / norm) if norm > 0 else (zero, zero)
+    ni, nj = np.linalg.norm(e[i]), np.linalg.norm(e[j])
+    if ni == 0 or nj == 0:
+        return zero, zero
+    cos = e[i] @ e[j] / (ni * nj)
+    # d/de_i of -cos(e_i, e_j) = -(e_j / (|e_i||e_j|) - cos * e_i / |e_i|^2)
+    return -(e[j] / (ni * nj) - cos * e[i] / ni**2), -(e[i] / (ni * nj) - cos * e[j] / nj**2)
+
+
+def distance_chain_rule(embeddings, coeff, distance="euclidean"):
+    """``d loss / d embeddings`` from ``coeff[i, j] = d loss / d d[i, j]``."""
+    e = np.asarray(embeddings, dtype=np.float64)
+    grad = np.zeros_like(e)
+    for i in range(e.shape[0]):
+        for j in range(e.shape[0]):
+            if i != j and coeff[i, j] != 0.0:
+                g_i, g_j = distance_pair_gradient(e, i, j, distance)
+                grad[i] += coeff[i, j] * g_i
+                grad[j] += coeff[i, j] * g_j
+    return grad
+
+
+def softplus(x):
+    """``log(1 + exp(x))``, exact in float64 for any ``x``."""
+    return float(np.logaddexp(0.0, x))
+
+
+def sigmoid(x):
+    """The derivative of :func:`softplus`."""
+    if x >= 0:
+        return float(1.0 / (1.0 + np.exp(-x)))
+    return float(np.exp(x) / (1.0 + np.exp(x)))  # no cancellation for x << 0
+
+
+class _Terms:
+    """Sums the loss terms of chosen triples and their ``d loss / d distance`` coefficients."""
+
+    def __init__(self, distances, margin, soft):
+        self.d, self.margin, self.soft = distances, margin, soft
+        self.total, self.num_positive = 0.0, 0
+        self.coeff = np.zeros_like(distances)
+
+    def add(self, i, j, k):
+        """Add the term of ``x = d_ij - d_ik``: ``max(x + m, 0)``, or ``softplus(x)`` if soft."""
+        x = self.d[i, j] - self.d[i, k]
+        self.num_positive += int(x + self.margin > 0)
+        if self.soft:
+            value, slope = softplus(x), sigmoid(x)
+        else:
+            value, slope = max(x + self.margin, 0.0), float(x + self.margin > 0)
+        self.total += value
+        self.coeff[i, j] += slope
+        self.coeff[i, k] -= slope
+
+    def result(self, embeddings, distance, denominator, **counts):
+        """Loss and gradient of ``total / (denominator + DIVIDE_SAFE)``, with the counts."""
+        denominator = denominator + DIVIDE_SAFE
+        gradient = distance_chain_rule(embeddings, self.coeff / denominator, distance)
+        return {
+            "loss": self.total / denominator,
+            "gradient": gradient,
+            "num_positive": self.num_positive,
+            **counts,
+        }
+
+
+def _positives(labels, i):
+    return [j for j in range(len(labels)) if j != i and labels[j] == labels[i]]
+
+
+def _negatives(labels, i):
+    return [k for k in range(len(labels)) if labels[k] != labels[i]]
+
+
+def batch_all(labels, embeddings, margin=0.2, distance="euclidean", soft=False):
+    """Batch-all over every valid triple (anchor i, positive j, negative k).
+
+    Hinge: ``sum max(d_ij - d_ik + m, 0) / #{positive hinges}`` (the seed's form). Soft:
+    ``sum softplus(d_ij - d_ik) / #{valid triples}``. Counts: ``num_valid``,
+    ``num_positive`` (triples with ``d_ij - d_ik + m > 0``) and ``fraction_positive``.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    e = np.asarray(embeddings, dtype=np.float64)
+    terms = _Terms(distance_matrix(e, distance), margin, soft)
+    num_valid = 0
+    for i in range(len(labels)):
+        for j in _positives(labels, i):
+            for k in _negatives(labels, i):
+                num_valid += 1
+                terms.add(i, j, k)
+    return terms.result(
+        e,
+        distance,
+        num_valid if soft else terms.num_positive,
+        num_valid=num_valid,
+        fraction_positive=terms.num_positive / (num_valid + DIVIDE_SAFE),
+    )
+
+
+def batch_hard(labels, embeddings, margin=0.2, distance="euclidean", soft=False):
+    """Batch-hard (Hermans et al. 2017): per anchor, hardest positive vs hardest negative.
+
+    Over anchors i with a positive and a negative: ``term(max_j d_ij - min_k d_ik)``, term
+    the hinge ``max(x + m, 0)`` or ``softplus(x)``; the loss is the mean over those anchors.
+    Counts: ``num_anchors`` (anchors used) and ``num_positive`` (their ``x + m > 0``).
+    """
+    labels = np.asarray(labels).reshape(-1)
+    e = np.asarray(embeddings, dtype=np.float64)
+    d = distance_matrix(e, distance)
+    terms = _Terms(d, margin, soft)
+    num_anchors = 0
+    for i in range(len(labels)):
+        positives, negatives = _positives(labels, i), _negatives(labels, i)
+        if positives and negatives:
+            num_anchors += 1
+            hardest_positive = max(positives, key=lambda p: d[i, p])
+            hardest_negative = min(negatives, key=lambda n: d[i, n])
+            terms.add(i, hardest_positive, hardest_negative)
+    return terms.result(e, distance, num_anchors, num_anchors=num_anchors)
+
+
+def semi_hard(labels, embeddings, margin=0.2, distance="euclidean", soft=False):
+    """Semi-hard (FaceNet): per anchor-positive pair, the closest farther negative.
+
+    Over pairs (i, j) whose anchor has a negative: the negative k closest to i among those
+    with ``d_ik > d_ij``, else the farthest negative; ``max(d_ij - d_ik + m, 0)``, mean over
+    those pairs. Counts: ``num_pairs`` and ``num_positive``. There is no soft form.
+    """
+    if soft:
+        raise ValueError("semi_hard has no soft-margin form; got soft=True.")
+    labels = np.asarray(labels).reshape(-1)
+    e = np.asarray(embeddings, dtype=np.float64)
+    d = distance_matrix(e, distance)
+    terms = _Terms(d, margin, soft=False)
+    num_pairs = 0
+    for i in range(len(labels)):
+        negatives = _negatives(labels, i)
+        if not negatives:
+            continue
+        for j in _positives(labels, i):
+            farther = [n for n in negatives if d[i, n] > d[i, j]]
+            if farther:
+                k = min(farther, key=lambda n: d[i, n])
+            else:
+                k = max(negatives, key=lambda n: d[i, n])
+            num_pairs += 1
+            terms.add(i, j, k)
+    return terms.result(e, distance, num_pairs, num_pairs=num_pairs)
+
+
+#: Strategy name (a fixture's ``loss["name"]``) to reference function.
+STRATEGIES = {"batch_all": batch_all, "batch_hard": batch_hard, "semi_hard": semi_hard}
+
+
+def triplet_loss(
+    labels, embeddings, strategy="batch_all", margin=0.2, distance="euclidean", soft=False
+):
+    """The reference of ``strategy`` (``"batch_all"``, ``"batch_hard"`` or ``"semi_hard"``)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {tuple(STRATEGIES)}; got {strategy!r}.")
+    return STRATEGIES[strategy](labels, embeddings, margin=margin, distance=distance, soft=soft)
+
+
+def decision_values(
+    labels, embeddings, name="batch_all", margin=0.2, distance="euclidean", soft=False
+):
+    """Every float64 quantity whose sign decides a count, a selection or differentiability.
+
+    For a fixture generator (keep ``min(abs(values))`` clear of 0, so rounding in a backend
+    cannot flip a decision) and for tests away from ties:
+
+    - every valid triple's ``d_ij - d_ik + margin`` (the hinge, and ``num_positive``);
+    - for ``batch_hard`` and ``semi_hard``, every difference ``d_ia - d_ib`` of two distinct
+      off-diagonal entries of an anchor's row (which positive or negative is chosen);
+    - for ``euclidean``, every off-diagonal distance (its gradient is undefined at 0).
+
+    ``soft`` is accepted so that ``decision_values(labels, embeddings, **loss)`` works.
+    Returns a 1-D array.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    d = distance_matrix(embeddings, distance)
+    b = len(labels)
+    values = [
+        d[i, j] - d[i, k] + margin
+        for i in range(b)
+        for j in _positives(labels, i)
+        for k in _negatives(labels, i)
+    ]
+    for i in range(b):
+        others = [a for a in range(b) if a != i]
+        if name in ("batch_hard", "semi_hard"):
+            values += [d[i, a] - d[i, c] for a in others for c in others if a < c]
+        if distance == "euclidean":
+            values += [d[i, a] for a in others]
+    return np.asarray(values, dtype=np.float64)
+
+
+def triplet_difficulty(labels, embeddings, margin=0.2, distance="euclidean"):
+    """Counts of valid triples that are hard, semi-hard and easy (the seed's taxonomy).
+
+    ``hard``: d_ik <= d_ij; ``semi_hard``: d_ij < d_ik < d_ij + m; ``easy``: d_ik >= d_ij + m
+    (at m = 0 a tie is hard). Also ``valid``, the number of valid triples.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    d = distance_matrix(embeddings, distance)
+    counts = {"easy": 0, "semi_hard": 0, "hard": 0, "valid": 0}
+    for i in range(len(labels)):
+        for j in _positives(labels, i):
+            for k in _negatives(labels, i):
+                counts["valid"] += 1
+                if d[i, k] <= d[i, j]:
+                    counts["hard"] += 1
+                elif d[i, k] < d[i, j] + margin:
+                    counts["semi_hard"] += 1
+                else:
+                    counts["easy"] += 1
+    return counts

@@ -1,0 +1,199 @@
+"""The one table of loss variants: how each backend computes a fixture's ``loss`` object.
+
+A fixture names its loss as ``{"name": "batch_hard", "margin": 0.2, "distance": "cosine",
+"soft": true}``. Each strategy (``batch_all``, ``batch_hard``, ``semi_hard``) is one entry in
+:data:`VARIANTS` (plus its name in ``schema.json``): a float64 reference, a factory of Keras
+callables, the C program's loss id if the C backend implements it, and the quantities whose
+signs decide its counts and selections. The options ``distance`` and ``soft`` are passed
+through to both sides. Backends never branch on the name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+def squared_from(loss):
+    """``True`` for ``"squared_euclidean"``, ``False`` for ``"euclidean"``."""
+    distance = loss.get("distance", "euclidean")
+    if distance not in ("euclidean", "squared_euclidean"):
+        raise ValueError(f"distance {distance!r} is not supported by this variant")
+    return distance == "squared_euclidean"
+
+
+def loss_dtype(dtype):
+    """The ``dtype`` to give a Keras ``Loss``: its output is float32 unless asked for float64."""
+    return "float64" if dtype == "float64" else None
+
+
+def options_of(loss):
+    """A fixture's ``loss`` object as keyword arguments: ``strategy`` (the fixture's
+    ``name``), ``margin``, ``distance`` and ``soft``, defaults filled."""
+    return {
+        "strategy": loss["name"],
+        "margin": loss["margin"],
+        "distance": loss.get("distance", "euclidean"),
+        "soft": bool(loss.get("soft", False)),
+    }
+
+
+def _reference(labels, embeddings, loss):
+    """The float64 loop reference of any strategy (``tftriplet.reference.triplet_loss``).
+
+    The core's batch-all hinge (Euclidean or squared) keeps its original reference,
+    ``batch_all_triplet_loss``: the same definition, summed in the order its golden values
+    were generated in (the general loops differ from it by ~1e-11 relative in tiny
+    gradient entries, which the drift check would report as changes).
+    """
+    from tftriplet_conformance import reference
+
+    options = options_of(loss)
+    if loss["name"] == "batch_all" and not options["soft"] and options["distance"] != "cosine":
+        return reference.batch_all_triplet_loss(
+            labels, embeddings, margin=options["margin"], squared=squared_from(loss)
+        )
+    return reference.triplet_loss(labels, embeddings, **options)
+
+
+def _keras_factory(class_name, statistics_name, has_soft=True):
+    """``(loss, dtype) -> (loss_fn, statistics_fn)``: the public Loss class and statistics."""
+
+    def factory(loss, dtype):
+        import tftriplet
+
+        options = options_of(loss)
+        options.pop("strategy")
+        if not has_soft:
+            if options.pop("soft"):
+                raise ValueError(f"{class_name} has no soft-margin form")
+        if "method" in loss:  # batch_all: how the triples are evaluated (same result)
+            options["method"] = loss["method"]
+        loss_object = getattr(tftriplet, class_name)(**options, dtype=loss_dtype(dtype))
+        statistics_fn = getattr(tftriplet, statistics_name)
+
+        def statistics(labels, embeddings):
+            return statistics_fn(labels, embeddings, **options)
+
+        return loss_object, statistics
+
+    return factory
+
+
+def _distances(embeddings, loss):
+    from tftriplet_conformance import reference
+
+    return reference.distance_matrix(embeddings, loss.get("distance", "euclidean"))
+
+
+def triple_hinges(labels, embeddings, loss, distances=None):
+    """``d(i, j) - d(i, k) + margin`` over every valid triple (vectorized, float64).
+
+    ``distances`` (a ``(B, B)`` array) replaces the float64 reference distances, so that the
+    generator can evaluate the same quantities on float32 distances.
+    """
+    import numpy as np
+
+    labels = np.asarray(labels).reshape(-1)
+    d = _distances(embeddings, loss) if distances is None else np.asarray(distances)
+    same = labels[:, None] == labels[None, :]
+    positive = same & ~np.eye(len(labels), dtype=bool)
+    valid = positive[:, :, None] & ~same[:, None, :]
+    return (d[:, :, None] - d[:, None, :] + loss["margin"])[valid]
+
+
+def mining_decisions(labels, embeddings, loss, distances=None):
+    """What decides a mining strategy: hinges, row differences, Euclidean distances.
+
+    The same set of values as ``tftriplet.reference.decision_values`` (a test checks it),
+    vectorized and in a fixed order, so that float64 and float32 values can be compared
+    sign by sign: every valid triple's hinge; every ``d(i, a) - d(i, c)`` of distinct
+    off-diagonal entries ``a < c`` of a row (which positive or negative is selected); and,
+    for ``euclidean``, every off-diagonal distance (where its gradient is defined).
+    """
+    import numpy as np
+
+    d = _distances(embeddings, loss) if distances is None else np.asarray(distances)
+    b = d.shape[0]
+    off = ~np.eye(b, dtype=bool)
+    a, c = np.triu_indices(b, k=1)
+    rows = [d[i, a] - d[i, c] for i in range(b)]
+    keep = [(a != i) & (c != i) for i in range(b)]
+    values = [triple_hinges(labels, embeddings, loss, d)]
+    values += [r[k] for r, k in zip(rows, keep, strict=True)]
+    if loss.get("distance", "euclidean") == "euclidean":
+        values.append(d[off])
+    return np.concatenate(values)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How to compute one loss variant.
+
+    Attributes:
+        reference: ``(labels, embeddings, loss) -> dict`` in float64 NumPy, with the outputs
+            named in ``outputs`` plus ``gradient``.
+        keras: ``(loss, dtype) -> (loss_fn, statistics_fn)``; ``loss_fn(labels, embeddings)`` is the
+            scalar loss (the public ``keras.losses.Loss``), ``statistics_fn`` returns a dict
+            of the non-gradient outputs.
+        c_name: the loss id the C program takes, or ``None`` if it does not implement it.
+        outputs: the scalar outputs a fixture stores for this variant.
+        counts: those outputs that are integer counts (compared exactly by default).
+        hinges: ``(labels, embeddings, loss) -> 1-D array`` of the float64 hinge arguments
+            whose sign decides ``num_positive``; random cases pick their margin clear of them.
+        decisions: ``(labels, embeddings, loss, distances=None) -> 1-D array`` of every value
+            whose sign decides a count or a selection (``hinges`` if ``None``); tie-clear
+            cases keep all of them away from 0, with the same signs in float32.
+        denominator: the count the loss is divided by with the hinge (half-precision
+            tolerances allow for one near-tie flip in it).
+    """
+
+    reference: Callable
+    keras: Callable
+    c_name: str | None
+    outputs: tuple[str, ...]
+    counts: tuple[str, ...]
+    hinges: Callable | None = None
+    decisions: Callable | None = None
+    denominator: str = "num_positive"
+
+
+VARIANTS = {
+    "batch_all": Variant(
+        reference=_reference,
+        keras=_keras_factory("BatchAllTripletLoss", "batch_all_triplet_statistics"),
+        c_name="batch_all",
+        outputs=("loss", "fraction_positive", "num_positive", "num_valid"),
+        counts=("num_positive", "num_valid"),
+        hinges=triple_hinges,
+    ),
+    "batch_hard": Variant(
+        reference=_reference,
+        keras=_keras_factory("BatchHardTripletLoss", "batch_hard_triplet_statistics"),
+        c_name=None,
+        outputs=("loss", "num_anchors", "num_positive"),
+        counts=("num_anchors", "num_positive"),
+        hinges=triple_hinges,
+        decisions=mining_decisions,
+        denominator="num_anchors",
+    ),
+    "semi_hard": Variant(
+        reference=_reference,
+        keras=_keras_factory("SemiHardTripletLoss", "semi_hard_triplet_statistics", has_soft=False),
+        c_name=None,
+        outputs=("loss", "num_pairs", "num_positive"),
+        counts=("num_pairs", "num_positive"),
+        hinges=triple_hinges,
+        decisions=mining_decisions,
+        denominator="num_pairs",
+    ),
+}
+
+
+def variant_of(case):
+    """The :class:`Variant` of a fixture, or a ``KeyError`` naming the known ones."""
+    name = case["loss"]["name"]
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise KeyError(f"unknown loss {name!r}; known: {sorted(VARIANTS)}") from None
