@@ -87,7 +87,7 @@ def test_core_squared_flag_keeps_working():
     assert old.distance == "squared_euclidean" and old.squared
     assert old.get_config() == {**new.get_config(), "name": old.name}
     np.testing.assert_allclose(float(old(labels, x)), float(new(labels, x)))
-    ref = reference.batch_all_triplet_loss(labels, x, 0.3, squared=True)["loss"]
+    ref = reference.batch_all(labels, x, 0.3, "squared_euclidean")["loss"]
     np.testing.assert_allclose(float(old(labels, x)), ref, rtol=1e-6)  # float32 result
     np.testing.assert_allclose(
         tftriplet.pairwise_distances(x, squared=True),

@@ -135,6 +135,8 @@ def divide_or_zero(numerator, denominator):
 
 def concrete_int(x):
     """``x`` as a Python int if its value is known now (eager, or a constant), else None."""
+    if x is None:
+        return None
     if isinstance(x, (int, np.integer)):
         return int(x)
     name = backend.backend()

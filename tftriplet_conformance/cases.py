@@ -33,14 +33,6 @@ def case(function):
     return function
 
 
-def batch_all(margin, squared=False):
-    return {
-        "name": "batch_all",
-        "margin": margin,
-        "distance": "squared_euclidean" if squared else "euclidean",
-    }
-
-
 def loss_spec(name, margin, distance="euclidean", soft=False):
     """A fixture's ``loss`` object; ``soft`` is written only when true."""
     loss = {"name": name, "margin": margin, "distance": distance}
@@ -192,7 +184,7 @@ def seed_c_program():
         },
         "labels": labels,
         "embeddings": embeddings,
-        "loss": batch_all(0.2),
+        "loss": loss_spec("batch_all", 0.2),
         "tie_clear": True,
         "printed": "The triplet loss is {loss:f} with positives {fraction_positive:f}",
     }
@@ -201,7 +193,7 @@ def seed_c_program():
 @case
 def seed_inputs_squared():
     labels, embeddings = seed_program_inputs(batch_size=10, vector_size=128, num_classes=3)
-    loss = batch_all(0.0, squared=True)
+    loss = loss_spec("batch_all", 0.0, "squared_euclidean")
     loss["margin"] = clear_margin(labels, embeddings, loss, 2.0)
     return {
         "description": "The seed program's inputs with squared distances",
@@ -266,7 +258,7 @@ def duplicate_embeddings():
         "Identical embeddings within and across classes (zero distances off the diagonal)",
         [0, 0, 1, 1, 2, 2],
         emb,
-        batch_all(0.2),
+        loss_spec("batch_all", 0.2),
         "glibc rand() after srand(201), grid embeddings; rows 1 and 4 copied from row 0",
     )
 
@@ -280,7 +272,7 @@ def duplicate_embeddings_squared():
         "Identical embeddings, squared distances",
         [0, 1, 0, 1, 0, 1],
         emb,
-        batch_all(0.2, squared=True),
+        loss_spec("batch_all", 0.2, "squared_euclidean"),
         "glibc rand() after srand(202), grid embeddings; rows 2 and 5 copied from row 3",
     )
 
@@ -292,7 +284,7 @@ def collapsed_batch():
         "Collapsed batch: every embedding equal, loss = margin, gradient 0",
         [0, 1, 0, 1, 2],
         [list(row) for _ in range(5)],
-        batch_all(0.2),
+        loss_spec("batch_all", 0.2),
         "hand-written: one row repeated",
     )
 
@@ -303,7 +295,7 @@ def collapsed_batch_squared():
         "Collapsed batch (all zeros) with squared distances",
         [3, 3, 4, 4],
         [[0.0, 0.0] for _ in range(4)],
-        batch_all(0.5, squared=True),
+        loss_spec("batch_all", 0.5, "squared_euclidean"),
         "hand-written: zero rows",
     )
 
@@ -314,7 +306,7 @@ def batch_size_1():
         "B=1: no triple, loss 0",
         [7],
         [[0.5, -0.25, 1.0]],
-        batch_all(0.2),
+        loss_spec("batch_all", 0.2),
         "hand-written",
     )
 
@@ -325,7 +317,7 @@ def batch_size_2_same_label():
         "B=2, same label: no negative, no valid triple",
         [1, 1],
         [[0.0, 1.0], [1.0, 0.0]],
-        batch_all(0.2),
+        loss_spec("batch_all", 0.2),
         "hand-written",
     )
 
@@ -336,7 +328,7 @@ def batch_size_2_different_labels():
         "B=2, different labels: no positive pair, no valid triple",
         [1, 2],
         [[0.0, 1.0], [1.0, 0.0]],
-        batch_all(0.2),
+        loss_spec("batch_all", 0.2),
         "hand-written",
     )
 
@@ -347,7 +339,7 @@ def one_class():
         "One class only: no negatives, loss 0",
         [4] * 6,
         fixed_grid(203, 6, 3),
-        batch_all(0.2),
+        loss_spec("batch_all", 0.2),
         "glibc rand() after srand(203), grid embeddings",
     )
 
@@ -358,7 +350,7 @@ def all_distinct_labels():
         "All labels distinct: no positive pair, loss 0",
         [0, 1, 2, 3, 4, 5, 6],
         fixed_grid(204, 7, 3),
-        batch_all(0.2),
+        loss_spec("batch_all", 0.2),
         "glibc rand() after srand(204), grid embeddings",
     )
 
@@ -369,7 +361,7 @@ def no_positive_triple():
         "Two far clusters: valid triples, none positive (loss 0, fraction 0)",
         [0, 0, 0, 1, 1, 1],
         [[0.0, 0.0], [0.125, 0.0], [0.0, 0.125], [8.0, 8.0], [8.125, 8.0], [8.0, 8.125]],
-        batch_all(0.5),
+        loss_spec("batch_all", 0.5),
         "hand-written clusters",
         tie_clear=True,
     )
@@ -383,7 +375,7 @@ def labels_2pow24_neighbours():
         "Labels 16777216 and 16777217 stay distinct (equal once cast to float32)",
         [base, base + 1, base, base + 1, base, base + 1],
         emb,
-        batch_all(0.3),
+        loss_spec("batch_all", 0.3),
         "glibc rand() after srand(205), grid embeddings; labels 2**24 and 2**24 + 1",
     )
 
@@ -396,7 +388,7 @@ def labels_2pow40_plus_k():
         "Labels 2**40 + k for k in 0..3 stay distinct (merge in float32, wrap in int32)",
         [base + k for k in (0, 1, 2, 3, 0, 1, 2, 3)],
         emb,
-        batch_all(0.3),
+        loss_spec("batch_all", 0.3),
         "glibc rand() after srand(206), grid embeddings; labels 2**40 + k",
     )
 
@@ -407,7 +399,7 @@ def negative_labels():
         "Negative and zero labels are ordinary class ids",
         [-1, -2, 0, -1, -2, 0, -1],
         fixed_grid(207, 7, 3),
-        batch_all(0.3),
+        loss_spec("batch_all", 0.3),
         "glibc rand() after srand(207), grid embeddings",
     )
 
@@ -419,7 +411,7 @@ def int64_extreme_labels():
         "Labels at the int64 extremes, and their neighbours",
         [low, high, low, high, low + 1, high - 1],
         fixed_grid(208, 6, 3),
-        batch_all(0.3),
+        loss_spec("batch_all", 0.3),
         "glibc rand() after srand(208), grid embeddings",
     )
 
@@ -435,7 +427,7 @@ def exact_tie_hinge_zero():
         "Hinges exactly 0 (d_ap == d_an, margin 0): not positive, subgradient 0",
         [0, 0, 1, 1],
         [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, -0.5]],
-        batch_all(0.0, squared=True),
+        loss_spec("batch_all", 0.0, "squared_euclidean"),
         "hand-written: |e0 - e1| == |e0 - e2|",
         tolerances={"float16": exact, "bfloat16": exact},
     )
@@ -448,7 +440,7 @@ def margin_zero_random():
         "Margin 0: a triple counts only when the positive is strictly farther",
         [0, 1, 2, 0, 1, 2, 0, 1, 2],
         emb,
-        batch_all(0.0),
+        loss_spec("batch_all", 0.0),
         "glibc rand() after srand(209), grid embeddings",
     )
 
@@ -668,7 +660,7 @@ _register_random_cases(METHOD_CASES)
 
 @case
 def batch_all_sorted_one_class():
-    loss = batch_all(0.2)
+    loss = loss_spec("batch_all", 0.2)
     loss["method"] = "sorted"
     return edge_case(
         "batch-all, method sorted, one class: no valid triple, loss 0",
@@ -684,7 +676,7 @@ def batch_all_sorted_duplicate_embeddings():
     emb = fixed_grid(345, 8, 3)
     emb[1] = list(emb[0])  # same class as row 0: a zero Euclidean distance
     emb[5] = list(emb[0])  # another class
-    loss = batch_all(0.3)
+    loss = loss_spec("batch_all", 0.3)
     loss["method"] = "sorted"
     return edge_case(
         "batch-all, method sorted: identical rows within and across classes",

@@ -21,7 +21,6 @@ class Comparison:
 
     ratio: float = 0.0
     failures: list = field(default_factory=list)
-    worst: str = ""
 
     @property
     def passed(self):
@@ -34,8 +33,7 @@ class Comparison:
             ratio = error / allowed
         else:
             ratio = 0.0 if error == 0 else math.inf
-        if ratio > self.ratio or not self.worst:
-            self.ratio, self.worst = max(ratio, self.ratio), what
+        self.ratio = max(ratio, self.ratio)
         if not ratio <= 1.0:
             self.failures.append(f"{what}: error {error:.3g} > allowed {allowed:.3g}")
 

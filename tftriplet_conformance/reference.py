@@ -1,8 +1,10 @@
-"""Float64 NumPy reference implementations: the obvious definitions, written as loops.
+"""The float64 NumPy reference: the definitions of the triplet losses, written as loops.
 
-These mirror the seed's C program in meaning (``pairwise_distance``, ``get_triplet_mask``,
-``triplet_loss``) and are the independent reference that tests and the conformance suite
-compare every backend against. They favour being plainly correct over being fast.
+The conformance suite's oracle: every golden value and gradient of the fixtures comes from
+here, and the tests compare every backend against it. Batch-all follows the seed
+document's C program (``pairwise_distance``, ``get_triplet_mask``, ``triplet_loss``); each
+strategy returns a dict with ``loss``, ``gradient`` (d loss / d embeddings) and its counts.
+Plainly correct rather than fast.
 """
 
 from __future__ import annotations
@@ -13,15 +15,32 @@ import numpy as np
 DIVIDE_SAFE = 1e-12
 
 
-def pairwise_distances(embeddings, squared=False):
-    """Euclidean distances between all rows, computed from differences in float64.
+#: The distance names, as :data:`tftriplet.DISTANCES`.
+DISTANCE_NAMES = ("euclidean", "squared_euclidean", "cosine")
 
-    Returns a ``(B, B)`` array; the diagonal is exactly 0.
+
+def distance_matrix(embeddings, distance="euclidean"):
+    """``(B, B)`` distances by name, in float64; every diagonal entry is 0.
+
+    Euclidean distances come from the differences of the rows (no ``|a|^2 - 2ab + |b|^2``
+    cancellation). ``cosine`` is ``1 - e_i.e_j / (|e_i| |e_j|)``, with 1 for a pair
+    involving a zero row.
     """
+    if distance not in DISTANCE_NAMES:
+        raise ValueError(f"distance must be one of {DISTANCE_NAMES}; got {distance!r}.")
     e = np.asarray(embeddings, dtype=np.float64)
-    diff = e[:, None, :] - e[None, :, :]
-    sq = np.einsum("ijk,ijk->ij", diff, diff)
-    return sq if squared else np.sqrt(sq)
+    b = e.shape[0]
+    if distance != "cosine":
+        diff = e[:, None, :] - e[None, :, :]
+        sq = np.einsum("ijk,ijk->ij", diff, diff)
+        return sq if distance == "squared_euclidean" else np.sqrt(sq)
+    d = np.zeros((b, b))
+    for i in range(b):
+        for j in range(b):
+            if i != j:
+                ni, nj = np.linalg.norm(e[i]), np.linalg.norm(e[j])
+                d[i, j] = 1.0 if ni == 0 or nj == 0 else 1.0 - e[i] @ e[j] / (ni * nj)
+    return d
 
 
 def triplet_mask(labels):
@@ -37,71 +56,40 @@ def triplet_mask(labels):
     return mask
 
 
-def batch_all_triplet_loss(labels, embeddings, margin=0.2, squared=False):
-    """The seed program's masked batch-all triplet loss, with its counts and gradient.
+def distance_pair_gradient(embeddings, i, j, distance="euclidean", d_ij=None):
+    """``(d d[i, j] / d e_i, d d[i, j] / d e_j)`` for ``i != j``.
 
-    Over every valid triple (anchor i, positive j, negative k), the hinge
-    ``max(d(i, j) - d(i, k) + margin, 0)`` is summed and divided by the number of positive
-    hinges (+ ``DIVIDE_SAFE``); ``fraction_positive`` is positive / (valid + ``DIVIDE_SAFE``).
-
-    Returns:
-        A dict with ``loss``, ``fraction_positive``, ``num_positive``, ``num_valid`` and
-        ``gradient`` (d loss / d embeddings, shape ``(B, D)``). Where a distance is 0 the
-        gradient of the (non-squared) distance is taken as 0, the subgradient the backends use.
+    Zero where the distance is not differentiable: a Euclidean distance of 0, or a cosine
+    distance involving a zero row (its value is then the constant 1). ``d_ij`` is the
+    Euclidean distance if already known.
     """
-    labels = np.asarray(labels).reshape(-1)
     e = np.asarray(embeddings, dtype=np.float64)
-    b = e.shape[0]
-    d = pairwise_distances(e, squared)
-    mask = triplet_mask(labels)
-    total = 0.0
-    num_positive = 0
-    num_valid = 0
-    # d loss / d distance, before dividing by the number of positive triples
-    coeff = np.zeros((b, b))
-    for i in range(b):
-        for j in range(b):
-            for k in range(b):
-                if not mask[i, j, k]:
-                    continue
-                num_valid += 1
-                hinge = d[i, j] - d[i, k] + margin
-                if hinge > 0:
-                    num_positive += 1
-                    total += hinge
-                    coeff[i, j] += 1.0
-                    coeff[i, k] -= 1.0
-    denominator = num_positive + DIVIDE_SAFE
-    loss = total / denominator
-    fraction = num_positive / (num_valid + DIVIDE_SAFE)
-    gradient = _distance_gradient(e, d, coeff / denominator, squared)
-    return {
-        "loss": loss,
-        "fraction_positive": fraction,
-        "num_positive": num_positive,
-        "num_valid": num_valid,
-        "gradient": gradient,
-    }
+    zero = np.zeros_like(e[i])
+    diff = e[i] - e[j]
+    if distance == "squared_euclidean":
+        return 2.0 * diff, -2.0 * diff
+    if distance == "euclidean":
+        norm = np.sqrt(diff @ diff) if d_ij is None else d_ij
+        return (diff / norm, -diff / norm) if norm > 0 else (zero, zero)
+    ni, nj = np.linalg.norm(e[i]), np.linalg.norm(e[j])
+    if ni == 0 or nj == 0:
+        return zero, zero
+    cos = e[i] @ e[j] / (ni * nj)
+    # d/de_i of -cos(e_i, e_j) = -(e_j / (|e_i||e_j|) - cos * e_i / |e_i|^2)
+    return -(e[j] / (ni * nj) - cos * e[i] / ni**2), -(e[i] / (ni * nj) - cos * e[j] / nj**2)
 
 
-def _distance_gradient(e, d, coeff, squared):
-    """Chain rule from ``d loss / d d[i, j] = coeff[i, j]`` to ``d loss / d embeddings``."""
-    b = e.shape[0]
+def distance_chain_rule(embeddings, coeff, distance="euclidean"):
+    """``d loss / d embeddings`` from ``coeff[i, j] = d loss / d d[i, j]``."""
+    e = np.asarray(embeddings, dtype=np.float64)
+    d = distance_matrix(e, distance)
     grad = np.zeros_like(e)
-    for i in range(b):
-        for j in range(b):
-            c = coeff[i, j]
-            if c == 0.0 or i == j:
-                continue
-            diff = e[i] - e[j]
-            if squared:
-                g = 2.0 * diff
-            elif d[i, j] > 0.0:
-                g = diff / d[i, j]
-            else:
-                continue
-            grad[i] += c * g
-            grad[j] -= c * g
+    for i in range(e.shape[0]):
+        for j in range(e.shape[0]):
+            if i != j and coeff[i, j] != 0.0:
+                g_i, g_j = distance_pair_gradient(e, i, j, distance, d[i, j])
+                grad[i] += coeff[i, j] * g_i
+                grad[j] += coeff[i, j] * g_j
     return grad
 
 
@@ -117,74 +105,6 @@ def finite_difference_gradient(fn, embeddings, eps=1e-6):
         minus = fn(e)
         e[idx] = old
         grad[idx] = (plus - minus) / (2 * eps)
-    return grad
-
-
-# Mining strategies, distances by name and the soft margin. Every strategy has the signature
-# (labels, embeddings, margin, distance, soft) and returns a dict with ``loss``, ``gradient``
-# and its counts, so a fixture's ``loss`` object dispatches with
-# ``triplet_loss(labels, embeddings, **fixture["loss"])``.
-
-#: The distance names, as :data:`tftriplet.DISTANCES`.
-DISTANCE_NAMES = ("euclidean", "squared_euclidean", "cosine")
-
-
-def distance_matrix(embeddings, distance="euclidean"):
-    """``(B, B)`` distances by name, one pair at a time in float64.
-
-    ``cosine`` is ``1 - e_i.e_j / (|e_i| |e_j|)``, with 1 for a pair involving a zero row;
-    every diagonal entry is 0.
-    """
-    if distance not in DISTANCE_NAMES:
-        raise ValueError(f"distance must be one of {DISTANCE_NAMES}; got {distance!r}.")
-    e = np.asarray(embeddings, dtype=np.float64)
-    b = e.shape[0]
-    d = np.zeros((b, b))
-    for i in range(b):
-        for j in range(b):
-            if i == j:
-                continue
-            if distance == "cosine":
-                ni, nj = np.linalg.norm(e[i]), np.linalg.norm(e[j])
-                d[i, j] = 1.0 if ni == 0 or nj == 0 else 1.0 - e[i] @ e[j] / (ni * nj)
-            else:
-                sq = float(np.sum((e[i] - e[j]) ** 2))
-                d[i, j] = sq if distance == "squared_euclidean" else np.sqrt(sq)
-    return d
-
-
-def distance_pair_gradient(embeddings, i, j, distance="euclidean"):
-    """``(d d[i, j] / d e_i, d d[i, j] / d e_j)`` for ``i != j``.
-
-    Zero where the distance is not differentiable: a Euclidean distance of 0, or a cosine
-    distance involving a zero row (its value is then the constant 1).
-    """
-    e = np.asarray(embeddings, dtype=np.float64)
-    zero = np.zeros_like(e[i])
-    diff = e[i] - e[j]
-    if distance == "squared_euclidean":
-        return 2.0 * diff, -2.0 * diff
-    if distance == "euclidean":
-        norm = np.linalg.norm(diff)
-        return (diff / norm, -diff / norm) if norm > 0 else (zero, zero)
-    ni, nj = np.linalg.norm(e[i]), np.linalg.norm(e[j])
-    if ni == 0 or nj == 0:
-        return zero, zero
-    cos = e[i] @ e[j] / (ni * nj)
-    # d/de_i of -cos(e_i, e_j) = -(e_j / (|e_i||e_j|) - cos * e_i / |e_i|^2)
-    return -(e[j] / (ni * nj) - cos * e[i] / ni**2), -(e[i] / (ni * nj) - cos * e[j] / nj**2)
-
-
-def distance_chain_rule(embeddings, coeff, distance="euclidean"):
-    """``d loss / d embeddings`` from ``coeff[i, j] = d loss / d d[i, j]``."""
-    e = np.asarray(embeddings, dtype=np.float64)
-    grad = np.zeros_like(e)
-    for i in range(e.shape[0]):
-        for j in range(e.shape[0]):
-            if i != j and coeff[i, j] != 0.0:
-                g_i, g_j = distance_pair_gradient(e, i, j, distance)
-                grad[i] += coeff[i, j] * g_i
-                grad[j] += coeff[i, j] * g_j
     return grad
 
 
@@ -329,42 +249,51 @@ def triplet_loss(
     return STRATEGIES[strategy](labels, embeddings, margin=margin, distance=distance, soft=soft)
 
 
-def decision_values(
-    labels, embeddings, name="batch_all", margin=0.2, distance="euclidean", soft=False
-):
-    """Every float64 quantity whose sign decides a count, a selection or differentiability.
+def triple_hinges(labels, embeddings, margin=0.2, distance="euclidean", distances=None):
+    """``d(i, j) - d(i, k) + margin`` over every valid triple, in a fixed order.
 
-    For a fixture generator (keep ``min(abs(values))`` clear of 0, so rounding in a backend
-    cannot flip a decision) and for tests away from ties:
-
-    - every valid triple's ``d_ij - d_ik + margin`` (the hinge, and ``num_positive``);
-    - for ``batch_hard`` and ``semi_hard``, every difference ``d_ia - d_ib`` of two distinct
-      off-diagonal entries of an anchor's row (which positive or negative is chosen);
-    - for ``euclidean``, every off-diagonal distance (its gradient is undefined at 0).
-
-    ``soft`` is accepted so that ``decision_values(labels, embeddings, **loss)`` works.
+    ``distances`` (a ``(B, B)`` array) replaces :func:`distance_matrix`, so that the same
+    quantities can be evaluated on distances computed another way (in float32, say).
     Returns a 1-D array.
     """
     labels = np.asarray(labels).reshape(-1)
-    d = distance_matrix(embeddings, distance)
-    b = len(labels)
-    values = [
-        d[i, j] - d[i, k] + margin
-        for i in range(b)
-        for j in _positives(labels, i)
-        for k in _negatives(labels, i)
-    ]
-    for i in range(b):
-        others = [a for a in range(b) if a != i]
-        if name in ("batch_hard", "semi_hard"):
-            values += [d[i, a] - d[i, c] for a in others for c in others if a < c]
-        if distance == "euclidean":
-            values += [d[i, a] for a in others]
-    return np.asarray(values, dtype=np.float64)
+    d = distance_matrix(embeddings, distance) if distances is None else np.asarray(distances)
+    same = labels[:, None] == labels[None, :]
+    positive = same & ~np.eye(len(labels), dtype=bool)
+    valid = positive[:, :, None] & ~same[:, None, :]
+    return (d[:, :, None] - d[:, None, :] + margin)[valid]
+
+
+def decision_values(
+    labels, embeddings, strategy="batch_all", margin=0.2, distance="euclidean", distances=None
+):
+    """Every quantity whose sign decides a count, a selection or differentiability.
+
+    For a fixture generator (keep ``min(abs(values))`` clear of 0, so rounding in a backend
+    cannot flip a decision) and for tests away from ties, in a fixed order:
+
+    - every valid triple's ``d_ij - d_ik + margin`` (the hinge, and ``num_positive``);
+    - for ``batch_hard`` and ``semi_hard``, every difference ``d_ia - d_ic`` of two distinct
+      off-diagonal entries ``a < c`` of an anchor's row (which positive or negative is
+      chosen);
+    - for ``euclidean``, every off-diagonal distance (its gradient is undefined at 0).
+
+    ``distances`` replaces :func:`distance_matrix` as in :func:`triple_hinges`. Returns a
+    1-D array.
+    """
+    d = distance_matrix(embeddings, distance) if distances is None else np.asarray(distances)
+    b = d.shape[0]
+    values = [triple_hinges(labels, embeddings, margin, distance, d)]
+    if strategy in ("batch_hard", "semi_hard"):
+        a, c = np.triu_indices(b, k=1)
+        values += [d[i, a][(a != i) & (c != i)] - d[i, c][(a != i) & (c != i)] for i in range(b)]
+    if distance == "euclidean":
+        values.append(d[~np.eye(b, dtype=bool)])
+    return np.concatenate(values)
 
 
 def triplet_difficulty(labels, embeddings, margin=0.2, distance="euclidean"):
-    """Counts of valid triples that are hard, semi-hard and easy (the seed's taxonomy).
+    """Counts of valid triples that are hard, semi-hard and easy (FaceNet's taxonomy).
 
     ``hard``: d_ik <= d_ij; ``semi_hard``: d_ij < d_ik < d_ij + m; ``easy``: d_ik >= d_ij + m
     (at m = 0 a tie is hard). Also ``valid``, the number of valid triples.

@@ -39,21 +39,11 @@ def options_of(loss):
 
 
 def _reference(labels, embeddings, loss):
-    """The float64 loop reference of any strategy (``tftriplet.reference.triplet_loss``).
-
-    The core's batch-all hinge (Euclidean or squared) keeps its original reference,
-    ``batch_all_triplet_loss``: the same definition, summed in the order its golden values
-    were generated in (the general loops differ from it by ~1e-11 relative in tiny
-    gradient entries, which the drift check would report as changes).
-    """
+    """The float64 loop reference of any strategy
+    (:func:`tftriplet_conformance.reference.triplet_loss`)."""
     from tftriplet_conformance import reference
 
-    options = options_of(loss)
-    if loss["name"] == "batch_all" and not options["soft"] and options["distance"] != "cosine":
-        return reference.batch_all_triplet_loss(
-            labels, embeddings, margin=options["margin"], squared=squared_from(loss)
-        )
-    return reference.triplet_loss(labels, embeddings, **options)
+    return reference.triplet_loss(labels, embeddings, **options_of(loss))
 
 
 def _keras_factory(class_name, statistics_name, has_soft=True):
@@ -80,50 +70,28 @@ def _keras_factory(class_name, statistics_name, has_soft=True):
     return factory
 
 
-def _distances(embeddings, loss):
+def triple_hinges(labels, embeddings, loss, distances=None):
+    """The fixture's hinge arguments (:func:`tftriplet_conformance.reference.triple_hinges`)."""
     from tftriplet_conformance import reference
 
-    return reference.distance_matrix(embeddings, loss.get("distance", "euclidean"))
-
-
-def triple_hinges(labels, embeddings, loss, distances=None):
-    """``d(i, j) - d(i, k) + margin`` over every valid triple (vectorized, float64).
-
-    ``distances`` (a ``(B, B)`` array) replaces the float64 reference distances, so that the
-    generator can evaluate the same quantities on float32 distances.
-    """
-    import numpy as np
-
-    labels = np.asarray(labels).reshape(-1)
-    d = _distances(embeddings, loss) if distances is None else np.asarray(distances)
-    same = labels[:, None] == labels[None, :]
-    positive = same & ~np.eye(len(labels), dtype=bool)
-    valid = positive[:, :, None] & ~same[:, None, :]
-    return (d[:, :, None] - d[:, None, :] + loss["margin"])[valid]
+    distance = loss.get("distance", "euclidean")
+    return reference.triple_hinges(labels, embeddings, loss["margin"], distance, distances)
 
 
 def mining_decisions(labels, embeddings, loss, distances=None):
-    """What decides a mining strategy: hinges, row differences, Euclidean distances.
+    """What decides a mining strategy: hinges, row differences, Euclidean distances
+    (:func:`tftriplet_conformance.reference.decision_values`)."""
+    from tftriplet_conformance import reference
 
-    The same set of values as ``tftriplet.reference.decision_values`` (a test checks it),
-    vectorized and in a fixed order, so that float64 and float32 values can be compared
-    sign by sign: every valid triple's hinge; every ``d(i, a) - d(i, c)`` of distinct
-    off-diagonal entries ``a < c`` of a row (which positive or negative is selected); and,
-    for ``euclidean``, every off-diagonal distance (where its gradient is defined).
-    """
-    import numpy as np
-
-    d = _distances(embeddings, loss) if distances is None else np.asarray(distances)
-    b = d.shape[0]
-    off = ~np.eye(b, dtype=bool)
-    a, c = np.triu_indices(b, k=1)
-    rows = [d[i, a] - d[i, c] for i in range(b)]
-    keep = [(a != i) & (c != i) for i in range(b)]
-    values = [triple_hinges(labels, embeddings, loss, d)]
-    values += [r[k] for r, k in zip(rows, keep, strict=True)]
-    if loss.get("distance", "euclidean") == "euclidean":
-        values.append(d[off])
-    return np.concatenate(values)
+    options = options_of(loss)
+    return reference.decision_values(
+        labels,
+        embeddings,
+        options["strategy"],
+        options["margin"],
+        options["distance"],
+        distances=distances,
+    )
 
 
 @dataclass(frozen=True)

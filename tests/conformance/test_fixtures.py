@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tftriplet_conformance import FIXTURES_DIR
-from tftriplet_conformance.adapters import BACKEND_NAMES
+from tftriplet_conformance.adapters import backend_names
 from tftriplet_conformance.adapters.numpy import NumpyAdapter
 from tftriplet_conformance.cases import CASES
 from tftriplet_conformance.expected_failures import EXPECTED_FAILURES, ExpectedFailure
@@ -204,7 +204,7 @@ def test_an_unexpected_pass_is_an_error():
 
 def test_expected_failures_name_real_backends_and_fixtures_with_reasons():
     for entry in EXPECTED_FAILURES:
-        assert entry.backend in BACKEND_NAMES, entry
+        assert entry.backend in backend_names(), entry
         assert any(entry.matches(entry.backend, n, entry.dtype, entry.mode) for n in BY_NAME)
         assert len(entry.reason) > 20, entry
 
@@ -240,11 +240,11 @@ def _clearance(fixture):
 )
 def test_golden_gradient_matches_finite_differences(fixture):
     """The golden gradients come from the loop reference; check them independently."""
-    from tftriplet_conformance.reference import finite_difference_gradient, pairwise_distances
+    from tftriplet_conformance.reference import distance_matrix, finite_difference_gradient
 
     labels = np.array(fixture["inputs"]["labels"], dtype=np.int64)
     embeddings = np.array(fixture["inputs"]["embeddings"])
-    d = pairwise_distances(embeddings)
+    d = distance_matrix(embeddings)
     assert np.all(d[~np.eye(len(labels), dtype=bool)] > 0), "FD needs distinct rows"
     # A step in proportion to the embeddings, and small enough that no hinge changes sign
     # (a coordinate step moves a distance by at most eps, a squared one by 2 |e| eps).
@@ -299,20 +299,43 @@ def test_runner_names_a_skipped_backend_and_strict_fails(tmp_path):
     assert strict.returncode == 1 and "not available" in strict.stdout
 
 
+def _decision_values_by_loops(labels, embeddings, strategy, margin, distance):
+    """The definition of the decision values, one by one (an independent check)."""
+    from tftriplet_conformance import reference
+
+    d = reference.distance_matrix(embeddings, distance)
+    b = len(labels)
+    values = [
+        d[i, j] - d[i, k] + margin
+        for i in range(b)
+        for j in range(b)
+        for k in range(b)
+        if j != i and labels[j] == labels[i] and labels[k] != labels[i]
+    ]
+    for i in range(b):
+        others = [a for a in range(b) if a != i]
+        if strategy in ("batch_hard", "semi_hard"):
+            values += [d[i, a] - d[i, c] for a in others for c in others if a < c]
+        if distance == "euclidean":
+            values += [d[i, a] for a in others]
+    return np.asarray(values, dtype=np.float64)
+
+
 @pytest.mark.parametrize(
     "fixture",
     [f for f in FIXTURES if f["loss"]["name"] != "batch_all"][:6],
     ids=lambda f: f["name"],
 )
-def test_mining_decisions_are_the_references_decision_values(fixture):
-    """The generator's vectorized tie check sees the same values as the loop reference."""
-    from tftriplet_conformance import reference
-    from tftriplet_conformance.variants import variant_of
+def test_mining_decisions_are_the_definitions_decision_values(fixture):
+    """The generator's vectorized tie check sees the same values as the loops define."""
+    from tftriplet_conformance.variants import options_of, variant_of
 
     labels = np.array(fixture["inputs"]["labels"], dtype=np.int64)
     embeddings = fixture["inputs"]["embeddings"]
     mine = variant_of(fixture).decisions(labels, embeddings, fixture["loss"])
-    loops = reference.decision_values(labels, embeddings, **fixture["loss"])
+    options = options_of(fixture["loss"])
+    options.pop("soft")
+    loops = _decision_values_by_loops(labels, embeddings, **options)
     np.testing.assert_array_equal(np.sort(mine), np.sort(loops))
 
 

@@ -126,7 +126,7 @@ def test_anchor_terms_over_a_partition_give_the_reference_loss(seed):
     """The split each replica computes: summed over any partition of the anchors, the
     numerators over the summed positive counts is the float64 loop reference."""
     labels, embeddings = _case(seed, batch=13)
-    expected = reference.batch_all_triplet_loss(labels, embeddings, margin=0.3)
+    expected = reference.batch_all(labels, embeddings, 0.3)
     rng = np.random.default_rng(seed)
     order = rng.permutation(13)
     parts = np.split(order, [3, 4, 9])  # uneven, one part of a single anchor
@@ -201,9 +201,7 @@ def test_all_gather_gradient_reaches_the_owning_replica(tmp_path, num_replicas, 
     loss's gradient: the remote replicas' terms arrive through all_gather's gradient.
     Also with unequal local batch sizes (5 and 11 rows)."""
     result = _run_script(tmp_path, "gradient", str(num_replicas), split)
-    expected = reference.batch_all_triplet_loss(
-        np.array(result["labels"]), np.array(result["embeddings"]), margin=0.2
-    )
+    expected = reference.batch_all(np.array(result["labels"]), np.array(result["embeddings"]), 0.2)
     assert sum(result["losses"]) == pytest.approx(expected["loss"], rel=1e-5)
     np.testing.assert_allclose(result["gradient"], expected["gradient"], atol=1e-6)
     assert np.abs(expected["gradient"]).max() > 1e-2  # a gradient worth comparing
@@ -218,7 +216,7 @@ def test_mirrored_fit_step_matches_one_device(tmp_path, num_replicas):
 
     # The single-device step is the loss of the global batch (float64 reference) ...
     initial = np.array(single["initial_embeddings"])
-    expected = reference.batch_all_triplet_loss(LABELS, initial, margin=0.2)
+    expected = reference.batch_all(LABELS, initial, 0.2)
     assert single["loss"] == pytest.approx(expected["loss"], rel=1e-5)
     moved = _max_weight_difference(single["weights"], initial_weights())
     assert moved > 1e-2, "the step must move the weights for the comparison to mean anything"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import clear_of_ties, random_case
+from helpers import clear_of_ties, distance_of, random_case
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +23,7 @@ def tf_loss_and_grad(labels, embeddings, margin=0.2, squared=False, dtype="float
 
 
 def assert_matches_reference(labels, embeddings, margin, squared, dtype, rtol, atol):
-    ref = reference.batch_all_triplet_loss(labels, embeddings, margin, squared)
+    ref = reference.batch_all(labels, embeddings, margin, distance_of(squared))
     got = tf_loss_and_grad(labels, embeddings, margin, squared, dtype)
     assert got["num_valid"] == ref["num_valid"]
     assert got["num_positive"] == ref["num_positive"]
@@ -42,7 +42,7 @@ def test_pairwise_distances_match_reference(squared):
     rng = np.random.default_rng(0)
     e = rng.normal(size=(17, 9))
     got = tftriplet.pairwise_distances(tf.constant(e), squared=squared).numpy()
-    np.testing.assert_allclose(got, reference.pairwise_distances(e, squared), atol=1e-12)
+    np.testing.assert_allclose(got, reference.distance_matrix(e, distance_of(squared)), atol=1e-12)
     assert np.all(np.diag(got) == 0.0)
 
 
@@ -57,7 +57,7 @@ def test_triplet_mask_matches_reference_loops():
 
 def test_seed_case_full_precision(seed_case):
     labels, embeddings = seed_case
-    ref = reference.batch_all_triplet_loss(labels, embeddings, 0.2, False)
+    ref = reference.batch_all(labels, embeddings, 0.2)
     # Issue 2 states these (the seed program's case, 115 of 172 valid triples positive).
     assert (ref["num_positive"], ref["num_valid"]) == (115, 172)
     np.testing.assert_allclose(ref["loss"], 0.270146489329, atol=5e-13)
@@ -99,7 +99,7 @@ def test_random_cases_match_reference(batch_size, dim, num_classes, squared, mar
     assert_matches_reference(labels, embeddings, margin, squared, "float64", 1e-9, 1e-10)
     # float32 distances come from |a|^2 - 2ab + |b|^2, which loses relative precision for
     # near-duplicate rows (error ~ eps * |e|^2 / d^2); compare float32 on well-separated rows.
-    d = reference.pairwise_distances(embeddings)
+    d = reference.distance_matrix(embeddings)
     off_diagonal = d[~np.eye(batch_size, dtype=bool)]
     separated = off_diagonal.size == 0 or off_diagonal.min() > 0.05 * np.abs(embeddings).max()
     if separated and clear_of_ties(labels, embeddings, margin, squared, tol=1e-4):
@@ -113,10 +113,10 @@ def test_gradient_matches_finite_differences(squared):
     assert clear_of_ties(labels, embeddings, 0.3, squared, tol=1e-3)
 
     def loss(e):
-        return reference.batch_all_triplet_loss(labels, e, 0.3, squared)["loss"]
+        return reference.batch_all(labels, e, 0.3, distance_of(squared))["loss"]
 
     numeric = reference.finite_difference_gradient(loss, embeddings, eps=1e-6)
-    ref = reference.batch_all_triplet_loss(labels, embeddings, 0.3, squared)["gradient"]
+    ref = reference.batch_all(labels, embeddings, 0.3, distance_of(squared))["gradient"]
     got = tf_loss_and_grad(labels, embeddings, 0.3, squared)["gradient"]
     np.testing.assert_allclose(ref, numeric, atol=1e-7)
     np.testing.assert_allclose(got, numeric, atol=1e-7)
@@ -146,7 +146,7 @@ def test_edge_cases_finite_and_correct(name, squared, dtype):
     got = tf_loss_and_grad(labels, embeddings, 0.2, squared, dtype)
     assert np.isfinite(got["loss"]) and np.isfinite(got["fraction_positive"])
     assert np.all(np.isfinite(got["gradient"]))
-    ref = reference.batch_all_triplet_loss(labels, embeddings, 0.2, squared)
+    ref = reference.batch_all(labels, embeddings, 0.2, distance_of(squared))
     np.testing.assert_allclose(got["loss"], ref["loss"], atol=1e-6)
     np.testing.assert_allclose(got["fraction_positive"], ref["fraction_positive"], atol=1e-6)
     np.testing.assert_allclose(got["gradient"], ref["gradient"], atol=1e-5)
@@ -183,7 +183,7 @@ def test_eager_graph_and_xla_agree():
     for other in (graph, xla):
         np.testing.assert_allclose(other[0].numpy(), eager[0].numpy(), rtol=1e-6)
         np.testing.assert_allclose(other[1].numpy(), eager[1].numpy(), rtol=1e-5, atol=1e-7)
-    ref = reference.batch_all_triplet_loss(labels.numpy(), embeddings, 0.5)
+    ref = reference.batch_all(labels.numpy(), embeddings, 0.5)
     np.testing.assert_allclose(eager[0].numpy(), ref["loss"], rtol=1e-5)
 
 
@@ -197,5 +197,5 @@ def test_unknown_batch_size_in_graph():
     )
     rng = np.random.default_rng(5)
     labels, embeddings = random_case(rng, 11, 3, 3)
-    ref = reference.batch_all_triplet_loss(labels, embeddings)
+    ref = reference.batch_all(labels, embeddings)
     np.testing.assert_allclose(fn(labels, embeddings.astype("float32")), ref["loss"], rtol=1e-5)

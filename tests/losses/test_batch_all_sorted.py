@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import clear_of_ties, random_case
+from helpers import clear_of_ties, distance_of, random_case
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -91,7 +91,7 @@ def assert_same(got, want, rtol, atol):
 )
 def test_sorted_matches_reference_float64(batch_size, num_classes, seed, squared, row_sort):
     labels, x = case_clear_of_ties(seed, batch_size, 6, num_classes, 0.5, squared, 1e-9, "float64")
-    want = reference.batch_all_triplet_loss(labels, x, 0.5, squared)
+    want = reference.batch_all(labels, x, 0.5, distance_of(squared))
     got = loss_and_grad(labels, x, 0.5, squared, "sorted", "float64", row_sort=row_sort)
     assert want["num_positive"] > 0
     assert_same(got, want, rtol=1e-9, atol=1e-12)
@@ -102,7 +102,7 @@ def test_sorted_matches_reference_float64(batch_size, num_classes, seed, squared
 def test_sorted_equals_dense_and_reference_float32(batch_size, num_classes, seed, squared):
     labels, x = case_clear_of_ties(seed, batch_size, 16, num_classes, 0.2, squared, 1e-4, "float32")
     x32 = x.astype("float32")
-    want = reference.batch_all_triplet_loss(labels, x, 0.2, squared)
+    want = reference.batch_all(labels, x, 0.2, distance_of(squared))
     sorted_ = loss_and_grad(labels, x32, 0.2, squared, "sorted", "float32")
     dense = loss_and_grad(labels, x32, 0.2, squared, "dense", "float32")
     assert_same(sorted_, dense, rtol=2e-5, atol=1e-6)
@@ -169,7 +169,7 @@ def test_sorted_matches_reference_property(batch_size, num_classes, dim, margin,
     rng = np.random.default_rng(seed)
     labels, x = random_case(rng, batch_size, dim, num_classes)
     assume(clear_of_ties(labels, x, margin, squared, tol=1e-9))
-    want = reference.batch_all_triplet_loss(labels, x, margin, squared)
+    want = reference.batch_all(labels, x, margin, distance_of(squared))
     for row_sort in ROW_SORTS:
         got = loss_and_grad(labels, x, margin, squared, "sorted", "float64", row_sort=row_sort)
         assert_same(got, want, rtol=1e-9, atol=1e-12)
@@ -191,10 +191,10 @@ def test_exact_ties_follow_strict_hinge(margin, dtype):
     rng = np.random.default_rng(11)
     x = rng.integers(0, 5, size=(20, 1)).astype("float64")
     labels = rng.integers(0, 3, size=20)
-    d = reference.pairwise_distances(x)
+    d = reference.distance_matrix(x)
     hinge = d[:, :, None] - d[:, None, :] + margin
     assert np.any(reference.triplet_mask(labels) & (hinge == 0.0))  # the case has ties
-    want = reference.batch_all_triplet_loss(labels, x, margin, False)
+    want = reference.batch_all(labels, x, margin)
     dense = loss_and_grad(labels, x, margin, False, "dense", dtype)
     np.testing.assert_allclose(dense["gradient"], want["gradient"], rtol=1e-5, atol=1e-7)
     for row_sort in ROW_SORTS:
@@ -210,7 +210,7 @@ def test_pair_coefficients_are_the_counts(row_sort):
     """W from the sort equals the counts c_ij and -r_ik written out as loops."""
     rng = np.random.default_rng(3)
     labels, x = random_case(rng, 15, 3, 3)
-    d = reference.pairwise_distances(x)
+    d = reference.distance_matrix(x)
     stats = pair_coefficients(tf.constant(labels), tf.constant(d), 0.3, row_sort)
     w = stats["coefficients"].numpy()
     want = np.zeros_like(d)
@@ -243,7 +243,7 @@ EDGE_CASES = {
 def test_edge_cases_finite_and_equal_to_reference(name, squared):
     labels, x = EDGE_CASES[name]
     x = np.asarray(x, dtype="float64")
-    want = reference.batch_all_triplet_loss(labels, x, 0.2, squared)
+    want = reference.batch_all(labels, x, 0.2, distance_of(squared))
     for dtype in ("float32", "float64"):
         for row_sort in ROW_SORTS:
             got = loss_and_grad(labels, x, 0.2, squared, "sorted", dtype, row_sort=row_sort)
@@ -274,7 +274,7 @@ def test_unknown_static_batch_size_traces_the_sorted_form():
     )
     rng = np.random.default_rng(9)
     labels, x = random_case(rng, 11, 4, 3)
-    want = reference.batch_all_triplet_loss(labels, x, 0.2, False)
+    want = reference.batch_all(labels, x, 0.2)
     got = fn(tf.constant(labels.astype("int32")), tf.constant(x.astype("float32")))
     np.testing.assert_allclose(float(got), want["loss"], rtol=1e-5)
 
@@ -371,7 +371,7 @@ def test_auto_row_sort_eagerly(monkeypatch, num_classes, per_class, expected):
     calls = _spy_row_sorts(monkeypatch)
     labels = pk_labels(num_classes, per_class)
     x = np.random.default_rng(1).normal(size=(len(labels), 5))
-    want = reference.batch_all_triplet_loss(labels, x, 0.3, False)
+    want = reference.batch_all(labels, x, 0.3)
     got = loss_and_grad(labels, x, 0.3, False, "sorted", "float64", row_sort="auto")
     assert calls == [expected]
     assert_same(got, want, rtol=1e-9, atol=1e-12)
@@ -388,7 +388,7 @@ def test_auto_row_sort_in_a_graph_decides_when_it_runs(monkeypatch):
     rng = np.random.default_rng(2)
     for labels in (pk_labels(12, 4), pk_labels(4, 12), pk_labels(3, 7)):
         x = rng.normal(size=(len(labels), 5))
-        want = reference.batch_all_triplet_loss(labels, x, 0.3, False)
+        want = reference.batch_all(labels, x, 0.3)
         np.testing.assert_allclose(float(fn(labels, x)), want["loss"], rtol=1e-9)
     assert sorted(calls) == ["merged", "positives"]  # one trace, both branches
 
@@ -397,7 +397,7 @@ def test_xla_uses_the_merged_sort_and_refuses_a_forced_positives_sort(monkeypatc
     calls = _spy_row_sorts(monkeypatch)
     labels = pk_labels(12, 4)
     x = np.random.default_rng(3).normal(size=(48, 5))
-    want = reference.batch_all_triplet_loss(labels, x, 0.3, False)
+    want = reference.batch_all(labels, x, 0.3)
     got = loss_and_grad(labels, x, 0.3, False, "sorted", "float64", mode="xla", row_sort="auto")
     assert calls == ["merged"]
     assert_same(got, want, rtol=1e-9, atol=1e-12)
@@ -445,7 +445,7 @@ def test_get_config_round_trip_keeps_method(method):
 def test_loss_class_and_metric_use_the_method(method):
     rng = np.random.default_rng(10)
     labels, x = random_case(rng, 40, 5, 4)
-    want = reference.batch_all_triplet_loss(labels, x, 0.2, False)
+    want = reference.batch_all(labels, x, 0.2)
     x32 = tf.constant(x.astype("float32"))
     loss = tftriplet.BatchAllTripletLoss(margin=0.2, method=method)(labels, x32)
     np.testing.assert_allclose(float(loss), want["loss"], rtol=1e-5)
@@ -527,7 +527,7 @@ def test_sorted_under_other_keras_backends(backend):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
-    want = reference.batch_all_triplet_loss(labels, x32.astype("float64"), 0.2, False)
+    want = reference.batch_all(labels, x32.astype("float64"), 0.2)
     for variant in ("dense", "sorted", "sorted:merged", "sorted:positives"):
         got = out[variant]
         assert got["backend"] == backend

@@ -145,16 +145,13 @@ def _pml_step(labels, embeddings, margin):
 
 def sorted_kernel(row_sort, batch_size, per_class, backend, jit):
     """Which of the sorted form's two counting kernels a bench step runs ("positives" or
-    "merged"): ``row_sort="auto"`` sorts only the positives unless XLA or ``jax.jit``
-    compiles the step (the bench jits every JAX step, with the labels as an argument) or an
-    anchor has too many positives (the rule of ``row_sort="auto"`` itself)."""
+    "merged"), as ``choose_row_sort`` decides it. Under XLA or ``jax.jit`` (the bench jits
+    every JAX step, labels included) the class sizes are unknown when the step is traced."""
     from tftriplet.losses.batch_all_sorted import choose_row_sort
 
-    if row_sort != "auto":
-        return row_sort
-    if jit or backend == "jax":
-        return "merged"
-    return choose_row_sort("auto", batch_size, per_class - 1)[0]
+    compiled = jit or backend == "jax"
+    k = None if compiled else per_class - 1
+    return choose_row_sort(row_sort, batch_size, k)[0]
 
 
 def measure(method, batch_size, dim=128, per_class=8, repeats=3, margin=0.2,

@@ -56,4 +56,7 @@ def all_adapters():
     ]
 
 
-BACKEND_NAMES = ("numpy", "c", "tensorflow", "jax", "torch")
+
+def backend_names():
+    """The names of every adapter, in matrix order."""
+    return [adapter.name for adapter in all_adapters()]

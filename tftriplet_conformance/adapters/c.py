@@ -52,7 +52,8 @@ def format_input(fixture):
     return "\n".join(lines) + "\n"
 
 
-def parse_output(text):
+def parse_output(text, counts):
+    """``triplet.c``'s printed outputs as a dict; the keys in ``counts`` are integers."""
     outputs, rows, in_gradient = {}, [], False
     for line in text.splitlines():
         if in_gradient:
@@ -63,7 +64,7 @@ def parse_output(text):
             in_gradient = True
         elif key == "printed":
             outputs["printed"] = value
-        elif key in ("num_positive", "num_valid"):
+        elif key in counts:
             outputs[key] = int(value)
         else:
             outputs[key] = float(value)
@@ -117,7 +118,7 @@ class CAdapter(Adapter):
         )
         if proc.returncode != 0:
             return {"triplet.c": {"error": proc.stderr.strip()}}
-        runs = {"triplet.c": parse_output(proc.stdout)}
+        runs = {"triplet.c": parse_output(proc.stdout, variant_of(fixture).counts)}
         if "printed" in fixture["expected"] and self._seed_line is not None:
             runs["seed_program.c"] = {"printed": self._seed_line}
         return runs
