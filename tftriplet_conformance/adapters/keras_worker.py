@@ -1,4 +1,4 @@
-"""Subprocess side of :mod:`conformance.adapters.keras_backends`.
+"""Subprocess side of :mod:`tftriplet_conformance.adapters.keras_backends`.
 
 Reads ``{"fixtures": [...], "modes": {mode: [dtype, ...]}}`` as JSON on stdin, computes
 every fixture with the Keras backend of this process (``KERAS_BACKEND``), gradients with
