@@ -24,11 +24,11 @@ DISTANCES = ("euclidean", "squared_euclidean", "cosine")
 
 
 def resolve_distance(distance=None, squared=False):
-    """The distance name from the ``distance`` argument and the core's ``squared`` flag.
+    """The distance name from the ``distance`` argument and the ``squared`` shorthand.
 
-    ``distance=None`` means ``"squared_euclidean"`` if ``squared`` else ``"euclidean"``, so
-    the core's ``squared=True`` keeps working. ``squared=True`` with any distance other than
-    ``"squared_euclidean"`` is a contradiction and raises.
+    ``distance=None`` means ``"squared_euclidean"`` if ``squared`` else ``"euclidean"``.
+    ``squared=True`` with any distance other than ``"squared_euclidean"`` is a
+    contradiction and raises.
 
     Raises:
         ValueError: on an unknown name or a conflicting combination.
@@ -88,11 +88,17 @@ def pairwise_distances(embeddings, squared=False, distance=None):
 
     Args:
         embeddings: float tensor of shape ``(B, D)``.
-        squared: the core's flag, same as ``distance="squared_euclidean"``.
+        squared: shorthand for ``distance="squared_euclidean"``.
         distance: one of :data:`DISTANCES`; ``None`` follows ``squared``.
 
     Returns:
-        A ``(B, B)`` tensor with a zero diagonal.
+        A ``(B, B)`` tensor with a zero diagonal, in the dtype of ``embeddings``.
+
+    Example:
+        >>> d = pairwise_distances([[0.0, 0.0], [3.0, 4.0]])   # [[0, 5], [5, 0]]
+
+    Reference:
+        Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832 (section 3).
     """
     distance = resolve_distance(distance, squared)
     embeddings = ops.convert_to_tensor(embeddings)

@@ -18,13 +18,33 @@ def off_diagonal_mask(batch_size):
 
 
 def anchor_positive_mask(labels):
-    """``mask[i, j]``: i != j and label i == label j."""
+    """``mask[i, j]``: ``j`` is a positive of anchor ``i`` (``i != j``, same label).
+
+    Args:
+        labels: class ids of shape ``(B,)``.
+
+    Returns:
+        A boolean ``(B, B)`` tensor.
+
+    Example:
+        >>> mask = anchor_positive_mask([0, 0, 1])   # True at (0, 1) and (1, 0)
+    """
     same = same_label_mask(labels)
     return ops.logical_and(same, off_diagonal_mask(ops.shape(same)[0]))
 
 
 def anchor_negative_mask(labels):
-    """``mask[i, k]``: label i != label k (so i != k too)."""
+    """``mask[i, k]``: ``k`` is a negative of anchor ``i`` (another label, so ``i != k``).
+
+    Args:
+        labels: class ids of shape ``(B,)``.
+
+    Returns:
+        A boolean ``(B, B)`` tensor.
+
+    Example:
+        >>> mask = anchor_negative_mask([0, 0, 1])   # True at (0, 2), (1, 2), (2, 0), (2, 1)
+    """
     return ops.logical_not(same_label_mask(labels))
 
 
@@ -32,14 +52,20 @@ def triplet_mask(labels):
     """``mask[i, j, k]`` is True iff (i, j, k) is a valid triple.
 
     Valid means: i, j, k distinct, ``labels[i] == labels[j]`` and ``labels[i] != labels[k]``
-    (the seed program's ``get_triplet_mask``). Distinctness of k from i and j follows from
+    (FaceNet's batch-all triples). Distinctness of k from i and j follows from
     the labels, so it needs no index test. Labels are compared in their own dtype.
 
     Args:
-        labels: class ids of shape ``(B,)``.
+        labels: class ids of shape ``(B,)``, any integer dtype.
 
     Returns:
         A boolean ``(B, B, B)`` tensor.
+
+    Example:
+        >>> mask = triplet_mask([0, 0, 1])   # True at (0, 1, 2) and (1, 0, 2) only
+
+    Reference:
+        Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832
     """
     return ops.logical_and(
         ops.expand_dims(anchor_positive_mask(labels), 2),

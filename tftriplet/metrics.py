@@ -27,7 +27,7 @@ def reject_sample_weight(metric, sample_weight):
 class FractionPositiveTriplets(keras.metrics.Mean):
     """Fraction of valid triples whose hinge is positive, averaged over batches.
 
-    ``num_positive / num_valid`` with the seed program's meaning: the share of valid
+    ``num_positive / num_valid``: the share of valid
     (anchor, positive, negative) triples with ``d(a, p) - d(a, n) + margin > 0``. It falls
     towards 0 as training makes triples easy; values near 1 mean a batch of mostly hard or
     semi-hard triples. Each batch's fraction is one value of the mean.
@@ -200,6 +200,15 @@ class MeanPositiveDistance(_MeanPairDistance):
         squared: shorthand for ``distance="squared_euclidean"``.
         name: the metric name.
         dtype: the dtype of the result.
+
+    Example:
+        >>> model.compile(optimizer="adam", loss=tftriplet.BatchHardTripletLoss(),
+        ...               metrics=[tftriplet.MeanPositiveDistance(),
+        ...                        tftriplet.MeanNegativeDistance()])
+
+    Reference:
+        Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",
+        2017, https://arxiv.org/abs/1703.07737 (section 3, on collapsed embeddings).
     """
 
     default_name = "mean_positive_distance"
@@ -220,6 +229,13 @@ class MeanNegativeDistance(_MeanPairDistance):
         squared: shorthand for ``distance="squared_euclidean"``.
         name: the metric name.
         dtype: the dtype of the result.
+
+    Example:
+        >>> metric = tftriplet.MeanNegativeDistance(distance="cosine")
+
+    Reference:
+        Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",
+        2017, https://arxiv.org/abs/1703.07737
     """
 
     default_name = "mean_negative_distance"

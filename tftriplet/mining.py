@@ -83,7 +83,7 @@ def semi_hard_negative_distance(rows):
 
 
 def difficulty_counts(rows, margin):
-    """Numbers of valid triples that are hard, semi-hard and easy (the seed's taxonomy).
+    """Numbers of valid triples that are hard, semi-hard and easy (FaceNet's taxonomy).
 
     For a valid triple (anchor i, positive j, negative k), with ``d_ap = d(i, j)`` and
     ``d_an = d(i, k)``: hard if ``d_an <= d_ap``; else semi-hard if ``d_an < d_ap + margin``;

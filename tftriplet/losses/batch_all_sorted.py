@@ -1,6 +1,6 @@
 """Exact batch-all triplet loss in O(B^2) memory and O(B^2 log B) time.
 
-The dense form (:func:`tftriplet.losses._batch_all_dense`, the seed program's algorithm)
+The dense form (:mod:`tftriplet.losses.batch_all_dense`, the definition as it reads)
 builds ``(B, B, B)`` tensors. Per anchor ``i`` the hinge of a valid triple
 ``(i, j, k)`` (``j`` a positive, ``k`` a negative of ``i``) is positive iff
 ``d_ik < d_ij + m``, so everything the loss needs is a count of comparisons between the
