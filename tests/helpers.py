@@ -1,29 +1,20 @@
-"""Small shared helpers for the test suite (case generation only; no expected values)."""
+"""Parametrization tables shared by the test folders (the helper functions are fixtures in
+conftest.py)."""
 
-import numpy as np
+import itertools
 
-
-def random_case(rng, batch_size, dim, num_classes, scale=1.0):
-    """Random labels and normal embeddings; every class has >= 2 members when
-    ``batch_size >= 2 * num_classes`` (else ``min(num_classes, batch_size // 2)`` classes do,
-    and the rest of the batch is drawn freely)."""
-    paired = min(num_classes, batch_size // 2)
-    free = rng.integers(0, num_classes, size=batch_size - 2 * paired)
-    labels = rng.permutation(np.concatenate([np.repeat(np.arange(paired), 2), free]))
-    embeddings = rng.normal(size=(batch_size, dim)) * scale
-    return labels.astype("int64"), embeddings
-
-
-def clear_of_ties(labels, embeddings, margin, squared, tol=1e-4):
-    """True when no valid triple has its hinge within ``tol`` of 0 (counts are then stable)."""
-    from tftriplet_conformance import reference
-
-    d = reference.distance_matrix(embeddings, distance_of(squared))
-    mask = reference.triplet_mask(labels)
-    hinge = d[:, :, None] - d[:, None, :] + margin
-    return not np.any(mask & (np.abs(hinge) < tol))
+#: (strategy, soft) pairs that exist: semi-hard has no soft form.
+VARIANTS = [
+    ("batch_all", False),
+    ("batch_all", True),
+    ("batch_hard", False),
+    ("batch_hard", True),
+    ("semi_hard", False),
+]
+DISTANCES = ("euclidean", "squared_euclidean", "cosine")
+ALL_CASES = [(n, s, d) for (n, s), d in itertools.product(VARIANTS, DISTANCES)]
 
 
-def distance_of(squared):
-    """The distance name of the ``squared`` flag."""
-    return "squared_euclidean" if squared else "euclidean"
+def case_id(case):
+    name, soft, distance = case
+    return f"{name}-{'soft' if soft else 'hinge'}-{distance}"

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from mining_helpers import DISTANCES, tf_value_and_gradient
+from helpers import DISTANCES
 
 import tftriplet
 from tftriplet.distances import resolve_distance
@@ -10,7 +10,7 @@ from tftriplet_conformance import reference
 
 
 @pytest.mark.parametrize("distance", DISTANCES)
-def test_values_and_gradient_match_reference(distance):
+def test_values_and_gradient_match_reference(tf_value_and_gradient, distance):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(9, 4))
     weights = rng.normal(size=(9, 9))
@@ -31,7 +31,7 @@ def test_values_and_gradient_match_reference(distance):
     np.testing.assert_allclose(grad, numeric, atol=1e-6)
 
 
-def test_cosine_zero_vector_value_and_gradient():
+def test_cosine_zero_vector_value_and_gradient(tf_value_and_gradient):
     import keras
 
     x = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 0.5], [-1.0, 0.3, 2.0], [0.0, 0.0, 0.0]])

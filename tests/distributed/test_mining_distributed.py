@@ -15,7 +15,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from mining_helpers import draw_case
 
 import tftriplet
 from tftriplet_conformance import reference
@@ -42,7 +41,7 @@ def loss_id(loss):
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=loss_id)
-def test_anchor_shares_over_a_partition_give_the_reference_loss(loss):
+def test_anchor_shares_over_a_partition_give_the_reference_loss(draw_case, loss):
     rng = np.random.default_rng(0)
     labels, x = draw_case(rng, 13, 3, 3, loss["margin"], loss["distance"])
     obj = CLASSES[loss["strategy"]](

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import clear_of_ties, distance_of, random_case
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 import tftriplet
+from tftriplet.distances import resolve_distance
 from tftriplet_conformance import reference
 
 
@@ -23,7 +23,7 @@ def tf_loss_and_grad(labels, embeddings, margin=0.2, squared=False, dtype="float
 
 
 def assert_matches_reference(labels, embeddings, margin, squared, dtype, rtol, atol):
-    ref = reference.batch_all(labels, embeddings, margin, distance_of(squared))
+    ref = reference.batch_all(labels, embeddings, margin, resolve_distance(squared=squared))
     got = tf_loss_and_grad(labels, embeddings, margin, squared, dtype)
     assert got["num_valid"] == ref["num_valid"]
     assert got["num_positive"] == ref["num_positive"]
@@ -42,7 +42,9 @@ def test_pairwise_distances_match_reference(squared):
     rng = np.random.default_rng(0)
     e = rng.normal(size=(17, 9))
     got = tftriplet.pairwise_distances(tf.constant(e), squared=squared).numpy()
-    np.testing.assert_allclose(got, reference.distance_matrix(e, distance_of(squared)), atol=1e-12)
+    np.testing.assert_allclose(
+        got, reference.distance_matrix(e, resolve_distance(squared=squared)), atol=1e-12
+    )
     assert np.all(np.diag(got) == 0.0)
 
 
@@ -90,33 +92,45 @@ def test_seed_case_keras_loss_prints_seed_line(seed_case):
 )
 # Found by hypothesis: near-duplicate rows in 1-D at margin 0 (float32 Gram precision).
 @example(batch_size=5, dim=1, num_classes=2, squared=False, margin=0.0, seed=21)
-def test_random_cases_match_reference(batch_size, dim, num_classes, squared, margin, seed):
+def test_random_cases_match_reference(
+    clear_of_ties, random_case, batch_size, dim, num_classes, squared, margin, seed
+):
     rng = np.random.default_rng(seed)
     labels, embeddings = random_case(rng, batch_size, dim, num_classes)
     # An exact tie (hinge 0, e.g. symmetric points in 1-D at margin 0) is decided by the last
     # bit of each implementation's distances; counts are only comparable away from ties.
-    assume(clear_of_ties(labels, embeddings, margin, squared, tol=1e-9))
+    assume(
+        clear_of_ties(
+            labels, embeddings, margin, resolve_distance(squared=squared), "batch_all", tol=1e-9
+        )
+    )
     assert_matches_reference(labels, embeddings, margin, squared, "float64", 1e-9, 1e-10)
     # float32 distances come from |a|^2 - 2ab + |b|^2, which loses relative precision for
     # near-duplicate rows (error ~ eps * |e|^2 / d^2); compare float32 on well-separated rows.
     d = reference.distance_matrix(embeddings)
     off_diagonal = d[~np.eye(batch_size, dtype=bool)]
     separated = off_diagonal.size == 0 or off_diagonal.min() > 0.05 * np.abs(embeddings).max()
-    if separated and clear_of_ties(labels, embeddings, margin, squared, tol=1e-4):
+    if separated and clear_of_ties(
+        labels, embeddings, margin, resolve_distance(squared=squared), "batch_all", tol=1e-4
+    ):
         assert_matches_reference(labels, embeddings, margin, squared, "float32", 1e-4, 1e-5)
 
 
 @pytest.mark.parametrize("squared", [False, True])
-def test_gradient_matches_finite_differences(squared):
+def test_gradient_matches_finite_differences(clear_of_ties, random_case, squared):
     rng = np.random.default_rng(7)
     labels, embeddings = random_case(rng, 9, 4, 3)
-    assert clear_of_ties(labels, embeddings, 0.3, squared, tol=1e-3)
+    assert clear_of_ties(
+        labels, embeddings, 0.3, resolve_distance(squared=squared), "batch_all", tol=1e-3
+    )
 
     def loss(e):
-        return reference.batch_all(labels, e, 0.3, distance_of(squared))["loss"]
+        return reference.batch_all(labels, e, 0.3, resolve_distance(squared=squared))["loss"]
 
     numeric = reference.finite_difference_gradient(loss, embeddings, eps=1e-6)
-    ref = reference.batch_all(labels, embeddings, 0.3, distance_of(squared))["gradient"]
+    ref = reference.batch_all(labels, embeddings, 0.3, resolve_distance(squared=squared))[
+        "gradient"
+    ]
     got = tf_loss_and_grad(labels, embeddings, 0.3, squared)["gradient"]
     np.testing.assert_allclose(ref, numeric, atol=1e-7)
     np.testing.assert_allclose(got, numeric, atol=1e-7)
@@ -146,7 +160,7 @@ def test_edge_cases_finite_and_correct(name, squared, dtype):
     got = tf_loss_and_grad(labels, embeddings, 0.2, squared, dtype)
     assert np.isfinite(got["loss"]) and np.isfinite(got["fraction_positive"])
     assert np.all(np.isfinite(got["gradient"]))
-    ref = reference.batch_all(labels, embeddings, 0.2, distance_of(squared))
+    ref = reference.batch_all(labels, embeddings, 0.2, resolve_distance(squared=squared))
     np.testing.assert_allclose(got["loss"], ref["loss"], atol=1e-6)
     np.testing.assert_allclose(got["fraction_positive"], ref["fraction_positive"], atol=1e-6)
     np.testing.assert_allclose(got["gradient"], ref["gradient"], atol=1e-5)
@@ -164,7 +178,7 @@ def test_no_valid_or_no_positive_triple_gives_zero():
 # --- execution modes ----------------------------------------------------------------------
 
 
-def test_eager_graph_and_xla_agree():
+def test_eager_graph_and_xla_agree(random_case):
     rng = np.random.default_rng(3)
     labels, embeddings = random_case(rng, 16, 8, 4)
     labels = tf.constant(labels)
@@ -187,7 +201,7 @@ def test_eager_graph_and_xla_agree():
     np.testing.assert_allclose(eager[0].numpy(), ref["loss"], rtol=1e-5)
 
 
-def test_unknown_batch_size_in_graph():
+def test_unknown_batch_size_in_graph(random_case):
     fn = tf.function(
         lambda y, e: tftriplet.batch_all_triplet_loss(y, e)[0],
         input_signature=[

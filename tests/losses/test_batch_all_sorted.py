@@ -16,11 +16,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import clear_of_ties, distance_of, random_case
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import tftriplet
+from tftriplet.distances import resolve_distance
 from tftriplet.losses.batch_all import AUTO_DENSE_MAX_BATCH, resolve_method
 from tftriplet.losses.batch_all_sorted import (
     POSITIVES_SORT_MAX_DIVISOR,
@@ -64,14 +64,21 @@ def loss_and_grad(
     return out
 
 
-def case_clear_of_ties(seed, batch_size, dim, num_classes, margin, squared, tol, dtype):
-    """The first random case from ``seed`` on whose hinges rounding cannot flip a count."""
-    rng = np.random.default_rng(seed)
-    while True:
-        labels, x = random_case(rng, batch_size, dim, num_classes)
-        x = x.astype(dtype).astype("float64")
-        if clear_of_ties(labels, x, margin, squared, tol=tol):
-            return labels, x
+@pytest.fixture(scope="session")
+def case_clear_of_ties(random_case, clear_of_ties):
+    """``case_clear_of_ties(seed, batch_size, dim, num_classes, margin, squared, tol, dtype)``:
+    the first random case from ``seed`` on whose hinges rounding cannot flip a count."""
+
+    def draw(seed, batch_size, dim, num_classes, margin, squared, tol, dtype):
+        rng = np.random.default_rng(seed)
+        while True:
+            labels, x = random_case(rng, batch_size, dim, num_classes)
+            x = x.astype(dtype).astype("float64")
+            distance = resolve_distance(squared=squared)
+            if clear_of_ties(labels, x, margin, distance, "batch_all", tol=tol):
+                return labels, x
+
+    return draw
 
 
 def assert_same(got, want, rtol, atol):
@@ -89,9 +96,11 @@ def assert_same(got, want, rtol, atol):
 @pytest.mark.parametrize(
     "batch_size, num_classes, seed", [(5, 2, 0), (12, 3, 1), (40, 4, 2), (64, 16, 3)]
 )
-def test_sorted_matches_reference_float64(batch_size, num_classes, seed, squared, row_sort):
+def test_sorted_matches_reference_float64(
+    case_clear_of_ties, batch_size, num_classes, seed, squared, row_sort
+):
     labels, x = case_clear_of_ties(seed, batch_size, 6, num_classes, 0.5, squared, 1e-9, "float64")
-    want = reference.batch_all(labels, x, 0.5, distance_of(squared))
+    want = reference.batch_all(labels, x, 0.5, resolve_distance(squared=squared))
     got = loss_and_grad(labels, x, 0.5, squared, "sorted", "float64", row_sort=row_sort)
     assert want["num_positive"] > 0
     assert_same(got, want, rtol=1e-9, atol=1e-12)
@@ -99,10 +108,12 @@ def test_sorted_matches_reference_float64(batch_size, num_classes, seed, squared
 
 @pytest.mark.parametrize("squared", [False, True])
 @pytest.mark.parametrize("batch_size, num_classes, seed", [(12, 3, 4), (48, 5, 5), (96, 8, 6)])
-def test_sorted_equals_dense_and_reference_float32(batch_size, num_classes, seed, squared):
+def test_sorted_equals_dense_and_reference_float32(
+    case_clear_of_ties, batch_size, num_classes, seed, squared
+):
     labels, x = case_clear_of_ties(seed, batch_size, 16, num_classes, 0.2, squared, 1e-4, "float32")
     x32 = x.astype("float32")
-    want = reference.batch_all(labels, x, 0.2, distance_of(squared))
+    want = reference.batch_all(labels, x, 0.2, resolve_distance(squared=squared))
     sorted_ = loss_and_grad(labels, x32, 0.2, squared, "sorted", "float32")
     dense = loss_and_grad(labels, x32, 0.2, squared, "dense", "float32")
     assert_same(sorted_, dense, rtol=2e-5, atol=1e-6)
@@ -165,11 +176,15 @@ def test_dense_and_both_row_sorts_count_alike_at_ties(
     squared=st.booleans(),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_sorted_matches_reference_property(batch_size, num_classes, dim, margin, squared, seed):
+def test_sorted_matches_reference_property(
+    clear_of_ties, random_case, batch_size, num_classes, dim, margin, squared, seed
+):
     rng = np.random.default_rng(seed)
     labels, x = random_case(rng, batch_size, dim, num_classes)
-    assume(clear_of_ties(labels, x, margin, squared, tol=1e-9))
-    want = reference.batch_all(labels, x, margin, distance_of(squared))
+    assume(
+        clear_of_ties(labels, x, margin, resolve_distance(squared=squared), "batch_all", tol=1e-9)
+    )
+    want = reference.batch_all(labels, x, margin, resolve_distance(squared=squared))
     for row_sort in ROW_SORTS:
         got = loss_and_grad(labels, x, margin, squared, "sorted", "float64", row_sort=row_sort)
         assert_same(got, want, rtol=1e-9, atol=1e-12)
@@ -206,7 +221,7 @@ def test_exact_ties_follow_strict_hinge(margin, dtype):
 
 
 @pytest.mark.parametrize("row_sort", ROW_SORTS)
-def test_pair_coefficients_are_the_counts(row_sort):
+def test_pair_coefficients_are_the_counts(random_case, row_sort):
     """W from the sort equals the counts c_ij and -r_ik written out as loops."""
     rng = np.random.default_rng(3)
     labels, x = random_case(rng, 15, 3, 3)
@@ -243,7 +258,7 @@ EDGE_CASES = {
 def test_edge_cases_finite_and_equal_to_reference(name, squared):
     labels, x = EDGE_CASES[name]
     x = np.asarray(x, dtype="float64")
-    want = reference.batch_all(labels, x, 0.2, distance_of(squared))
+    want = reference.batch_all(labels, x, 0.2, resolve_distance(squared=squared))
     for dtype in ("float32", "float64"):
         for row_sort in ROW_SORTS:
             got = loss_and_grad(labels, x, 0.2, squared, "sorted", dtype, row_sort=row_sort)
@@ -255,7 +270,7 @@ def test_edge_cases_finite_and_equal_to_reference(name, squared):
 
 
 @pytest.mark.parametrize("mode", ["function", "xla"])
-def test_tf_function_and_xla_agree_with_eager(mode):
+def test_tf_function_and_xla_agree_with_eager(random_case, mode):
     rng = np.random.default_rng(8)
     labels, x = random_case(rng, 50, 8, 5)
     x32 = x.astype("float32")
@@ -264,7 +279,7 @@ def test_tf_function_and_xla_agree_with_eager(mode):
     assert_same(graph, eager, rtol=1e-5, atol=1e-7)
 
 
-def test_unknown_static_batch_size_traces_the_sorted_form():
+def test_unknown_static_batch_size_traces_the_sorted_form(random_case):
     fn = tf.function(
         lambda y, x: batch_all_sorted(y, x, 0.2, False)["loss"],
         input_signature=[
@@ -442,7 +457,7 @@ def test_get_config_round_trip_keeps_method(method):
 
 
 @pytest.mark.parametrize("method", ["dense", "sorted"])
-def test_loss_class_and_metric_use_the_method(method):
+def test_loss_class_and_metric_use_the_method(random_case, method):
     rng = np.random.default_rng(10)
     labels, x = random_case(rng, 40, 5, 4)
     want = reference.batch_all(labels, x, 0.2)
@@ -511,7 +526,7 @@ print(json.dumps(out))
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_sorted_under_other_keras_backends(backend):
+def test_sorted_under_other_keras_backends(case_clear_of_ties, backend):
     pytest.importorskip(backend)
     # B=64: also the blocked prefix count (row length a multiple of 32).
     labels, x = case_clear_of_ties(12, 64, 6, 8, 0.2, False, 1e-4, "float32")
@@ -606,8 +621,9 @@ def test_bench_reports_which_sorted_kernel_ran(tmp_path, capsys):
         assert main(args) == 0
         results = json.loads(path.read_text())["results"]
         kernels = {r["batch_size"]: r["sorted_kernel"] for r in results}
-        assert kernels == ({16: "merged", 24: "positives"} if row_sort == "auto" else
-                           {16: "merged", 24: "merged"})
+        assert kernels == (
+            {16: "merged", 24: "positives"} if row_sort == "auto" else {16: "merged", 24: "merged"}
+        )
         losses[row_sort] = [r["loss"] for r in results]
     assert "sorts the positives" in capsys.readouterr().out
     np.testing.assert_allclose(losses["auto"], losses["merged"], rtol=1e-6)
@@ -628,7 +644,7 @@ def test_bench_rejects_unknown_methods():
         main(["bench", "--methods", "dense,fastest"])
 
 
-def test_sorted_refuses_what_it_does_not_compute_and_auto_falls_back():
+def test_sorted_refuses_what_it_does_not_compute_and_auto_falls_back(random_case):
     rng = np.random.default_rng(13)
     labels, x = random_case(rng, 40, 5, 4)
     x32 = x.astype("float32")

@@ -12,7 +12,7 @@ from tftriplet_conformance import reference
     "strategy, options",
     [
         ("batch_all", {"distance": "cosine", "soft": True}),
-        ("batch_all", {"squared": True, "method": "sorted"}),
+        ("batch_all", {"distance": "squared_euclidean", "method": "sorted"}),
         ("batch_hard", {"distance": "squared_euclidean", "soft": True}),
         ("semi_hard", {"distance": "cosine"}),
     ],
@@ -26,10 +26,8 @@ def test_by_name_is_the_strategys_own_function(strategy, options):
     assert by_name.keys() == own.keys()
     for key in own:
         assert float(by_name[key]) == float(own[key]), key
-    distance = options.get("distance", "squared_euclidean" if options.get("squared") else None)
-    ref = reference.triplet_loss(
-        labels, x, strategy, 0.3, distance or "euclidean", options.get("soft", False)
-    )
+    distance = options.get("distance", "euclidean")
+    ref = reference.triplet_loss(labels, x, strategy, 0.3, distance, options.get("soft", False))
     np.testing.assert_allclose(float(by_name["loss"]), ref["loss"], rtol=1e-9)
 
 

@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import clear_of_ties, random_case
 
 import tftriplet
 from tftriplet_conformance import reference
@@ -33,7 +32,7 @@ def test_negative_margin_rejected():
         tftriplet.BatchAllTripletLoss(margin=-0.1)
 
 
-def test_evaluate_matches_reference_and_metric():
+def test_evaluate_matches_reference_and_metric(random_case):
     rng = np.random.default_rng(11)
     labels, x = random_case(rng, 32, 6, 4)
     model = identity_model(6)
@@ -47,7 +46,7 @@ def test_evaluate_matches_reference_and_metric():
     np.testing.assert_allclose(result["fraction_positive"], ref["fraction_positive"], rtol=1e-5)
 
 
-def test_metric_averages_batches():
+def test_metric_averages_batches(random_case):
     rng = np.random.default_rng(12)
     metric = tftriplet.FractionPositiveTriplets(margin=0.2)
     fractions = []
@@ -72,7 +71,7 @@ def test_fit_reduces_loss():
     assert np.isfinite(after) and after < before
 
 
-def test_saved_model_reloads_without_custom_objects(tmp_path):
+def test_saved_model_reloads_without_custom_objects(random_case, tmp_path):
     rng = np.random.default_rng(1)
     labels, x = random_case(rng, 16, 5, 3)
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
@@ -94,18 +93,23 @@ def test_saved_model_reloads_without_custom_objects(tmp_path):
 # --- labels -------------------------------------------------------------------------------
 
 
-def _big_label_case(base):
-    # Two classes whose ids differ by one. Merged (as float32 would merge 2**24 and
-    # 2**24 + 1), there would be no negative and the loss would be 0.
-    labels = np.array([base, base, base + 1, base + 1, base, base + 1], dtype="int64")
-    x = np.array([[0.0], [0.47], [0.21], [0.93], [0.11], [0.34]], dtype="float32")
-    assert clear_of_ties(labels, x, 0.2, False, tol=1e-3)
-    return labels, x
+@pytest.fixture(scope="session")
+def big_label_case(clear_of_ties):
+    """``big_label_case(base)``: two classes whose ids differ by one. Merged (as float32
+    would merge 2**24 and 2**24 + 1), there would be no negative and the loss would be 0."""
+
+    def case(base):
+        labels = np.array([base, base, base + 1, base + 1, base, base + 1], dtype="int64")
+        x = np.array([[0.0], [0.47], [0.21], [0.93], [0.11], [0.34]], dtype="float32")
+        assert clear_of_ties(labels, x, 0.2, "euclidean", "batch_all", tol=1e-3)
+        return labels, x
+
+    return case
 
 
 @pytest.mark.parametrize("base", [2**24, 2**40 + 3, -(2**40)])
-def test_big_integer_labels_stay_distinct(base):
-    labels, x = _big_label_case(base)
+def test_big_integer_labels_stay_distinct(big_label_case, base):
+    labels, x = big_label_case(base)
     ref = reference.batch_all(labels, x, 0.2)
     assert ref["num_valid"] > 0 and ref["loss"] > 0
     merged = reference.batch_all(labels.astype("float32"), x, 0.2)
@@ -129,7 +133,7 @@ def test_big_integer_labels_stay_distinct(base):
     np.testing.assert_allclose(history.history["loss"][0], ref["loss"], rtol=1e-6)
 
 
-def test_float_labels_holding_integers_accepted():
+def test_float_labels_holding_integers_accepted(random_case):
     rng = np.random.default_rng(2)
     labels, x = random_case(rng, 10, 3, 3)
     a = tftriplet.BatchAllTripletLoss()(labels, x)
@@ -137,7 +141,7 @@ def test_float_labels_holding_integers_accepted():
     np.testing.assert_allclose(a, b, rtol=0)
 
 
-def test_labels_of_shape_b_by_1_accepted():
+def test_labels_of_shape_b_by_1_accepted(random_case):
     rng = np.random.default_rng(2)
     labels, x = random_case(rng, 10, 3, 3)
     a = tftriplet.BatchAllTripletLoss()(labels, x)
@@ -149,7 +153,7 @@ def test_labels_of_shape_b_by_1_accepted():
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_low_precision_inputs_computed_in_float32(dtype):
+def test_low_precision_inputs_computed_in_float32(random_case, dtype):
     rng = np.random.default_rng(4)
     labels, x = random_case(rng, 16, 8, 3)
     low = tf.cast(tf.constant(x, tf.float32), dtype)
@@ -160,7 +164,7 @@ def test_low_precision_inputs_computed_in_float32(dtype):
     np.testing.assert_allclose(got, ref["loss"], rtol=1e-5)
 
 
-def test_loss_dtype_argument():
+def test_loss_dtype_argument(random_case):
     rng = np.random.default_rng(4)
     labels, x = random_case(rng, 8, 3, 2)
     got = tftriplet.BatchAllTripletLoss(dtype="bfloat16")(labels, x)
@@ -170,7 +174,7 @@ def test_loss_dtype_argument():
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_training_close_to_float32(policy):
+def test_mixed_precision_training_close_to_float32(random_case, policy):
     rng = np.random.default_rng(6)
     labels, x = random_case(rng, 24, 8, 3)
     x = x.astype("float32")

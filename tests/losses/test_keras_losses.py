@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from mining_helpers import ALL_CASES, case_id, draw_case
+from helpers import ALL_CASES, case_id
 
 import tftriplet
 from tftriplet_conformance import reference
@@ -56,7 +56,7 @@ def identity_model(dim):
     ],
     ids=case_id,
 )
-def test_keras_file_reloads_without_custom_objects(case, tmp_path):
+def test_keras_file_reloads_without_custom_objects(draw_case, case, tmp_path):
     rng = np.random.default_rng(0)
     labels, x = draw_case(rng, 16, 4, 3, 0.3, case[2])
     model = identity_model(4)
@@ -80,7 +80,7 @@ def test_keras_file_reloads_without_custom_objects(case, tmp_path):
 
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=case_id)
-def test_fit_one_step_updates_weights_finitely(case):
+def test_fit_one_step_updates_weights_finitely(draw_case, case):
     rng = np.random.default_rng(1)
     labels, x = draw_case(rng, 32, 6, 4, 0.3, case[2])
     inputs = keras.Input((6,))
@@ -94,7 +94,7 @@ def test_fit_one_step_updates_weights_finitely(case):
 
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=case_id)
-def test_eager_tf_function_and_xla_agree(case):
+def test_eager_tf_function_and_xla_agree(draw_case, case):
     rng = np.random.default_rng(2)
     labels, x = draw_case(rng, 20, 5, 4, 0.3, case[2])
     x = tf.constant(x.astype("float32"))
@@ -117,7 +117,7 @@ def test_eager_tf_function_and_xla_agree(case):
     np.testing.assert_allclose(xla[1], ref["gradient"], rtol=1e-3, atol=1e-5)
 
 
-def test_unknown_batch_size_in_graph():
+def test_unknown_batch_size_in_graph(draw_case):
     # Keras may trace with a None batch dimension; the bisection then runs its fixed steps.
     rng = np.random.default_rng(3)
     labels, x = draw_case(rng, 13, 3, 3, 0.3, "euclidean")
@@ -171,7 +171,7 @@ print(json.dumps({"backend": backend, "results": out}))
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_other_backends_match_reference(backend):
+def test_other_backends_match_reference(draw_case, backend):
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed in this environment")
     rng = np.random.default_rng(4)
@@ -257,7 +257,7 @@ def test_no_cubic_tile(fn):
 
 
 @pytest.mark.parametrize("name", ["batch_hard", "semi_hard"])
-def test_large_integer_labels_stay_distinct(name):
+def test_large_integer_labels_stay_distinct(draw_case, name):
     # 2**24 and 2**24 + 1 merge in float32; as int64 they are two classes.
     rng = np.random.default_rng(5)
     small, x = draw_case(rng, 8, 3, 2, 0.3, "euclidean")
@@ -271,7 +271,7 @@ def test_large_integer_labels_stay_distinct(name):
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_half_precision_embeddings_are_computed_in_float32(dtype):
+def test_half_precision_embeddings_are_computed_in_float32(draw_case, dtype):
     rng = np.random.default_rng(6)
     labels, x = draw_case(rng, 16, 4, 3, 0.3, "cosine")
     x_half = tf.cast(x, dtype)

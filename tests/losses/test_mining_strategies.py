@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import ALL_CASES, case_id
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mining_helpers import ALL_CASES, case_id, clear_of_ties, draw_case, tf_value_and_gradient
 
 import tftriplet
 from tftriplet.mining import softplus
@@ -22,7 +22,7 @@ def keras_loss(name, soft, distance, margin):
 
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=case_id)
-def test_reference_gradient_matches_finite_differences(case):
+def test_reference_gradient_matches_finite_differences(draw_case, case):
     name, soft, distance = case
     rng = np.random.default_rng(1)
     labels, x = draw_case(rng, 7, 3, 3, 0.3, distance)
@@ -41,7 +41,7 @@ def test_reference_gradient_matches_finite_differences(case):
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=case_id)
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_float64_value_and_gradient_match_reference(case, seed):
+def test_float64_value_and_gradient_match_reference(draw_case, tf_value_and_gradient, case, seed):
     name, soft, distance = case
     rng = np.random.default_rng(100 + seed)
     labels, x = draw_case(rng, 10, 4, 3, 0.25, distance)
@@ -61,7 +61,7 @@ def test_float64_value_and_gradient_match_reference(case, seed):
 
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=case_id)
-def test_float32_matches_reference(case):
+def test_float32_matches_reference(draw_case, tf_value_and_gradient, case):
     name, soft, distance = case
     rng = np.random.default_rng(7)
     labels, x = draw_case(rng, 24, 8, 5, 0.2, distance)
@@ -82,7 +82,9 @@ def test_float32_matches_reference(case):
     num_classes=st.integers(1, 5),
     margin=st.sampled_from([0.0, 0.1, 0.5, 2.0]),
 )
-def test_property_matches_reference(case, seed, batch_size, dim, num_classes, margin):
+def test_property_matches_reference(
+    clear_of_ties, tf_value_and_gradient, case, seed, batch_size, dim, num_classes, margin
+):
     name, soft, distance = case
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, num_classes, size=batch_size)
@@ -129,7 +131,7 @@ def test_semi_hard_excludes_anchor_without_negative():
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=case_id)
 @pytest.mark.parametrize("labels", [[0, 0, 0, 0], [0, 1, 2, 3], [7], [1, 1], [1, 2]], ids=str)
-def test_all_excluded_gives_zero_and_finite_gradient(case, labels):
+def test_all_excluded_gives_zero_and_finite_gradient(tf_value_and_gradient, case, labels):
     name, soft, distance = case
     x = np.random.default_rng(4).normal(size=(len(labels), 3)).astype("float32")
     value, grad = tf_value_and_gradient(
@@ -140,7 +142,7 @@ def test_all_excluded_gives_zero_and_finite_gradient(case, labels):
 
 
 @pytest.mark.parametrize("case", ALL_CASES, ids=case_id)
-def test_collapsed_batch_is_finite(case):
+def test_collapsed_batch_is_finite(tf_value_and_gradient, case):
     name, soft, distance = case
     labels = [0, 0, 1, 1, 2]
     x = np.ones((5, 3), dtype="float32")
@@ -153,7 +155,7 @@ def test_collapsed_batch_is_finite(case):
 
 
 @pytest.mark.parametrize("case", [c for c in ALL_CASES if c[2] == "cosine"], ids=case_id)
-def test_cosine_zero_vectors(case):
+def test_cosine_zero_vectors(tf_value_and_gradient, case):
     name, soft, distance = case
     rng = np.random.default_rng(5)
     labels = np.array([0, 0, 1, 1, 2, 2])
@@ -182,7 +184,7 @@ def test_softplus_is_stable_with_exact_gradient():
 
 
 @pytest.mark.parametrize("name", ["batch_all", "batch_hard"])
-def test_soft_margin_with_huge_distances(name):
+def test_soft_margin_with_huge_distances(draw_case, tf_value_and_gradient, name):
     # Distances of order 1e4: softplus(+-1e4) must neither overflow nor lose its slope.
     rng = np.random.default_rng(6)
     labels, x = draw_case(rng, 8, 3, 2, 0.0, "euclidean", scale=1e4)
@@ -205,7 +207,7 @@ def test_soft_semi_hard_is_rejected():
         tftriplet.triplet_loss([0, 0, 1], np.eye(3), strategy="hardest")
 
 
-def test_soft_batch_all_averages_over_all_valid_triples():
+def test_soft_batch_all_averages_over_all_valid_triples(draw_case):
     rng = np.random.default_rng(8)
     labels, x = draw_case(rng, 9, 3, 3, 0.2, "euclidean")
     ref = reference.batch_all(labels, x, 0.2, "euclidean", soft=True)
@@ -224,7 +226,7 @@ def test_soft_batch_all_averages_over_all_valid_triples():
 
 
 @pytest.mark.parametrize("case", [c for c in ALL_CASES if c[0] != "batch_all"], ids=case_id)
-def test_statistics_counts_match_reference(case):
+def test_statistics_counts_match_reference(draw_case, case):
     name, soft, distance = case
     rng = np.random.default_rng(9)
     labels, x = draw_case(rng, 15, 3, 4, 0.4, distance)
@@ -243,7 +245,7 @@ def test_statistics_counts_match_reference(case):
     np.testing.assert_allclose(float(stats["loss"]), ref["loss"], rtol=1e-10)
 
 
-def test_decision_values_see_ties():
+def test_decision_values_see_ties(clear_of_ties):
     # Anchor 0's positive (1) and negative (2) are both at distance 1: a tie.
     x = [[0.0], [1.0], [-1.0], [5.0]]
     labels = [0, 0, 1, 1]

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from mining_helpers import DISTANCES, draw_case
+from helpers import DISTANCES
 
 import tftriplet
 from tftriplet.backend_ops import row_searchsorted
@@ -22,7 +22,7 @@ def as_floats(result):
 
 @pytest.mark.parametrize("distance", DISTANCES)
 @pytest.mark.parametrize("margin", [0.0, 0.2, 1.0])
-def test_accumulates_counts_over_batches(distance, margin):
+def test_accumulates_counts_over_batches(draw_case, distance, margin):
     rng = np.random.default_rng(0)
     metric = tftriplet.TripletDifficulty(margin=margin, distance=distance)
     totals = {"easy": 0, "semi_hard": 0, "hard": 0, "valid": 0}
@@ -91,9 +91,7 @@ def test_row_searchsorted_is_numpys_searchsorted_per_row(inclusive):
     np.testing.assert_array_equal(row_searchsorted(rows, queries, side), expected)
     # Unknown sizes at trace time take the fixed 32-step path: same answer.
     spec = tf.TensorSpec((None, None), "float32")
-    traced = tf.function(
-        lambda r, q: row_searchsorted(r, q, side), input_signature=[spec, spec]
-    )
+    traced = tf.function(lambda r, q: row_searchsorted(r, q, side), input_signature=[spec, spec])
     np.testing.assert_array_equal(traced(rows, queries), expected)
 
 
@@ -152,7 +150,7 @@ def test_metric_config_round_trip(metric):
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
-def test_in_compile_metrics_matches_reference(jit_compile):
+def test_in_compile_metrics_matches_reference(draw_case, jit_compile):
     rng = np.random.default_rng(3)
     labels, x = draw_case(rng, 24, 4, 4, 0.3, "cosine")
     inputs = keras.Input((4,))

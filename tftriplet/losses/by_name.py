@@ -15,8 +15,7 @@ def triplet_statistics(
     embeddings,
     strategy="batch_all",
     margin=0.2,
-    squared=False,
-    distance=None,
+    distance="euclidean",
     soft=False,
     method="auto",
 ):
@@ -27,7 +26,6 @@ def triplet_statistics(
         embeddings: float tensor ``(B, D)``.
         strategy: ``"batch_all"``, ``"batch_hard"`` or ``"semi_hard"``.
         margin: the margin ``m``.
-        squared: shorthand for ``distance="squared_euclidean"``.
         distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
         soft: the soft margin (batch-all and batch-hard only).
         method: how batch-all is evaluated, ``"auto"``, ``"dense"`` or ``"sorted"``; the
@@ -42,7 +40,7 @@ def triplet_statistics(
         raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}.")
     if strategy == "batch_all":
         return batch_all_triplet_statistics(
-            labels, embeddings, margin, squared, distance, soft, method
+            labels, embeddings, margin, distance=distance, soft=soft, method=method
         )
     if method != "auto":
         raise ValueError(
@@ -50,10 +48,12 @@ def triplet_statistics(
             "method. Pass method='auto'."
         )
     if strategy == "batch_hard":
-        return batch_hard_triplet_statistics(labels, embeddings, margin, squared, distance, soft)
+        return batch_hard_triplet_statistics(
+            labels, embeddings, margin, distance=distance, soft=soft
+        )
     if soft:
         raise ValueError("semi_hard has no soft-margin form; got soft=True.")
-    return semi_hard_triplet_statistics(labels, embeddings, margin, squared, distance)
+    return semi_hard_triplet_statistics(labels, embeddings, margin, distance=distance)
 
 
 def triplet_loss(
@@ -61,8 +61,7 @@ def triplet_loss(
     embeddings,
     strategy="batch_all",
     margin=0.2,
-    squared=False,
-    distance=None,
+    distance="euclidean",
     soft=False,
     method="auto",
 ):
@@ -79,6 +78,4 @@ def triplet_loss(
         >>> loss = triplet_loss([0, 0, 1, 1], [[0.0], [0.5], [1.0], [2.0]],
         ...                     strategy="semi_hard", margin=0.3)
     """
-    return triplet_statistics(
-        labels, embeddings, strategy, margin, squared, distance, soft, method
-    )["loss"]
+    return triplet_statistics(labels, embeddings, strategy, margin, distance, soft, method)["loss"]
