@@ -33,6 +33,8 @@ class Cell:
     details: list = field(default_factory=list)
     modes: dict = field(default_factory=dict)
     not_compared: list = field(default_factory=list)
+    #: ``{mode: Difference}`` for the modes a declared difference applies to.
+    declared: dict = field(default_factory=dict)
 
     @property
     def differs(self):
@@ -81,7 +83,7 @@ def _check(fixture, adapter, dtype, mode, outputs, entries=None):
     else:
         status = XFAIL
         details = [f"{where}: expected failure ({entry.reason}): {comparison.failures[0]}"]
-    return status, comparison.ratio, details, comparison.not_compared
+    return status, comparison.ratio, details, comparison.not_compared, difference
 
 
 def _combine(cell):
@@ -111,22 +113,26 @@ def run_backend(adapter, fixtures, entries=None, progress=None):
     for index, fixture in enumerate(supported):
         if progress is not None:
             progress(index, len(supported), fixture["name"])
-        cell = Cell()
+        cell, missing = Cell(), {}
         for dtype in adapter.dtypes:
             try:
                 runs = adapter.run(fixture, dtype)
             except Exception as err:
                 runs = {"run": {"error": f"{type(err).__name__}: {err}"}}
             for mode, outputs in runs.items():
-                status, ratio, details, not_compared = _check(
+                status, ratio, details, not_compared, difference = _check(
                     fixture, adapter, dtype, mode, outputs, entries
                 )
+                if difference is not None:
+                    cell.declared[mode] = difference
                 previous = cell.modes.get(mode, PASS)
                 cell.modes[mode] = max(previous, status, key=_MODE_RANK.get)
                 if status in (PASS, FAIL, MATCHES):
                     cell.ratio = max(cell.ratio, ratio)
                 cell.details.extend(details)
-                cell.not_compared.extend(k for k in not_compared if k not in cell.not_compared)
+                missing[mode] = missing.get(mode, set()) | set(not_compared)
+        # an output is not compared when no mode (configuration) of the backend reported it
+        cell.not_compared = sorted(set.intersection(*missing.values())) if missing else []
         cell.status = _combine(cell)
         cells[fixture["name"]] = cell
     if progress is not None:
