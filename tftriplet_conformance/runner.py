@@ -218,6 +218,14 @@ def format_report(fixtures, matrix, skipped, verbose=False):
             lines.extend(f"      {d}" for d in cell.details[:8])
             if len(cell.details) > 8:
                 lines.append(f"      ... and {len(cell.details) - 8} more")
+    for backend in backends:
+        reasons = {}
+        for cell in matrix[backend].values():
+            if cell.status == NA:
+                reason = "; ".join(cell.details)
+                reasons[reason] = reasons.get(reason, 0) + 1
+        for reason, count in reasons.items():
+            lines.append(f"n/a {backend} ({count} fixtures): {reason}")
     for backend, reason in skipped.items():
         lines.append(f"skipped backend {backend}: {reason}")
     summary = _summary(cell for cells in matrix.values() for cell in cells.values())

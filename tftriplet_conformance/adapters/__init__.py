@@ -97,7 +97,7 @@ ENTRY_POINT_GROUP = "tftriplet_conformance.adapters"
 
 def load_adapter(spec):
     """An adapter from ``"package.module:Name"``: an :class:`Adapter` instance, or a class
-    (or any callable) that returns one when called with no arguments.
+    whose constructor takes no arguments.
 
     Raises ``ValueError`` naming what is wrong with ``spec``.
     """
@@ -114,12 +114,12 @@ def load_adapter(spec):
         obj = getattr(module, attribute)
     except AttributeError:
         raise ValueError(f"--adapter {spec}: {module_name!r} has no {attribute!r}") from None
-    adapter = obj() if isinstance(obj, type) or not hasattr(obj, "run") else obj
+    adapter = obj() if isinstance(obj, type) else obj
     missing = [
         a for a in ("name", "dtypes", "differentiable", "available", "supports", "prepare", "run")
         if not hasattr(adapter, a)
     ]
-    if missing or not adapter.name:
+    if missing or not getattr(adapter, "name", ""):
         raise ValueError(
             f"--adapter {spec}: not an adapter (missing {missing or ['name']}); "
             "subclass tftriplet_conformance.adapters.Adapter"

@@ -53,18 +53,19 @@ NAME = "pytorch-metric-learning"
 DIFFERENCES = (
     Difference(
         NAME,
+        "smooth_loss=True is softplus(d_ap - d_an + margin) averaged over the non-zero terms; "
+        "the contract's soft margin is softplus(d_ap - d_an), without the margin (and the "
+        "default distance normalises, as below)",
+        loss={"soft": True},
+        mode="defaults",
+        when=has_valid_triple,
+    ),
+    Difference(
+        NAME,
         "the default LpDistance L2-normalises the embeddings before taking distances "
         "(normalize_embeddings=True); the contract's distances are on the raw embeddings",
         mode="defaults",
         when=normalising_changes_the_result,
-    ),
-    Difference(
-        NAME,
-        "smooth_loss=True is softplus(d_ap - d_an + margin) averaged over the non-zero terms; "
-        "the contract's soft margin is softplus(d_ap - d_an), without the margin",
-        loss={"soft": True},
-        mode="defaults",
-        when=has_valid_triple,
     ),
     Difference(
         NAME,
