@@ -172,3 +172,19 @@ def test_docs_peers_md_is_current():
         _peer(name)
     proc = _run_module("report", "--check", "--out", "docs/peers.md")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_probe_reports_the_real_import_error(tmp_path, monkeypatch):
+    """An installed peer that cannot be imported is skipped with the import's own error."""
+    from tftriplet_conformance.adapters.tensorflow_peers import TensorFlowAddonsAdapter
+
+    package = tmp_path / "tensorflow_addons"
+    package.mkdir()
+    (package / "__init__.py").write_text("import a_module_that_is_not_there\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(REPO)]))
+    ok, reason = TensorFlowAddonsAdapter().available()
+    assert not ok
+    assert reason.startswith("'import tensorflow_addons as tfa; tfa.losses.TripletSemiHardLoss")
+    error = "failed: ModuleNotFoundError: No module named 'a_module_that_is_not_there'"
+    assert reason.endswith(error), reason
