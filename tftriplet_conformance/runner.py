@@ -65,7 +65,8 @@ def _check(fixture, adapter, dtype, mode, outputs, entries=None):
     not_reported = tuple(getattr(adapter, "not_reported", ()))
     comparison = compare(fixture, outputs, adapter.name, dtype, not_reported)
     entry = expected_failure(adapter.name, fixture["name"], dtype, mode, entries)
-    difference = declared_difference(adapter, fixture, mode)
+    # a declared difference is about the peer's numbers: an error is never one
+    difference = None if "error" in outputs else declared_difference(adapter, fixture, mode)
     where = f"{dtype}/{mode}"
     if entry is None and difference is not None:
         if comparison.passed:
@@ -100,10 +101,13 @@ def _combine(cell):
 def run_backend(adapter, fixtures, entries=None, progress=None):
     """``{fixture name: Cell}`` for one available adapter.
 
-    ``progress(done, total, fixture_name)``, if given, is called before each fixture.
+    ``progress(done, total, fixture_name)``, if given, is called with ``fixture_name``
+    ``None`` before ``prepare``, then before each fixture.
     """
     supported = [f for f in fixtures if adapter.supports(f)[0]]
     cells = {f["name"]: Cell(status=NA, details=[adapter.supports(f)[1]]) for f in fixtures}
+    if progress is not None:
+        progress(0, len(supported), None)
     try:
         adapter.prepare(supported)
     except Exception as err:
@@ -166,10 +170,11 @@ def run(fixtures, backends=None, adapters=None, entries=None, log=None):
             continue
         progress = None
         if log is not None:
-            log(f"{where}: preparing {len(fixtures)} fixtures")
 
             def progress(done, total, name, where=where):
-                if name:
+                if name is None:
+                    log(f"{where}: preparing {total} fixtures ({len(fixtures) - total} n/a)")
+                elif name:
                     log(f"{where}: fixture {done + 1}/{total} {name}")
 
         start = time.perf_counter()

@@ -188,3 +188,13 @@ def test_a_probe_reports_the_real_import_error(tmp_path, monkeypatch):
     assert reason.startswith("'import tensorflow_addons as tfa; tfa.losses.TripletSemiHardLoss")
     error = "failed: ModuleNotFoundError: No module named 'a_module_that_is_not_there'"
     assert reason.endswith(error), reason
+
+
+def test_an_error_is_never_a_declared_difference():
+    class Raises(_TwoModes):
+        def run(self, fixture, dtype):
+            raise RuntimeError("the peer crashed")
+
+    entry = Difference("two-modes", "every mode differs", mode="*")
+    cell = _cell(Raises(1.0, (entry,)))
+    assert cell.status == FAIL and "the peer crashed" in cell.details[0]

@@ -56,7 +56,7 @@ def test_progress_names_backend_and_fixture_on_stderr(tmp_path):
                       cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stderr.splitlines()
-    assert "[1/1] my-loss: preparing 1 fixtures" in lines
+    assert "[1/1] my-loss: preparing 1 fixtures (0 n/a)" in lines
     assert "[1/1] my-loss: fixture 1/1 seed_c_program" in lines
     assert any(re.fullmatch(r"\[1/1\] my-loss: 1 ok in \d+\.\d s", line) for line in lines)
     quiet = run_module("--adapter", "plugin_example:MyLoss", "-q", "--fixture",
@@ -90,3 +90,24 @@ def test_docs_show_the_tested_example():
     blocks = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
     source = (HERE / "plugin_example.py").read_text()
     assert source in blocks, "docs/conformance.md must quote tests/conformance/plugin_example.py"
+
+
+def test_an_installed_package_offers_its_adapter_through_the_entry_point(tmp_path):
+    """A distribution registering ``tftriplet_conformance.adapters`` needs no --adapter."""
+    info = tmp_path / "site" / "my_loss_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-loss-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[tftriplet_conformance.adapters]\nmy-loss = plugin_example:MyLoss\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(info.parent), str(HERE), str(REPO)])}
+    args = ["--backend", "my-loss", "--fixture", "seed_c_program", "-q"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tftriplet_conformance", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"seed_c_program\s+ok ", proc.stdout), proc.stdout
