@@ -55,9 +55,17 @@ DIFFERENCES = (
         NAME,
         "smooth_loss=True is softplus(d_ap - d_an + margin) averaged over the non-zero terms; "
         "the contract's soft margin is softplus(d_ap - d_an), without the margin (and the "
-        "default distance normalises, as below)",
+        "default LpDistance normalises the embeddings)",
         loss={"soft": True},
         mode="defaults",
+        when=has_valid_triple,
+    ),
+    Difference(
+        NAME,
+        "TripletMarginMiner('semihard') keeps every negative with d_ap < d_an < d_ap + m and "
+        "averages over them; the contract takes one negative per positive pair (the closest "
+        "farther one, else the farthest) and averages over pairs",
+        loss={"name": "semi_hard"},
         when=has_valid_triple,
     ),
     Difference(
@@ -74,14 +82,6 @@ DIFFERENCES = (
         loss={"distance": "cosine"},
         mode="matched",
         when=has_zero_row,
-    ),
-    Difference(
-        NAME,
-        "TripletMarginMiner('semihard') keeps every negative with d_ap < d_an < d_ap + m and "
-        "averages over them; the contract takes one negative per positive pair (the closest "
-        "farther one, else the farthest) and averages over pairs",
-        loss={"name": "semi_hard"},
-        when=has_valid_triple,
     ),
 )
 
