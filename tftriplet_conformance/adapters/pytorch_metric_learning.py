@@ -12,8 +12,9 @@ Each fixture runs in two configurations (the adapter's modes):
   ``num_anchors`` is the number of mined triplets). Soft margin: ``smooth_loss=True`` with
   ``margin=0`` (``softplus(d_ap - d_an + margin)``, so the margin must be 0) and
   ``MeanReducer`` (the mean over every triple or anchor, which ``AvgNonZeroReducer`` would
-  not give where the softplus underflows to 0). Semi-hard has no such configuration:
-  ``TripletMarginMiner(type_of_triplets="semihard")`` is the closest, declared different.
+  not give where the softplus underflows to 0). Semi-hard has no such configuration: mode
+  ``closest`` runs ``TripletMarginMiner(type_of_triplets="semihard")`` instead, declared
+  different.
 - ``defaults``: what a user gets by only setting the margin, ``TripletMarginLoss(margin=m)``
   (with ``BatchHardMiner()`` for batch-hard): Euclidean distance between L2-normalised
   embeddings, ``AvgNonZeroReducer``. Run for Euclidean fixtures, declared different.
@@ -96,7 +97,9 @@ class PyTorchMetricLearningAdapter(TorchPeerAdapter):
         from tftriplet_conformance.differs import loss_options
 
         options = loss_options({"loss": loss})
-        configs = {"matched": self._matched(options)}
+        # semi-hard has no matching configuration: the closest one runs, declared different
+        closest = "closest" if options["name"] == "semi_hard" else "matched"
+        configs = {closest: self._matched(options)}
         if options["distance"] == "euclidean":
             configs["defaults"] = self._defaults(options)
         return configs
