@@ -63,10 +63,10 @@ def all_adapters():
 
 def peer_adapters():
     """The adapters of other libraries' triplet losses (``docs/peers.md``)."""
-    from tftriplet_conformance.adapters.pytorch_metric_learning import (
+    from tftriplet_conformance.adapters.pytorch_metric_learning_peer import (
         PyTorchMetricLearningAdapter,
     )
-    from tftriplet_conformance.adapters.sentence_transformers import (
+    from tftriplet_conformance.adapters.sentence_transformers_peer import (
         SentenceTransformersAdapter,
     )
     from tftriplet_conformance.adapters.tensorflow_peers import (
