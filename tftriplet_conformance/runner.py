@@ -217,7 +217,7 @@ def format_report(fixtures, matrix, skipped, verbose=False):
     ]
     if problems:
         lines.append("")
-        lines.append("failures:")
+        lines.append("failures:" if failed(matrix) or not verbose else "details:")
         for backend, name, cell in problems:
             lines.append(f"  {backend} / {name}: {cell.status}")
             lines.extend(f"      {d}" for d in cell.details[:8])
