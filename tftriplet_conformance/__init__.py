@@ -7,7 +7,10 @@ gradient, tolerances), ``schema.json`` (their format), ``c/`` (the C implementat
 against it: ``python -m tftriplet_conformance`` runs every available backend over every
 fixture. Its float64 reference (:mod:`~tftriplet_conformance.reference`) is the oracle the
 golden values come from, and :mod:`~tftriplet_conformance.cases` the seeded generator of
-the fixtures (``python -m tftriplet_conformance generate``).
+the fixtures (``python -m tftriplet_conformance generate``). Other libraries' triplet
+losses run as backends too (:func:`~tftriplet_conformance.adapters.peer_adapters`, their
+report ``python -m tftriplet_conformance report``), and so does anyone's own implementation
+(``--adapter package.module:Name``; the interface is in the contract's README).
 """
 
 from pathlib import Path
