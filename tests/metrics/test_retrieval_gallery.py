@@ -86,4 +86,4 @@ def test_chunk_size_does_not_change_the_result():
 )
 def test_bad_gallery_input_is_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        retrieval_metrics(np.zeros((2, 2)), [0, 1], **kwargs)
+        retrieval_metrics(np.zeros((2, 2)), [0, 1], **{"ks": (1,), **kwargs})
