@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -55,6 +56,8 @@ def main(argv=None):
         "--check", action="store_true", help="write nothing; exit 1 if a fixture would change"
     )
     args = parser.parse_args(argv)
+    if not args.verbose:  # inherited by the framework workers (see tftriplet/_startup.py)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     return _generate(args) if args.command == "generate" else _run(args)
 
 
