@@ -13,6 +13,7 @@ metrics and the held-out embeddings for TensorBoard's projector.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -252,6 +253,12 @@ def run_demo(
     if epochs < 1:
         raise DemoError(f"--epochs must be >= 1; got {epochs}.")
     loss = make_loss(strategy, margin)  # an unknown strategy fails before any work
+    if tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
+        # keras.callbacks.TensorBoard writes scalars with tf.summary, which needs it.
+        raise DemoError(
+            "--tensorboard needs the tensorboard package (and tensorflow): "
+            "pip install tensorboard, or pip install 'tftriplet[demo]'."
+        )
     metrics = make_metrics(margin)
     if data is None:
         x, y = load_digits_data()
@@ -381,8 +388,11 @@ def run_demo(
         "files": {"png": png_path, "json": json_path},
     }
     if tensorboard is not None:
+        # In the run folder of the held-out metrics: TensorBoard's projector reads a
+        # projector_config.pbtxt in each run folder (one with event files), and in the
+        # log folder itself only when it has no runs.
         projector = write_projector(
-            tensorboard,
+            os.path.join(tensorboard, "validation"),
             {
                 "held_out_after_training": after_embeddings,
                 "held_out_before_training": before_embeddings,
@@ -411,7 +421,8 @@ def write_projector(log_dir, embeddings, labels):
     projector needs no checkpoint), all in ``log_dir``. Returns the config's path.
 
     Args:
-        log_dir: the folder TensorBoard is started on (``tensorboard --logdir log_dir``).
+        log_dir: a run folder under the folder TensorBoard is started on (or that folder
+            itself when it has no runs).
         embeddings: dict ``name -> array (N, D)``, the same ``N`` rows for every name.
         labels: class ids ``(N,)``, one per row.
     """
