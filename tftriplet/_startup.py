@@ -48,11 +48,21 @@ def started_as_command(argv=None, orig_argv=None):
     orig_argv = getattr(sys, "orig_argv", []) if orig_argv is None else orig_argv
     if argv and os.path.basename(argv[0]) in COMMANDS:
         return True
-    for i, arg in enumerate(orig_argv[:-1]):
+    # The interpreter's own options come first; the first other argument decides.
+    options = orig_argv[1:]
+    i = 0
+    while i < len(options):
+        arg = options[i]
         if arg == "-m":
-            return orig_argv[i + 1] in COMMANDS
-        if arg.startswith("-m") and len(arg) > 2:
+            return i + 1 < len(options) and options[i + 1] in COMMANDS
+        if arg.startswith("-m"):
             return arg[2:] in COMMANDS
+        if arg in ("-W", "-X", "--check-hash-based-pycs"):  # options taking a value
+            i += 2
+        elif arg.startswith("-") and arg != "-" and not arg.startswith("-c"):
+            i += 1
+        else:  # -c, a script, or stdin
+            return False
     return False
 
 
@@ -75,19 +85,19 @@ def quiet_framework_logs(verbose=False):
 def start_up_lines_filtered():
     """Capture file descriptor 2 (C++ writes there directly); on exit write back every line
     that is not a :data:`START_UP_LINE`."""
+    fd = 2  # C++ logging writes to the process's file descriptor 2, whatever sys.stderr is
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured)
+        saved = os.dup(fd)
+    except OSError:  # no file descriptor 2 (a detached process): nothing to filter
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(fd)
+    _flush_stderr()
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), fd)
         try:
             yield
         finally:
-            sys.stderr.flush()
+            _flush_stderr()
             os.dup2(saved, fd)
             os.close(saved)
             capture.seek(0)
@@ -96,8 +106,12 @@ def start_up_lines_filtered():
                 line for line in text.splitlines(keepends=True) if not START_UP_LINE.match(line)
             ]
             if kept:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
+                os.write(fd, "".join(kept).encode("utf-8"))
+
+
+def _flush_stderr():
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stderr.flush()
 
 
 def quiet_command_line_start():
