@@ -530,8 +530,9 @@ def plot_results(path, title, labels, before, after, metrics_before, metrics_aft
     retrieval = [key for key in history if key.startswith("val_")]
     if retrieval:  # RetrievalEvaluation's per-epoch values, on their own axis
         twin = axes[1, 0].twinx()
-        for key in retrieval:
-            twin.plot(epochs, history[key], linestyle="--", marker=".", label=key)
+        colours = ("tab:orange", "tab:green", "tab:purple", "tab:red", "tab:brown")
+        for key, colour in zip(retrieval, colours * len(retrieval), strict=False):
+            twin.plot(epochs, history[key], "--.", color=colour, label=key)
         twin.set_ylabel("held-out retrieval (dashed)")
         twin.legend(loc="center right")
 
