@@ -1,11 +1,15 @@
 """tftriplet: triplet losses for Keras 3 (TensorFlow, JAX, PyTorch), with a conformance suite.
 
 The public API: the losses (function and ``keras.losses.Loss`` per strategy), the metrics,
-distances and masks, the P x K sampler and the retrieval metrics. ``import tftriplet``
-loads nothing beyond Keras: the command line (``tftriplet.cli``) and the conformance suite
-(``tftriplet_conformance``) are separate.
+distances and masks, the P x K samplers (a ``keras.utils.PyDataset`` and a ``tf.data``
+pipeline), the retrieval metrics and a callback that logs them during training.
+``import tftriplet`` loads nothing beyond Keras: the command line (``tftriplet.cli``) and the
+conformance suite (``tftriplet_conformance``) are separate.
 """
 
+# First: quiets the `tftriplet` command's start-up before Keras loads (tftriplet/_startup.py).
+import tftriplet._startup  # noqa: F401
+from tftriplet.callbacks import RetrievalEvaluation
 from tftriplet.distances import DISTANCES, pairwise_distances
 from tftriplet.losses import (
     STRATEGIES,
@@ -30,7 +34,7 @@ from tftriplet.metrics import (
     TripletDifficulty,
 )
 from tftriplet.retrieval import map_at_r, recall_at_k, retrieval_metrics
-from tftriplet.samplers import PKBatches
+from tftriplet.samplers import PKBatches, pk_dataset
 
 __version__ = "0.1.0"
 
@@ -43,6 +47,7 @@ __all__ = [
     "MeanNegativeDistance",
     "MeanPositiveDistance",
     "PKBatches",
+    "RetrievalEvaluation",
     "SemiHardTripletLoss",
     "TripletDifficulty",
     "TripletLoss",
@@ -54,6 +59,7 @@ __all__ = [
     "batch_hard_triplet_statistics",
     "map_at_r",
     "pairwise_distances",
+    "pk_dataset",
     "recall_at_k",
     "retrieval_metrics",
     "semi_hard_triplet_loss",

@@ -155,6 +155,20 @@ def concrete_int(x):
     return int(x)
 
 
+def gpu_comparable(x):
+    """``x`` for an element-wise comparison that runs on the GPU: int32 widened to int64
+    under TensorFlow, unchanged otherwise.
+
+    TensorFlow's GPU kernels of element-wise int32 ops (``Equal``, ``NotEqual``...) keep
+    their inputs and outputs in host memory, so outside XLA a ``B x B`` comparison of int32
+    labels or indices runs on the CPU; the int64 kernels run on the GPU. The widening is
+    exact, so every comparison gives the same result.
+    """
+    if backend.backend() == "tensorflow" and backend.standardize_dtype(x.dtype) == "int32":
+        return ops.cast(x, "int64")
+    return x
+
+
 def in_graph_without_xla():
     """True while tracing a TensorFlow graph that XLA will not compile.
 

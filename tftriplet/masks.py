@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from keras import ops
 
+from tftriplet.backend_ops import gpu_comparable
+
 
 def same_label_mask(labels):
     """``mask[i, j]``: label i == label j (the diagonal included)."""
-    labels = ops.reshape(ops.convert_to_tensor(labels), (-1,))
+    labels = gpu_comparable(ops.reshape(ops.convert_to_tensor(labels), (-1,)))
     return ops.equal(ops.expand_dims(labels, 0), ops.expand_dims(labels, 1))
 
 
 def off_diagonal_mask(batch_size):
     """``mask[i, j]``: i != j, from one comparison of indices (no float eye and casts)."""
-    index = ops.arange(batch_size, dtype="int32")
+    index = gpu_comparable(ops.arange(batch_size, dtype="int32"))
     return ops.not_equal(ops.expand_dims(index, 1), ops.expand_dims(index, 0))
 
 
@@ -53,7 +55,8 @@ def triplet_mask(labels):
 
     Valid means: i, j, k distinct, ``labels[i] == labels[j]`` and ``labels[i] != labels[k]``
     (FaceNet's batch-all triples). Distinctness of k from i and j follows from
-    the labels, so it needs no index test. Labels are compared in their own dtype.
+    the labels, so it needs no index test. Labels are compared in their own dtype (int32
+    widened to int64 under TensorFlow, :func:`tftriplet.backend_ops.gpu_comparable`).
 
     Args:
         labels: class ids of shape ``(B,)``, any integer dtype.
@@ -90,7 +93,10 @@ def anchor_pair_masks(labels, anchor_index):
     """
     labels = ops.reshape(ops.convert_to_tensor(labels), (-1,))
     anchor_index = ops.convert_to_tensor(anchor_index, "int32")
-    same = ops.equal(ops.expand_dims(ops.take(labels, anchor_index), 1), ops.expand_dims(labels, 0))
-    columns = ops.arange(ops.shape(labels)[0], dtype="int32")
-    not_self = ops.not_equal(ops.expand_dims(anchor_index, 1), ops.expand_dims(columns, 0))
+    anchor_labels = gpu_comparable(ops.take(labels, anchor_index))
+    same = ops.equal(ops.expand_dims(anchor_labels, 1), ops.expand_dims(gpu_comparable(labels), 0))
+    columns = gpu_comparable(ops.arange(ops.shape(labels)[0], dtype="int32"))
+    not_self = ops.not_equal(
+        ops.expand_dims(gpu_comparable(anchor_index), 1), ops.expand_dims(columns, 0)
+    )
     return ops.logical_and(same, not_self), ops.logical_not(same)

@@ -1,9 +1,17 @@
 """Retrieval metrics on held-out embeddings: recall@k and MAP@R, in NumPy.
 
-Leave-one-out protocol: every sample is a query once and is ranked against all *other*
-samples by Euclidean distance (ties broken by sample index, so results are deterministic).
-A query whose class has no other sample cannot be answered and is left out of every average;
-``num_queries`` says how many were used.
+Two protocols, both ranking by Euclidean distance with ties broken by sample index (so
+results are deterministic):
+
+- leave-one-out (the default): every sample is a query once and is ranked against all
+  *other* samples;
+- query against gallery (``gallery_embeddings``, ``gallery_labels``): every query is ranked
+  against all gallery samples (the two sets are disjoint: a query is never in the gallery).
+
+A query with no relevant sample (no other sample of its class) cannot be answered and is left
+out of every average; ``num_queries`` says how many were used. Queries are ranked in chunks
+of ``chunk_size``, so memory is ``O(chunk_size * N)`` for ``N`` ranked samples, not
+``O(N^2)``.
 
 - ``recall@k`` (Song et al. 2016): the fraction of queries with at least one sample of their
   own class among their ``k`` nearest neighbours.
@@ -26,80 +34,135 @@ import numpy as np
 _CHUNK = 512  # queries per block: keeps memory at O(chunk * N), not O(N^2)
 
 
-def _check(embeddings, labels):
+def _check(embeddings, labels, name="", min_samples=2):
     embeddings = np.asarray(embeddings)
     labels = np.asarray(labels)
     if embeddings.ndim != 2:
-        raise ValueError(f"embeddings must have shape (N, D); got shape {embeddings.shape}.")
+        raise ValueError(f"{name}embeddings must have shape (N, D); got shape {embeddings.shape}.")
     if embeddings.dtype.kind not in "iuf":
-        raise TypeError(f"embeddings must be numeric; got dtype {embeddings.dtype}.")
+        raise TypeError(f"{name}embeddings must be numeric; got dtype {embeddings.dtype}.")
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1 or labels.shape[0] != embeddings.shape[0]:
         raise ValueError(
-            f"labels must have shape (N,) with N={embeddings.shape[0]} (the number of "
-            f"embeddings); got shape {labels.shape}."
+            f"{name}labels must have shape (N,) with N={embeddings.shape[0]} (the number of "
+            f"{name}embeddings); got shape {labels.shape}."
         )
     if labels.dtype.kind not in "iu":
-        raise TypeError(f"labels must be integer class ids; got dtype {labels.dtype}.")
+        raise TypeError(f"{name}labels must be integer class ids; got dtype {labels.dtype}.")
     embeddings = embeddings.astype(np.float64)
     if not np.all(np.isfinite(embeddings)):
-        raise ValueError("embeddings contain NaN or inf.")
-    if embeddings.shape[0] < 2:
-        raise ValueError(f"need at least 2 samples to rank; got {embeddings.shape[0]}.")
+        raise ValueError(f"{name}embeddings contain NaN or inf.")
+    if embeddings.shape[0] < min_samples:
+        raise ValueError(
+            f"need at least {min_samples} {name}samples to rank; got {embeddings.shape[0]}."
+        )
     return embeddings, labels
 
 
-def _ranked_matches(embeddings, labels):
+def _ranked_matches(queries, query_labels, gallery, gallery_labels, leave_one_out, chunk_size):
     """Yield, per block of queries, ``(matches, num_relevant)``.
 
-    ``matches[q, i]`` is True when the ``i``-th nearest other sample of query ``q`` has the
-    query's class; ``num_relevant[q]`` is ``R``, the number of other samples of that class.
+    ``matches[q, i]`` is True when the ``i``-th nearest gallery sample of query ``q`` has the
+    query's class; ``num_relevant[q]`` is ``R``, the number of gallery samples of that class
+    (without the query itself under leave-one-out, where the gallery is the queries).
     """
-    n = embeddings.shape[0]
-    squared_norms = np.sum(embeddings**2, axis=1)
-    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    num_relevant = counts[inverse] - 1
-    for start in range(0, n, _CHUNK):
-        stop = min(start + _CHUNK, n)
-        block = embeddings[start:stop]
+    n = gallery.shape[0]
+    gallery_norms = np.sum(gallery**2, axis=1)
+    query_norms = np.sum(queries**2, axis=1)
+    classes, gallery_inverse, counts = np.unique(
+        gallery_labels, return_inverse=True, return_counts=True
+    )
+    position = np.searchsorted(classes, query_labels)
+    position = np.minimum(position, len(classes) - 1)
+    known = classes[position] == query_labels  # the query's class is in the gallery
+    query_inverse = np.where(known, position, -1)
+    num_relevant = np.where(known, counts[position], 0)
+    ranked = n - 1 if leave_one_out else n
+    if leave_one_out:
+        num_relevant = num_relevant - 1
+    for start in range(0, queries.shape[0], chunk_size):
+        stop = min(start + chunk_size, queries.shape[0])
         # Squared distances rank the same as distances; clamp the rounding below 0.
-        distances = squared_norms[start:stop, None] + squared_norms[None, :]
-        distances -= 2 * block @ embeddings.T
+        distances = query_norms[start:stop, None] + gallery_norms[None, :]
+        distances -= 2 * queries[start:stop] @ gallery.T
         np.maximum(distances, 0.0, out=distances)
-        rows = np.arange(stop - start)
-        distances[rows, np.arange(start, stop)] = np.inf  # a query never retrieves itself
-        order = np.argsort(distances, axis=1, kind="stable")[:, : n - 1]
-        matches = inverse[order] == inverse[start:stop, None]
+        if leave_one_out:  # a query never retrieves itself
+            distances[np.arange(stop - start), np.arange(start, stop)] = np.inf
+        order = np.argsort(distances, axis=1, kind="stable")[:, :ranked]
+        matches = gallery_inverse[order] == query_inverse[start:stop, None]
         yield matches, num_relevant[start:stop]
 
 
-def retrieval_metrics(embeddings, labels, ks=(1, 5)):
-    """Leave-one-out recall@k for each ``k`` in ``ks`` and MAP@R.
+def retrieval_metrics(
+    embeddings,
+    labels,
+    ks=(1, 5),
+    *,
+    gallery_embeddings=None,
+    gallery_labels=None,
+    chunk_size=None,
+):
+    """Recall@k for each ``k`` in ``ks`` and MAP@R, leave-one-out or query against gallery.
 
     Args:
-        embeddings: array ``(N, D)``.
+        embeddings: the queries, array ``(N, D)``; under leave-one-out also the gallery.
         labels: integer class ids ``(N,)``.
-        ks: the ``k`` of each recall@k; each in ``1 .. N-1``.
+        ks: the ``k`` of each recall@k; each in ``1 .. G``, where ``G`` is the number of
+            samples a query is ranked against (``N - 1`` under leave-one-out).
+        gallery_embeddings: optional gallery ``(G, D)``; given, each query is ranked against
+            it instead of against the other queries.
+        gallery_labels: integer class ids ``(G,)`` of the gallery; given with
+            ``gallery_embeddings``.
+        chunk_size: queries ranked at once (default 512); memory is ``O(chunk_size * G)``.
 
     Returns:
         dict with ``"recall@<k>"`` per ``k``, ``"map@r"`` (floats in [0, 1]) and
-        ``"num_queries"`` (queries whose class has another sample; the others are left out).
+        ``"num_queries"`` (queries with at least one relevant sample; the others are left
+        out).
 
     Raises:
-        ValueError: on wrong shapes, non-finite embeddings, a ``k`` out of range, or no query
-            with a same-class neighbour.
+        ValueError: on wrong shapes, non-finite embeddings, a ``k`` out of range, a gallery
+            given without its labels (or the reverse), or no answerable query.
+
+    Example:
+        >>> retrieval_metrics([[0.0], [0.1], [5.0], [5.1]], [0, 0, 1, 1], ks=(1,))
+        {'recall@1': 1.0, 'map@r': 1.0, 'num_queries': 4}
+
+    Reference:
+        Musgrave, Belongie, Lim, "A Metric Learning Reality Check", ECCV 2020, section 3.2.
     """
-    embeddings, labels = _check(embeddings, labels)
-    n = embeddings.shape[0]
+    leave_one_out = gallery_embeddings is None and gallery_labels is None
+    embeddings, labels = _check(embeddings, labels, min_samples=2 if leave_one_out else 1)
+    if (gallery_embeddings is None) != (gallery_labels is None):
+        raise ValueError("give gallery_embeddings and gallery_labels together, or neither.")
+    if leave_one_out:
+        gallery, gallery_labels = embeddings, labels
+    else:
+        gallery, gallery_labels = _check(
+            gallery_embeddings, gallery_labels, name="gallery_", min_samples=1
+        )
+        if gallery.shape[1] != embeddings.shape[1]:
+            raise ValueError(
+                f"gallery_embeddings must have the queries' dimension D={embeddings.shape[1]}; "
+                f"got shape {gallery.shape}."
+            )
+    chunk_size = _CHUNK if chunk_size is None else chunk_size
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}.")
+    ranked = gallery.shape[0] - 1 if leave_one_out else gallery.shape[0]
     ks = [int(k) for k in ks]
     for k in ks:
-        if not 1 <= k <= n - 1:
-            raise ValueError(f"k must be in 1..{n - 1} (N - 1) for N={n} samples; got k={k}.")
+        if not 1 <= k <= ranked:
+            what = "N - 1" if leave_one_out else "the gallery size"
+            raise ValueError(f"k must be in 1..{ranked} ({what}); got k={k}.")
     hits = dict.fromkeys(ks, 0)
     ap_sum = 0.0
     num_queries = 0
-    for matches, num_relevant in _ranked_matches(embeddings, labels):
+    blocks = _ranked_matches(
+        embeddings, labels, gallery, gallery_labels, leave_one_out, int(chunk_size)
+    )
+    for matches, num_relevant in blocks:
         answerable = num_relevant > 0
         num_queries += int(np.sum(answerable))
         for k in ks:
@@ -110,10 +173,13 @@ def retrieval_metrics(embeddings, labels, ks=(1, 5)):
         terms = np.where(matches & within_r, precision, 0.0).sum(axis=1)
         ap_sum += float(np.sum(terms[answerable] / num_relevant[answerable]))
     if num_queries == 0:
-        raise ValueError(
-            "no query has another sample of its class, so recall and MAP@R are undefined; "
-            f"labels hold {len(np.unique(labels))} classes, each with a single sample."
-        )
+        if leave_one_out:
+            raise ValueError(
+                "no query has another sample of its class, so recall and MAP@R are "
+                f"undefined; labels hold {len(np.unique(labels))} classes, each with a single "
+                "sample."
+            )
+        raise ValueError("no query's class is in the gallery, so recall and MAP@R are undefined.")
     result = {f"recall@{k}": hits[k] / num_queries for k in ks}
     result["map@r"] = ap_sum / num_queries
     result["num_queries"] = num_queries

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -120,6 +121,8 @@ def main(argv=None):
         "--check", action="store_true", help="write nothing; exit 1 if the file is stale"
     )
     args = parser.parse_args(argv)
+    if not args.verbose:  # inherited by the framework workers (see tftriplet/_startup.py)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if args.command == "generate":
         return _generate(args)
     if args.command == "report":

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
+from tftriplet._startup import quiet_framework_logs
 from tftriplet.cli import demo
-
-
-def _quiet_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def cmd_seed(args):
@@ -48,6 +44,7 @@ def build_parser():
     seed.add_argument(
         "--float32", action="store_true", help="compute in float32 instead of float64"
     )
+    seed.add_argument("--verbose", action="store_true", help="show the frameworks' logs")
     seed.set_defaults(func=cmd_seed)
     demo.add_parser(sub)
     from tftriplet.cli.bench import add_arguments as add_bench_arguments
@@ -61,8 +58,10 @@ def build_parser():
 
 
 def main(argv=None):
-    _quiet_tensorflow()
+    # The framework's start-up lines are already filtered when this process is the
+    # `tftriplet` command (tftriplet/_startup.py); this quiets the subprocesses it starts.
     args = build_parser().parse_args(argv)
+    quiet_framework_logs(verbose=getattr(args, "verbose", False))
     return args.func(args)
 
 

@@ -2,15 +2,18 @@
 
 Loads scikit-learn's bundled handwritten digits (nothing is downloaded) or the user's own
 ``--data file.npz`` (arrays ``x`` and ``y``), holds out test data, trains a small Keras
-embedding network with a triplet loss on P x K batches, and evaluates leave-one-out
-retrieval (recall@1, recall@5, MAP@R) on the held-out data before and after training. Writes
-a PNG (2-D projections of the test embeddings next to the training curves) and a JSON with
-every printed number to ``--out``.
+embedding network with a triplet loss on P x K batches (``tftriplet.PKBatches``), and
+evaluates leave-one-out retrieval (recall@1, recall@5, MAP@R) on the held-out data before
+training and after every epoch (``tftriplet.RetrievalEvaluation``). Writes a PNG (2-D
+projections of the test embeddings next to the training curves) and a JSON with every printed
+number to ``--out``; with ``--tensorboard DIR`` also the curves, the per-epoch retrieval
+metrics and the held-out embeddings for TensorBoard's projector.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -18,17 +21,26 @@ import time
 
 import numpy as np
 
-# --strategy name -> loss class name in tftriplet. Every class takes ``margin=``. Strategies
-# whose class this tftriplet does not have are refused with a clear error.
+from tftriplet import (
+    BatchAllTripletLoss,
+    BatchHardTripletLoss,
+    FractionPositiveTriplets,
+    PKBatches,
+    RetrievalEvaluation,
+    SemiHardTripletLoss,
+    TripletDifficulty,
+)
+from tftriplet.retrieval import retrieval_metrics
+
+# --strategy name -> loss class; every class takes ``margin=``.
 STRATEGIES = {
-    "batch_all": "BatchAllTripletLoss",
-    "batch_hard": "BatchHardTripletLoss",
-    "semi_hard": "SemiHardTripletLoss",
+    "batch_all": BatchAllTripletLoss,
+    "batch_hard": BatchHardTripletLoss,
+    "semi_hard": SemiHardTripletLoss,
 }
-# Metric class names in tftriplet, each built with ``margin=``; those this tftriplet does not
-# have are skipped. A metric's result may be a scalar or a dict of scalars (Keras logs each
-# key of a dict result as its own entry).
-METRICS = ("FractionPositiveTriplets", "TripletDifficulty")
+# Metrics, each built with ``margin=``. A metric's result may be a scalar or a dict of
+# scalars (Keras logs each key of a dict result as its own entry).
+METRICS = (FractionPositiveTriplets, TripletDifficulty)
 
 SPLITS = ("samples", "classes")
 TEST_FRACTION = 0.3
@@ -176,36 +188,19 @@ def split_indices(y, mode, seed, test_fraction=TEST_FRACTION):
 # ------------------------------------------------------------------- strategies and model
 
 
-def available_strategies():
-    """The ``--strategy`` names whose loss class this tftriplet has."""
-    import tftriplet
-
-    return [name for name, cls in STRATEGIES.items() if hasattr(tftriplet, cls)]
-
-
 def make_loss(strategy, margin):
     """The loss of ``strategy`` (a key of :data:`STRATEGIES`), built with ``margin``."""
-    import tftriplet
-
     if strategy not in STRATEGIES:
         raise DemoError(f"--strategy must be one of {sorted(STRATEGIES)}; got {strategy!r}.")
-    cls = getattr(tftriplet, STRATEGIES[strategy], None)
-    if cls is None:
-        raise DemoError(
-            f"--strategy {strategy} needs tftriplet.{STRATEGIES[strategy]}, which this "
-            f"tftriplet does not have; available: {available_strategies()}."
-        )
     try:
-        return cls(margin=margin)
+        return STRATEGIES[strategy](margin=margin)
     except ValueError as err:
         raise DemoError(f"--margin {margin}: {err}") from err
 
 
 def make_metrics(margin):
-    """One instance of each metric of :data:`METRICS` that this tftriplet has."""
-    import tftriplet
-
-    return [getattr(tftriplet, name)(margin=margin) for name in METRICS if hasattr(tftriplet, name)]
+    """One instance of each metric of :data:`METRICS`, built with ``margin``."""
+    return [cls(margin=margin) for cls in METRICS]
 
 
 def build_model(input_dim, embedding_dim=32, hidden_units=128):
@@ -238,23 +233,32 @@ def run_demo(
     samples_per_class=8,
     embedding_dim=32,
     learning_rate=1e-3,
+    tensorboard=None,
     verbose=1,
     print_fn=print,
 ):
     """Run the demo; return the dict written to ``<out>/results.json``.
+
+    With ``tensorboard`` (a folder), also writes TensorBoard logs there: the training curves
+    and the per-epoch retrieval metrics (``keras.callbacks.TensorBoard``), and the held-out
+    embeddings before and after training with their labels for the embedding projector
+    (:func:`write_projector`).
 
     Raises:
         DemoError: on unusable data or options, with a message for the user.
     """
     import keras
 
-    from tftriplet.retrieval import retrieval_metrics
-    from tftriplet.samplers import PKBatches
-
     start = time.perf_counter()
     if epochs < 1:
         raise DemoError(f"--epochs must be >= 1; got {epochs}.")
     loss = make_loss(strategy, margin)  # an unknown strategy fails before any work
+    if tensorboard is not None and importlib.util.find_spec("tensorboard") is None:
+        # keras.callbacks.TensorBoard writes scalars with tf.summary, which needs it.
+        raise DemoError(
+            "--tensorboard needs the tensorboard package (and tensorflow): "
+            "pip install tensorboard, or pip install 'tftriplet[demo]'."
+        )
     metrics = make_metrics(margin)
     if data is None:
         x, y = load_digits_data()
@@ -312,15 +316,22 @@ def run_demo(
     model = build_model(x.shape[1], embedding_dim=embedding_dim)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
 
-    def evaluate():
-        # A direct call, not predict(): no tf.function to trace for two calls.
-        embeddings = keras.ops.convert_to_numpy(model(x_test, training=False))
-        return embeddings, retrieval_metrics(embeddings, y_test, ks=RECALL_KS)
+    # Recall@k and MAP@R of the held-out data after every epoch, in the logs as
+    # val_recall@1, val_recall@5 and val_map@r (so in History and TensorBoard too).
+    evaluation = RetrievalEvaluation(x_test, y_test, ks=RECALL_KS)
+    callbacks = [evaluation]
+    if tensorboard is not None:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=tensorboard))
+
+    def embed():
+        return np.asarray(keras.ops.convert_to_numpy(model.predict(x_test, verbose=0)))
 
     input_space = retrieval_metrics(x_test, y_test, ks=RECALL_KS)
-    before_embeddings, before = evaluate()
-    history = model.fit(batches, epochs=epochs, verbose=verbose).history
-    after_embeddings, after = evaluate()
+    before_embeddings = embed()
+    before = retrieval_metrics(before_embeddings, y_test, ks=RECALL_KS)
+    history = model.fit(batches, epochs=epochs, verbose=verbose, callbacks=callbacks).history
+    after_embeddings = embed()
+    after = evaluation.last_results  # the last epoch's evaluation: the trained model
     history = {key: [float(v) for v in values] for key, values in history.items()}
 
     rows = [
@@ -376,10 +387,71 @@ def run_demo(
         "seconds": round(seconds, 2),
         "files": {"png": png_path, "json": json_path},
     }
+    if tensorboard is not None:
+        # In the run folder of the held-out metrics: TensorBoard's projector reads a
+        # projector_config.pbtxt in each run folder (one with event files), and in the
+        # log folder itself only when it has no runs.
+        projector = write_projector(
+            os.path.join(tensorboard, "validation"),
+            {
+                "held_out_after_training": after_embeddings,
+                "held_out_before_training": before_embeddings,
+            },
+            y_test,
+        )
+        results["files"]["tensorboard"] = tensorboard
+        results["files"]["projector_config"] = projector
     with open(json_path, "w") as f:
         json.dump(results, f, indent=2)
     print_fn(f"\nwrote {png_path} and {json_path}; finished in {seconds:.1f} s")
+    if tensorboard is not None:
+        print_fn(
+            f"TensorBoard logs and projector files in {tensorboard}: "
+            f"tensorboard --logdir {tensorboard}"
+        )
     return results
+
+
+def write_projector(log_dir, embeddings, labels):
+    """Write embeddings and their labels for TensorBoard's embedding projector.
+
+    Writes ``<name>.tsv`` (one embedding per line, tab-separated), ``metadata.tsv`` (one
+    label per line; a single column has no header row) and ``projector_config.pbtxt``
+    (a text ``ProjectorConfig`` whose ``tensor_path`` entries point at the TSV files, so the
+    projector needs no checkpoint), all in ``log_dir``. Returns the config's path.
+
+    Args:
+        log_dir: a run folder under the folder TensorBoard is started on (or that folder
+            itself when it has no runs).
+        embeddings: dict ``name -> array (N, D)``, the same ``N`` rows for every name.
+        labels: class ids ``(N,)``, one per row.
+    """
+    os.makedirs(log_dir, exist_ok=True)
+    np.savetxt(os.path.join(log_dir, "metadata.tsv"), np.asarray(labels), fmt="%d")
+    entries = []
+    for name, values in embeddings.items():
+        values = np.asarray(values, dtype=np.float32)
+        if values.ndim != 2 or values.shape[0] != len(labels):
+            raise ValueError(
+                f"embeddings {name!r} must have shape (N, D) with N={len(labels)}; got "
+                f"{values.shape}."
+            )
+        path = f"{name}.tsv"
+        # 9 significant digits round-trip float32 exactly.
+        np.savetxt(os.path.join(log_dir, path), values, fmt="%.9g", delimiter="\t")
+        entries.append(
+            "embeddings {\n"
+            f'  tensor_name: "{name}"\n'
+            f'  tensor_path: "{path}"\n'
+            '  metadata_path: "metadata.tsv"\n'
+            f"  tensor_shape: {values.shape[0]}\n"
+            f"  tensor_shape: {values.shape[1]}\n"
+            "}\n"
+        )
+    config = os.path.join(log_dir, "projector_config.pbtxt")
+    with open(config, "w", encoding="utf-8") as f:
+        f.write("".join(entries))
+    return config
 
 
 def _short_list(classes, most=10):
@@ -451,12 +523,20 @@ def plot_results(path, title, labels, before, after, metrics_before, metrics_aft
 
     epochs = np.arange(1, len(history["loss"]) + 1)
     axes[1, 0].plot(epochs, history["loss"], marker="o", color="tab:blue")
-    axes[1, 0].set_title("training loss")
+    axes[1, 0].set_title("training loss and held-out retrieval per epoch")
     axes[1, 0].set_xlabel("epoch")
     axes[1, 0].set_ylabel("loss (mean over the epoch's batches)")
     axes[1, 0].grid(alpha=0.3)
+    retrieval = [key for key in history if key.startswith("val_")]
+    if retrieval:  # RetrievalEvaluation's per-epoch values, on their own axis
+        twin = axes[1, 0].twinx()
+        colours = ("tab:orange", "tab:green", "tab:purple", "tab:red", "tab:brown")
+        for key, colour in zip(retrieval, colours * len(retrieval), strict=False):
+            twin.plot(epochs, history[key], "--.", color=colour, label=key)
+        twin.set_ylabel("held-out retrieval (dashed)")
+        twin.legend(loc="center right")
 
-    fractions = [key for key in history if key != "loss"]
+    fractions = [key for key in history if key != "loss" and not key.startswith("val_")]
     for key in fractions:
         axes[1, 1].plot(epochs, history[key], marker="o", label=key.replace("_", " "))
     axes[1, 1].set_title("triplets in the training batches")
@@ -506,7 +586,15 @@ def add_parser(subparsers):
         help="hold out 30%% of each class's samples, or 30%% of the classes entirely",
     )
     parser.add_argument("--margin", type=float, default=0.2, help="the loss's margin")
+    parser.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="also write TensorBoard logs (curves, retrieval metrics per epoch, projector)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no Keras progress bars")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the frameworks' logs (TensorFlow start-up)"
+    )
     parser.set_defaults(func=main)
     return parser
 
@@ -532,6 +620,7 @@ def main(args):
             strategy=args.strategy,
             split=args.split,
             margin=args.margin,
+            tensorboard=args.tensorboard,
             verbose=0 if args.quiet else "auto",
         )
     except DemoError as err:
