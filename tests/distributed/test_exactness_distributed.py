@@ -75,10 +75,54 @@ def _finish(proc, timeout):
     assert proc.returncode == 0, f"{proc.args} failed:\n{output[-4000:]}"
 
 
-def _run(tmp_path, mode, timeout=300, **env):
-    out = tmp_path / f"{mode}.json"
-    _finish(_spawn(mode, out, _env(**env)), timeout)
-    return json.loads(out.read_text())
+def _jax_env():
+    flags = os.environ.get("XLA_FLAGS", "")
+    return {
+        "KERAS_BACKEND": "jax",
+        "XLA_FLAGS": f"{flags} --xla_force_host_platform_device_count=2".strip(),
+    }
+
+
+def _missing_for_jax():
+    """Why the DataParallel check cannot run here, or None."""
+    for module in ("jax", "tensorflow"):
+        if importlib.util.find_spec(module) is None:
+            return (
+                f"{module} is not installed in this environment: the DataParallel check runs "
+                "Keras' JAX backend over 2 host devices (and reuses the TensorFlow harness)"
+            )
+    return None
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The mirrored and JAX processes, started together (each mostly keeps one core busy),
+    as ``{mode: result, or the reason it did not run}``."""
+    folder = tmp_path_factory.mktemp("exactness")
+    started, results = {}, {}
+    if keras.backend.backend() == "tensorflow":
+        started["mirrored"] = _spawn("mirrored", folder / "mirrored.json", _env())
+    else:
+        results["mirrored"] = "tf.distribute needs the TF backend"
+    results["jax"] = _missing_for_jax()
+    if results["jax"] is None:
+        started["jax"] = _spawn("jax", folder / "jax.json", _env(**_jax_env()))
+    try:
+        for mode, proc in started.items():
+            _finish(proc, timeout=300)
+            results[mode] = json.loads((folder / f"{mode}.json").read_text())
+    finally:
+        for proc in started.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+    return results
+
+
+def _result(runs, mode):
+    if isinstance(runs[mode], str):
+        pytest.skip(runs[mode])
+    return runs[mode]
 
 
 def _max_weight_difference(a, b):
@@ -95,10 +139,13 @@ def _check_one_device(single, loss):
 
 
 @pytest.fixture(scope="module")
-def mirrored(tmp_path_factory):
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("tf.distribute needs the TF backend")
-    return _run(tmp_path_factory.mktemp("mirrored"), "mirrored")
+def mirrored(runs):
+    return _result(runs, "mirrored")
+
+
+@pytest.fixture(scope="module")
+def data_parallel(runs):
+    return _result(runs, "jax")
 
 
 # ---------------------------------------------------------------- MirroredStrategy
@@ -202,23 +249,6 @@ def test_two_workers_match_one_device(mirrored, tmp_path):
 
 
 # ---------------------------------------------------------------- JAX DataParallel
-
-
-@pytest.fixture(scope="module")
-def data_parallel(tmp_path_factory):
-    for module in ("jax", "tensorflow"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(
-                f"{module} is not installed in this environment: the DataParallel check runs "
-                "Keras' JAX backend over 2 host devices (and reuses the TensorFlow harness)"
-            )
-    flags = os.environ.get("XLA_FLAGS", "")
-    return _run(
-        tmp_path_factory.mktemp("jax"),
-        "jax",
-        KERAS_BACKEND="jax",
-        XLA_FLAGS=f"{flags} --xla_force_host_platform_device_count=2".strip(),
-    )
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=loss_id)
