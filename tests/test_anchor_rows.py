@@ -9,9 +9,10 @@ anchors' terms of the whole batch.
 import keras
 import numpy as np
 import pytest
-from mining_helpers import DISTANCES, case_id, draw_case, tf_value_and_gradient
+import tensorflow as tf
 
 import tftriplet
+from tftriplet import DISTANCES
 from tftriplet.distances import anchor_distances
 from tftriplet.losses.batch_hard import batch_hard_terms
 from tftriplet.losses.semi_hard import semi_hard_terms
@@ -20,6 +21,26 @@ from tftriplet_conformance import reference
 
 #: Unsorted, one repeated: rows are taken as asked.
 ANCHORS = np.array([4, 0, 8, 4], dtype=np.int32)
+
+
+def tf_value_and_gradient(fn, embeddings):
+    """``fn(embeddings)`` and its gradient with TensorFlow, as NumPy."""
+    x = tf.Variable(embeddings)
+    with tf.GradientTape() as tape:
+        value = fn(x)
+    return value.numpy(), tape.gradient(value, x).numpy()
+
+
+def draw_case(rng, batch_size, dim, num_classes, margin, distance):
+    """Random labels and float64 embeddings with every batch-hard and semi-hard decision
+    (the reference's decision values) at least 1e-4 away from a tie."""
+    for _ in range(100):
+        labels = rng.integers(0, num_classes, size=batch_size).astype("int64")
+        x = rng.normal(size=(batch_size, dim))
+        values = reference.decision_values(labels, x, "batch_hard", margin, distance)
+        if values.size == 0 or np.min(np.abs(values)) >= 1e-4:
+            return labels, x
+    raise AssertionError("could not draw a case clear of ties")
 
 
 def scattered(anchor_index, weights, batch_size):
@@ -118,7 +139,7 @@ CASES = [("batch_hard", soft, d) for soft in (False, True) for d in DISTANCES] +
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c)))
 def test_terms_of_some_anchors_are_rows_of_the_terms_of_all(case):
     name, soft, distance = case
     rng = np.random.default_rng(5)
