@@ -144,28 +144,52 @@ def uneven_step(tf, strategy, sizes):
     }
 
 
-def tensor_sizes(graph):
-    """The largest fully shaped tensor of ``graph`` (elements); the ops with an output
-    whose shape is not fully known (and not known to be empty), as ``[type, name, shape
-    with None for unknown sizes, or None for an unknown rank]``; the types of the ops that
-    hide a subgraph (control flow)."""
+#: The attributes that name the function bodies of control-flow and call ops.
+FUNCTION_ATTRS = ("body", "cond", "then_branch", "else_branch", "branches", "f")
+
+
+def function_graphs(graph, op, top):
+    """The graphs of the functions ``op`` runs (a loop's body, a conditional's branches)."""
+    graphs = []
+    for attr in FUNCTION_ATTRS:
+        try:
+            value = op.get_attr(attr)
+        except ValueError:
+            continue
+        for f in value if isinstance(value, list) else [value]:
+            if not hasattr(f, "name"):
+                continue
+            function = graph._get_function(f.name) or top._get_function(f.name)
+            assert function is not None, (op.name, attr, f.name)
+            graphs.append(function.graph)
+    return graphs
+
+
+def tensor_sizes(graph, top=None, seen=None):
+    """The largest fully shaped tensor of ``graph`` and of every function it runs (loop
+    bodies, branches), in elements; and the ops with an output whose shape is not fully
+    known (and not known to be empty), as ``[type, name, shape with None for unknown
+    sizes, or None for an unknown rank]``."""
     import numpy as np
 
-    sizes, unknown, control_flow = [], [], set()
+    top = graph if top is None else top
+    seen = set() if seen is None else seen
+    largest, unknown = 0, []
     for op in graph.get_operations():
-        if op.type in ("If", "StatelessIf", "While", "StatelessWhile", "Case"):
-            control_flow.add(op.type)
         for t in op.outputs:
             if t.shape.rank is not None and t.shape.is_fully_defined():
-                sizes.append(int(np.prod(t.shape.as_list())))
+                largest = max(largest, int(np.prod(t.shape.as_list())))
             elif t.shape.rank is None or 0 not in t.shape.as_list():
                 shape = None if t.shape.rank is None else t.shape.as_list()
                 unknown.append([op.type, op.name, shape])
-    return {
-        "largest": max(sizes),
-        "unknown_shape_ops": unknown,
-        "control_flow": sorted(control_flow),
-    }
+        for inner in function_graphs(graph, op, top):
+            if inner.name in seen:
+                continue
+            seen.add(inner.name)
+            sub = tensor_sizes(inner, top, seen)
+            largest = max(largest, sub["largest"])
+            unknown += sub["unknown_shape_ops"]
+    return {"largest": largest, "unknown_shape_ops": unknown, "functions": len(seen)}
 
 
 def mirrored():
