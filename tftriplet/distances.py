@@ -108,3 +108,49 @@ def pairwise_distances(embeddings, squared=False, distance=None):
     if distance == "squared_euclidean":
         return sq
     return _safe_sqrt(sq)
+
+
+def anchor_distances(embeddings, anchor_index, squared=False, distance=None):
+    """Rows ``anchor_index`` of :func:`pairwise_distances`, without the ``(B, B)`` matrix.
+
+    ``out[a, j]`` is the distance from the anchor ``anchor_index[a]`` to row ``j``: one
+    ``(A, D) x (D, B)`` product, ``O(A * B)`` memory. The same rules as
+    :func:`pairwise_distances`: squared Euclidean distances are ``|a|^2 - 2 a.e + |e|^2``
+    clamped at 0, cosine distances are clipped to ``[0, 2]`` (a zero row at distance 1),
+    an anchor's distance to its own row is exactly 0, and where a Euclidean distance is
+    exactly 0 its gradient is 0. Used to mine some anchors (one replica's) against a batch.
+
+    Args:
+        embeddings: float tensor of shape ``(B, D)``.
+        anchor_index: int32 indices ``(A,)`` into the rows of ``embeddings``.
+        squared: the core's flag, same as ``distance="squared_euclidean"``.
+        distance: one of :data:`DISTANCES`; ``None`` follows ``squared``.
+
+    Returns:
+        An ``(A, B)`` tensor, 0 at ``[a, anchor_index[a]]``.
+
+    Example:
+        >>> anchor_distances([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]], [1])  # [[5., 0., 4.24]]
+    """
+    distance = resolve_distance(distance, squared)
+    embeddings = ops.convert_to_tensor(embeddings)
+    anchor_index = ops.convert_to_tensor(anchor_index, "int32")
+    columns = ops.arange(ops.shape(embeddings)[0], dtype="int32")
+    not_self = ops.not_equal(ops.expand_dims(anchor_index, 1), ops.expand_dims(columns, 0))
+    if distance == "cosine":
+        normalized = l2_normalize(embeddings)
+        anchors = ops.take(normalized, anchor_index, axis=0)
+        dist = ops.clip(1.0 - ops.matmul(anchors, ops.transpose(normalized)), 0.0, 2.0)
+        return dist * ops.cast(not_self, dist.dtype)
+    sq_norm = ops.sum(ops.square(embeddings), axis=1)
+    anchors = ops.take(embeddings, anchor_index, axis=0)
+    dot = ops.matmul(anchors, ops.transpose(embeddings))
+    sq = (
+        ops.expand_dims(ops.take(sq_norm, anchor_index, axis=0), 1)
+        - 2.0 * dot
+        + ops.expand_dims(sq_norm, 0)
+    )
+    sq = ops.maximum(sq, 0.0) * ops.cast(not_self, dot.dtype)
+    if distance == "squared_euclidean":
+        return sq
+    return _safe_sqrt(sq)

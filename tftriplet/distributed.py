@@ -7,7 +7,9 @@ cross-replica mode every replica instead
 1. all-gathers the embeddings and the labels of all replicas (labels as integers),
 2. mines each of its *local* anchors against the *global* batch, giving a numerator (the
    loss summed over its local anchors) and its share of the normaliser (for batch-all: the
-   number of positive triples with a local anchor),
+   number of positive triples with a local anchor); only the local anchors' rows of the
+   distance matrix are built, so a replica needs ``O(b * B)`` memory for ``b`` local and
+   ``B`` global rows, never ``B x B``,
 3. all-reduces the normaliser and returns ``numerator / global normaliser``.
 
 The per-replica losses then sum to the single-device loss of the global batch::

@@ -1,12 +1,13 @@
-"""Per-anchor selections of positives and negatives, at O(B^2) memory.
+"""Per-anchor selections of positives and negatives, at O(A * B) memory for A anchors.
 
 Batch-hard and semi-hard mining pick, for each anchor (or anchor-positive pair), one
-negative out of the anchor's row of the ``(B, B)`` distance matrix; the difficulty metric
+negative out of the anchor's row of the distance matrix (``(B, B)`` for all anchors,
+``(A, B)`` for some, e.g. one replica's against the global batch); the difficulty metric
 counts, for each anchor-positive pair, how many negatives fall below a threshold. A
 ``(B, B, B)`` comparison tile (how TF Addons did semi-hard) would do both in one line but costs
 cubic memory. Here each anchor's negative distances are sorted once and every query is
-answered by a row-wise binary search over that sorted row: ``O(B^2 log B)`` work and
-``O(B^2)`` memory. Indices are found on gradient-stopped distances; the selected distances
+answered by a row-wise binary search over that sorted row: ``O(A B log B)`` work and
+``O(A B)`` memory. Indices are found on gradient-stopped distances; the selected distances
 are then gathered from the differentiable matrix, so the gradient reaches exactly the
 selected entries.
 """
@@ -16,36 +17,45 @@ from __future__ import annotations
 from keras import ops
 
 from tftriplet.backend_ops import row_searchsorted
-from tftriplet.masks import anchor_negative_mask, anchor_positive_mask
+from tftriplet.distances import anchor_distances, pairwise_distances
+from tftriplet.masks import anchor_negative_mask, anchor_pair_masks, anchor_positive_mask
 
 
 class AnchorRows:
-    """A distance matrix with its masks and each anchor's negatives sorted ascending.
+    """Rows of a distance matrix with their masks and each anchor's negatives sorted.
+
+    The rows are those of the anchors ``anchor_index`` against all ``B`` samples (all
+    ``B`` anchors, the square matrix, when ``anchor_index`` is None), so mining ``A``
+    anchors costs ``O(A * B)`` memory.
 
     Attributes:
-        distances: the differentiable ``(B, B)`` distances.
-        positive: bool ``(B, B)``, ``[i, j]``: j != i has i's label.
-        negative: bool ``(B, B)``, ``[i, k]``: k has another label.
-        num_negatives: int32 ``(B,)``, negatives per anchor.
-        negative_order: int32 ``(B, B)``, row i's column indices by increasing distance,
+        distances: the differentiable ``(A, B)`` distances.
+        positive: bool ``(A, B)``, ``[a, j]``: j is not the anchor itself and has its label.
+        negative: bool ``(A, B)``, ``[a, k]``: k has another label.
+        num_negatives: int32 ``(A,)``, negatives per anchor.
+        negative_order: int32 ``(A, B)``, row a's column indices by increasing distance,
             negatives first.
-        sorted_negatives: ``(B, B)`` gradient-stopped negative distances in that order,
+        sorted_negatives: ``(A, B)`` gradient-stopped negative distances in that order,
             non-negatives padded with a value above every distance.
     """
 
-    def __init__(self, labels, distances):
+    def __init__(self, labels, distances, anchor_index=None):
         self.distances = distances
-        self.positive = anchor_positive_mask(labels)
-        self.negative = anchor_negative_mask(labels)
+        if anchor_index is None:
+            self.positive = anchor_positive_mask(labels)
+            self.negative = anchor_negative_mask(labels)
+        else:
+            self.positive, self.negative = anchor_pair_masks(labels, anchor_index)
         self.num_negatives = ops.sum(ops.cast(self.negative, "int32"), axis=1)
         plain = ops.stop_gradient(distances)
-        pad = ops.max(plain) + 1.0
+        # initial=0 (distances are >= 0): a replica may have no anchors at all.
+        pad = ops.max(plain, initial=0.0) + 1.0
         keyed = ops.where(self.negative, plain, pad)
         self.negative_order = ops.cast(ops.argsort(keyed, axis=1), "int32")
         self.sorted_negatives = ops.take_along_axis(keyed, self.negative_order, axis=1)
 
     def negatives_below(self, thresholds, inclusive):
-        """``(B, Q)`` counts of anchor i's negatives ``<`` (or ``<=``) ``thresholds[i, q]``."""
+        """``(A, Q)`` counts of anchor i's negatives ``<`` (or ``<=``) ``thresholds[i, q]``."""
         side = "right" if inclusive else "left"
         counts = row_searchsorted(self.sorted_negatives, thresholds, side)
         # The padding sits above every distance but not above every threshold (d + margin).
@@ -57,20 +67,34 @@ class AnchorRows:
         return ops.take_along_axis(self.distances, columns, axis=1)
 
 
+def anchor_rows(labels, embeddings, distance, anchor_index=None):
+    """:class:`AnchorRows` of the anchors ``anchor_index`` against the whole batch.
+
+    With ``anchor_index=None`` the rows of all anchors, from
+    :func:`~tftriplet.distances.pairwise_distances`; else only the ``(A, B)`` rows, from
+    :func:`~tftriplet.distances.anchor_distances`: nothing of size ``B x B`` is built.
+    """
+    if anchor_index is None:
+        return AnchorRows(labels, pairwise_distances(embeddings, distance=distance))
+    distances = anchor_distances(embeddings, anchor_index, distance=distance)
+    return AnchorRows(labels, distances, anchor_index)
+
+
 def hardest_positive_distance(rows):
-    """``max_j d(i, j)`` over anchor i's positives; 0 where it has none. Shape ``(B,)``."""
-    # Distances are >= 0, so a masked-out 0 never beats a real positive.
-    return ops.max(ops.where(rows.positive, rows.distances, 0.0), axis=1)
+    """``max_j d(i, j)`` over anchor i's positives; 0 where it has none. Shape ``(A,)``."""
+    # Distances are >= 0, so a masked-out 0 never beats a real positive (initial=0: a
+    # replica may have no anchors).
+    return ops.max(ops.where(rows.positive, rows.distances, 0.0), axis=1, initial=0.0)
 
 
 def hardest_negative_distance(rows):
-    """``min_k d(i, k)`` over anchor i's negatives (any value where it has none). ``(B,)``."""
+    """``min_k d(i, k)`` over anchor i's negatives (any value where it has none). ``(A,)``."""
     rank = ops.zeros((ops.shape(rows.distances)[0], 1), dtype="int32")
     return ops.squeeze(rows.negative_distance_at_rank(rank), axis=1)
 
 
 def semi_hard_negative_distance(rows):
-    """FaceNet's semi-hard negative for every anchor-positive pair ``(i, j)``, ``(B, B)``.
+    """FaceNet's semi-hard negative for every anchor-positive pair ``(i, j)``, ``(A, B)``.
 
     The closest negative of anchor i strictly farther than ``d(i, j)``; if none is farther,
     the farthest negative of i. Meaningful only where i has a negative.

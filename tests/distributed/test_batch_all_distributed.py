@@ -26,9 +26,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 from distributed_step import LABELS, initial_weights, logged_loss_factor  # noqa: E402
 
-from tftriplet import BatchAllTripletLoss, TripletLoss, reference  # noqa: E402
+from tftriplet import BatchAllTripletLoss, TripletLoss  # noqa: E402
 from tftriplet.losses.batch_all_dense import batch_all_dense_anchor_terms  # noqa: E402
 from tftriplet.masks import anchor_pair_masks  # noqa: E402
+from tftriplet_conformance import reference  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("distributed_step.py")

@@ -53,9 +53,9 @@ def mean_of_terms(parts, count_name):
     return {"loss": normalize(terms, counted), count_name: counted, "num_positive": positive}
 
 
-def anchor_share(parts, anchor_index):
-    """``(sum of terms, count)`` over the anchors ``anchor_index`` (for ``cross_replica``)."""
-    terms, counted, _ = (ops.take(p, anchor_index, axis=0) for p in parts)
+def sum_of_terms(parts):
+    """``(sum of terms, count)`` of per-anchor parts: an ``anchor_terms`` result."""
+    terms, counted, _ = parts
     return ops.sum(terms), ops.sum(counted)
 
 

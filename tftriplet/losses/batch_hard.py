@@ -1,7 +1,8 @@
 """Batch-hard: each anchor's hardest positive against its hardest negative (Hermans et al.).
 
-One positive and one negative per anchor are picked out of the ``(B, B)`` distance matrix
-(:mod:`tftriplet.mining`), so memory is ``O(B^2)``.
+One positive and one negative per anchor are picked out of the anchor's row of the
+distance matrix (:mod:`tftriplet.mining`), so memory is ``O(B^2)``; mining only some anchors
+(``cross_replica``: one replica's ``b`` anchors against the global batch) is ``O(b * B)``.
 """
 
 from __future__ import annotations
@@ -9,21 +10,22 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tftriplet.distances import pairwise_distances, resolve_distance
+from tftriplet.distances import resolve_distance
 from tftriplet.inputs import standardize_inputs
 from tftriplet.losses.base import (
     PACKAGE,
     TripletLoss,
-    anchor_share,
     mean_of_terms,
     per_anchor_terms,
+    sum_of_terms,
 )
-from tftriplet.mining import AnchorRows, hardest_negative_distance, hardest_positive_distance
+from tftriplet.mining import anchor_rows, hardest_negative_distance, hardest_positive_distance
 
 
-def batch_hard_terms(labels, embeddings, margin, distance, soft):
-    """Per-anchor terms ``(B,)``, counted and positive flags (see ``per_anchor_terms``)."""
-    rows = AnchorRows(labels, pairwise_distances(embeddings, distance=distance))
+def batch_hard_terms(labels, embeddings, margin, distance, soft, anchor_index=None):
+    """Per-anchor terms ``(A,)``, counted and positive flags (see ``per_anchor_terms``), for
+    the anchors ``anchor_index`` (int32 ``(A,)``; None: all ``B``) mined against the batch."""
+    rows = anchor_rows(labels, embeddings, distance, anchor_index)
     diff = hardest_positive_distance(rows) - hardest_negative_distance(rows)
     has_positive = ops.any(rows.positive, axis=1)
     has_negative = ops.greater(rows.num_negatives, 0)
@@ -117,5 +119,7 @@ class BatchHardTripletLoss(TripletLoss):
         return mean_of_terms(parts, "num_anchors")["loss"]
 
     def anchor_terms(self, labels, embeddings, anchor_index):
-        parts = batch_hard_terms(labels, embeddings, self.margin, self.distance, self.soft)
-        return anchor_share(parts, anchor_index)
+        parts = batch_hard_terms(
+            labels, embeddings, self.margin, self.distance, self.soft, anchor_index
+        )
+        return sum_of_terms(parts)

@@ -2,7 +2,8 @@
 
 The negative of each anchor-positive pair is found by a binary search in the anchor's
 sorted negative distances (:mod:`tftriplet.mining`), so memory is ``O(B^2)``, never the
-``(B, B, B)`` comparison tile.
+``(B, B, B)`` comparison tile; mining only some anchors (``cross_replica``: one replica's
+``b`` anchors against the global batch) is ``O(b * B)``.
 """
 
 from __future__ import annotations
@@ -10,21 +11,22 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from tftriplet.distances import pairwise_distances, resolve_distance
+from tftriplet.distances import resolve_distance
 from tftriplet.inputs import standardize_inputs
 from tftriplet.losses.base import (
     PACKAGE,
     TripletLoss,
-    anchor_share,
     mean_of_terms,
     per_anchor_terms,
+    sum_of_terms,
 )
-from tftriplet.mining import AnchorRows, semi_hard_negative_distance
+from tftriplet.mining import anchor_rows, semi_hard_negative_distance
 
 
-def semi_hard_terms(labels, embeddings, margin, distance):
-    """Per anchor-positive pair terms ``(B, B)``, counted and positive flags."""
-    rows = AnchorRows(labels, pairwise_distances(embeddings, distance=distance))
+def semi_hard_terms(labels, embeddings, margin, distance, anchor_index=None):
+    """Per anchor-positive pair terms ``(A, B)``, counted and positive flags, for the
+    anchors ``anchor_index`` (int32 ``(A,)``; None: all ``B``) mined against the batch."""
+    rows = anchor_rows(labels, embeddings, distance, anchor_index)
     diff = rows.distances - semi_hard_negative_distance(rows)
     has_negative = ops.expand_dims(ops.greater(rows.num_negatives, 0), 1)
     return per_anchor_terms(diff, ops.logical_and(rows.positive, has_negative), margin, False)
@@ -105,5 +107,5 @@ class SemiHardTripletLoss(TripletLoss):
         return mean_of_terms(parts, "num_pairs")["loss"]
 
     def anchor_terms(self, labels, embeddings, anchor_index):
-        parts = semi_hard_terms(labels, embeddings, self.margin, self.distance)
-        return anchor_share(parts, anchor_index)
+        parts = semi_hard_terms(labels, embeddings, self.margin, self.distance, anchor_index)
+        return sum_of_terms(parts)
