@@ -606,31 +606,43 @@ def blocked_terms(
         points = e
         sq_norm = ops.sum(ops.square(e), axis=1)
     points_t = ops.transpose(points)
+    # Rows are gathered from copies with one more (zero) row, and rows are added into an
+    # accumulator of B + 1 rows: then no gather or scatter ever sees an empty tensor, which
+    # XLA cannot compile when the batch size is unknown when tracing (an empty batch).
+    anchor_rows = ops.concatenate([anchor_index, ops.zeros((1,), "int32")], axis=0)
+    def one_more(x):
+        return ops.concatenate([x, ops.zeros((1, *ops.shape(x)[1:]), x.dtype)], axis=0)
+
+    row_points_of = one_more(points)
+    row_labels_of = one_more(labels)
+    row_positives_of = one_more(num_positives)
+    if not cosine:
+        row_sq_norm_of = one_more(sq_norm)
 
     def block_distances(rows, row_points):
         if cosine:
             return ops.clip(1.0 - ops.matmul(row_points, points_t), 0.0, 2.0)
         minus_two_dot = ops.matmul(-2.0 * row_points, points_t)
-        sq = ops.expand_dims(ops.take(sq_norm, rows), 1) + minus_two_dot
+        sq = ops.expand_dims(ops.take(row_sq_norm_of, rows), 1) + minus_two_dot
         sq = ops.maximum(sq + ops.expand_dims(sq_norm, 0), 0.0)
         return sq if distance == "squared_euclidean" else ops.sqrt(sq)
 
     def body(i, carry):
         start_wanted = i * block
-        start = ops.minimum(start_wanted, num_anchors - block)
+        start = ops.maximum(ops.minimum(start_wanted, num_anchors - block), 0)
         position = start + ops.arange(block, dtype="int32")
         # The last block is moved back to end at the last anchor; rows it shares with the
         # block before count once.
         fresh = ops.greater_equal(position, start_wanted)
-        rows = ops.take(anchor_index, position)
-        row_points = ops.take(points, rows, axis=0)
+        rows = ops.take(anchor_rows, position)
+        row_points = ops.take(row_points_of, rows, axis=0)
         d = block_distances(rows, row_points)
-        block_rows = (ops.take(labels, rows), rows)
+        block_rows = (ops.take(row_labels_of, rows), rows)
         if per_triple:
             w, terms, positives = _dense_block_coefficients(labels, d, margin, block_rows, soft)
         else:
             w, positives = _coefficients(
-                row_sort, b, k, labels, d, margin, ops.take(num_positives, rows), block_rows
+                row_sort, b, k, labels, d, margin, ops.take(row_positives_of, rows), block_rows
             )
             terms = ops.einsum("ij,ij->i", w, d) + margin * positives
         zero = ops.zeros((), dtype)
@@ -639,7 +651,7 @@ def blocked_terms(
             carry[1] + ops.sum(ops.where(fresh, positives, zero)),
         ]
         if with_gradient:
-            accumulated, column_scale = carry[2], carry[3]
+            by_rows, by_columns, column_scale = carry[2], carry[3], carry[4]
             keep = ops.expand_dims(ops.cast(fresh, dtype), 1)
             if cosine:
                 g = w
@@ -649,27 +661,28 @@ def blocked_terms(
                 g = divide_or_zero(w, d)
             fresh_points = row_points * keep
             # columns: G^T @ rows, as (rows^T @ G)^T (no (block, B) transpose)
-            accumulated = accumulated - ops.transpose(
-                ops.matmul(ops.transpose(fresh_points), g)
-            )
+            by_columns = by_columns - ops.transpose(ops.matmul(ops.transpose(fresh_points), g))
             row_part = ops.matmul(g, points)
             if not cosine:
-                column_scale = column_scale + ops.squeeze(
-                    ops.matmul(ops.transpose(keep), g), 0
-                )
+                column_scale = column_scale + ops.squeeze(ops.matmul(ops.transpose(keep), g), 0)
                 row_part = row_part - ops.expand_dims(ops.sum(g, axis=1), 1) * row_points
-            accumulated = add_to_rows(accumulated, rows, -row_part * keep)
-            out += [accumulated, column_scale]
+            by_rows = add_to_rows(by_rows, rows, -row_part * keep)
+            out += [by_rows, by_columns, column_scale]
         return tuple(out)
 
     zero = ops.zeros((), dtype)
     initial = (zero, zero)
     if with_gradient:
-        initial += (ops.zeros_like(points), ops.zeros((b,), dtype))
+        initial += (
+            ops.zeros_like(row_points_of),
+            ops.zeros_like(points),
+            ops.zeros((b,), dtype),
+        )
     carry = block_loop(num_blocks, body, initial)
     gradient = None
     if with_gradient:
-        accumulated, column_scale = carry[2], carry[3]
+        by_rows, by_columns, column_scale = carry[2], carry[3], carry[4]
+        accumulated = by_rows[:-1] + by_columns
         if cosine:
             # accumulated = d terms / d normalized rows; through the normalisation
             radial = ops.sum(accumulated * points, axis=1, keepdims=True)
