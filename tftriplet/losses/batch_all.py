@@ -81,10 +81,10 @@ def batch_all_statistics(
     anchor_block = check_anchor_block(anchor_block)
     if method == "sorted" and not sortable(distance, soft):
         raise ValueError(
-            "method='sorted' counts the hinge's positive triples by sorting, and the soft "
-            f"margin has no such shortcut; got soft={soft!r}. Use method='dense' (with "
-            "anchor_block=... to bound its memory) or 'auto', which evaluates the soft "
-            "margin in anchor blocks above 32 samples."
+            "method='sorted' computes the hinge (any distance) by counting sorted "
+            f"distances, and the soft margin has no such shortcut; got soft={soft!r}. Use "
+            "method='dense' (with anchor_block=... to bound its memory) or 'auto', which "
+            "evaluates the soft margin in anchor blocks above 32 samples."
         )
     batch_size = embeddings.shape[0]
     resolved = resolve_method(method, batch_size)
