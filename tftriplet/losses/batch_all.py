@@ -2,8 +2,21 @@
 
 The function, its statistics and the Keras ``Loss`` live here; the two kernels that
 evaluate it, :mod:`~tftriplet.losses.batch_all_dense` (``(B, B, B)`` tensors) and
-:mod:`~tftriplet.losses.batch_all_sorted` (``O(B^2)`` memory), below it. ``method``
-chooses between them; both give the same numbers.
+:mod:`~tftriplet.losses.batch_all_sorted` (``O(B^2)`` memory, or ``O(block B)`` in anchor
+blocks, which also evaluates the dense form a block of anchors at a time), below it.
+``method`` chooses between them; all give the same numbers.
+
+Which form runs (``anchor_block=None``):
+
+* ``"dense"``: the whole ``(B, B, B)`` form.
+* ``"sorted"``: the hinge counted by sorting, on whole ``(B, B)`` matrices up to 2048
+  samples with Euclidean distances, else in anchor blocks (cosine always).
+* ``"auto"``: ``"dense"`` up to 32 samples (static batch size); above, and for an unknown
+  batch size, ``"sorted"`` for the hinge and the per-triple form in blocks of at most 32
+  anchors for the soft margin, so that no ``(B, B, B)`` tensor is built.
+
+With ``anchor_block`` the sorted form always runs in blocks of that many anchors, and
+``"dense"`` evaluates every triple in blocks of that many anchors (``O(block B^2)``).
 """
 
 from __future__ import annotations

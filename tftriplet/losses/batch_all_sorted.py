@@ -1,4 +1,5 @@
-"""Exact batch-all triplet loss in O(B^2) memory and O(B^2 log B) time.
+"""Exact batch-all triplet loss in O(B^2) memory (O(block B) in anchor blocks) and
+O(B^2 log B) time.
 
 The dense form (:func:`tftriplet.losses._batch_all_dense`, the seed program's algorithm)
 builds ``(B, B, B)`` tensors. Per anchor ``i`` the hinge of a valid triple
@@ -47,6 +48,14 @@ sort), and the chain rule through ``d_ij = ||e_i - e_j||`` gives, with
 It enters the graph through ``loss + sum(stop_gradient(g) * e) - stop_gradient(same)``,
 whose value is the loss and whose gradient with respect to ``e`` is ``g``, on every Keras
 backend. Memory is a few ``(B, B)`` tensors; nothing of size ``B^3`` exists.
+
+**Anchor blocks** (:func:`blocked_terms`): the same counts for a block of anchor rows
+against the whole batch (the "diagonal" of a row is the column of its anchor), the hinge
+sums and the gradient accumulated block by block, by rows (``G_block @ e``) and by columns
+(``G_block^T @ e_block``): memory ``O(block B + B D)``, nothing of size ``B x B``. The
+cosine distance ``1 - n_i . n_j`` (``n = e / |e|``) takes its gradient through
+``d/dn = -(W n + W^T n)`` and the normalisation. The soft margin has no sorting shortcut:
+its blocks evaluate every triple of the block, ``(block, B, B)`` tensors.
 
 Reference:
     Hermans, Beyer, Leibe. "In Defense of the Triplet Loss for Person Re-Identification",
