@@ -186,3 +186,53 @@ def in_graph_without_xla():
     except ImportError:  # pragma: no cover - private module moved: assume XLA, stay safe
         return False
     return not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def add_to_rows(accumulator, index, updates):
+    """``accumulator`` with ``updates[a]`` added to its row ``index[a]`` (a scatter-add).
+
+    Args:
+        accumulator: ``(B, D)``.
+        index: int32 ``(A,)`` row indices (repeats add up).
+        updates: ``(A, D)``, the dtype of ``accumulator``.
+
+    Returns:
+        The ``(B, D)`` sum, without a ``(B, D)`` temporary of zeros where the backend can add
+        in place (TensorFlow's ``tensor_scatter_nd_add``, JAX's ``.at[].add``, PyTorch's
+        ``index_add``).
+    """
+    name = backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return tf.tensor_scatter_nd_add(accumulator, tf.expand_dims(index, 1), updates)
+    if name == "jax":
+        return accumulator.at[index].add(updates)
+    if name == "torch":
+        return accumulator.index_add(0, index.long(), updates)
+    return accumulator + ops.scatter(ops.expand_dims(index, 1), updates, ops.shape(accumulator))
+
+
+def block_loop(num_blocks, body, initial):
+    """``body(i, carry)`` for ``i`` in ``0 .. num_blocks - 1``, one iteration at a time.
+
+    ``keras.ops.fori_loop`` lets TensorFlow run up to ten iterations of a ``while_loop`` at
+    once, which would keep that many blocks' temporaries alive; here TensorFlow runs one
+    iteration at a time (``parallel_iterations=1``). ``num_blocks`` may be a tensor (an
+    unknown batch size in a TensorFlow graph).
+    """
+    if backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.while_loop(
+            lambda i, carry: i < num_blocks,
+            lambda i, carry: (i + 1, body(i, carry)),
+            (tf.constant(0, "int32"), initial),
+            parallel_iterations=1,
+        )[1]
+    if backend.backend() == "torch":
+        carry = initial
+        for i in range(int(num_blocks)):
+            carry = body(i, carry)
+        return carry
+    return ops.fori_loop(0, num_blocks, body, initial)

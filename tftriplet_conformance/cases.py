@@ -95,9 +95,11 @@ def random_case(
     soft=False,
     method=None,
     per_class=None,
+    anchor_block=None,
 ):
     """A tie-clear random case (see the module docstring); ``per_class`` makes it a P x K
-    batch (``batch_size = num_classes * per_class``)."""
+    batch (``batch_size = num_classes * per_class``); ``anchor_block`` is written into the
+    loss object for the Keras backends (how many anchors a blocked form takes at a time)."""
     distance = distance or ("squared_euclidean" if squared else "euclidean")
     gen = GlibcRand(seed)
     if per_class is None:
@@ -125,12 +127,17 @@ def random_case(
     loss["margin"] = clear_margin(labels, embeddings, loss, target_margin)
     if method is not None:
         loss["method"] = method
+    if anchor_block is not None:
+        loss["anchor_block"] = anchor_block
     words = {"euclidean": "Euclidean", "squared_euclidean": "squared", "cosine": "cosine"}
     scaled = "" if scale == 1.0 else f", scale {scale:g}"
     strategy = ""
     if name != "batch_all" or soft or method:
         strategy = name.replace("_", "-") + (", soft, " if soft else ", ")
-        strategy += f"method {method}, " if method else ""
+        if anchor_block:  # short: descriptions are at most 100 characters
+            strategy += f"{method}, block {anchor_block}, "
+        elif method:
+            strategy += f"method {method}, "
     return {
         "description": (
             f"{strategy}Random B={batch_size}, D={dim}, {class_words}, "
@@ -656,6 +663,35 @@ METHOD_CASES = {
 }
 
 _register_random_cases(METHOD_CASES)
+
+
+#: The sorted form with the cosine distance (always computed in anchor blocks), and the
+#: soft margin in anchor blocks of the dense form (``anchor_block`` does not divide B).
+#: Like ``method``, ``anchor_block`` is only read by the Keras backends.
+BLOCKED_CASES = {
+    "batch_all_sorted_cosine_b24_d4_c6": (348, 24, 4, 6, {"method": "sorted",
+                                                          "distance": "cosine"}),
+    "batch_all_sorted_cosine_pk_b40_d3_p10_k4": (
+        349,
+        40,
+        3,
+        10,
+        {"method": "sorted", "distance": "cosine", "per_class": 4},
+    ),
+    "batch_all_sorted_blocks_b40_d3_c8": (350, 40, 3, 8, {"method": "sorted",
+                                                          "anchor_block": 7}),
+    "batch_all_soft_blocks_b13_d4_c3": (351, 13, 4, 3, {"soft": True, "method": "dense",
+                                                        "anchor_block": 4}),
+    "batch_all_soft_blocks_b12_d3_c3_cosine": (
+        352,
+        12,
+        3,
+        3,
+        {"soft": True, "method": "dense", "distance": "cosine", "anchor_block": 5},
+    ),
+}
+
+_register_random_cases(BLOCKED_CASES)
 
 
 @case

@@ -59,6 +59,8 @@ def _keras_factory(class_name, statistics_name, has_soft=True):
                 raise ValueError(f"{class_name} has no soft-margin form")
         if "method" in loss:  # batch_all: how the triples are evaluated (same result)
             options["method"] = loss["method"]
+        if "anchor_block" in loss:  # batch_all: anchors per block of a blocked form
+            options["anchor_block"] = loss["anchor_block"]
         loss_object = getattr(tftriplet, class_name)(**options, dtype=loss_dtype(dtype))
         statistics_fn = getattr(tftriplet, statistics_name)
 

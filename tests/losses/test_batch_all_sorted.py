@@ -649,8 +649,9 @@ def test_sorted_refuses_what_it_does_not_compute_and_auto_falls_back(random_case
     labels, x = random_case(rng, 40, 5, 4)
     x32 = x.astype("float32")
     for kwargs in ({"soft": True}, {"distance": "cosine"}):
-        with pytest.raises(ValueError, match="method='sorted' computes the hinge"):
-            tftriplet.batch_all_triplet_loss(labels, x32, method="sorted", **kwargs)
+        if kwargs.get("soft"):  # the sorted form computes the cosine hinge too (issue 12)
+            with pytest.raises(ValueError, match="method='sorted' computes the hinge"):
+                tftriplet.batch_all_triplet_loss(labels, x32, method="sorted", **kwargs)
         # B=40 > 32 would pick sorted; auto falls back to the dense form, same numbers.
         auto = tftriplet.batch_all_triplet_loss(labels, x32, method="auto", **kwargs)
         dense = tftriplet.batch_all_triplet_loss(labels, x32, method="dense", **kwargs)

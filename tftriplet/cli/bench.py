@@ -16,6 +16,15 @@ Methods:
         positive hinges, the seed's denominator), ``LpDistance(p=2, power=1,
         normalize_embeddings=False)`` (plain Euclidean, as here), margin as given. It
         materialises a ``B^3`` mask and the indices of every valid triple.
+    ``matmul``: not a loss: one ``B x B x D`` product ``e @ e^T`` (no gradient), the floor
+        a batch-all step is compared with (its distance matrix alone costs one).
+    ``cross_replica``: ``BatchAllTripletLoss(cross_replica=True)`` under
+        ``tf.distribute.MirroredStrategy`` over ``--replicas`` logical CPU devices (set up
+        in the worker before TensorFlow starts), the global batch ``B`` split evenly: one
+        step of every replica's loss share and its gradient (TensorFlow only).
+
+``--preset large`` runs the large-batch rows: the matmul and sorted at B=8192, sorted at
+B=32768, and sorted against cross_replica at B=4096.
 
 Inputs: ``B`` embeddings of dimension ``D`` drawn from N(0, 1/D) (fixed seed), labels with
 ``per_class`` samples per class in a shuffled order (the P x K batches of metric learning).
@@ -31,6 +40,16 @@ import sys
 
 DEFAULT_SIZES = (32, 128, 512, 768, 2048, 8192)
 DEFAULT_METHODS = ("dense", "sorted", "pml")
+EXTRA_METHODS = ("matmul", "cross_replica")
+
+#: ``--preset large``: (batch size, method) rows, each in its own process.
+LARGE_PRESET = (
+    (8192, "matmul"),
+    (8192, "sorted"),
+    (32768, "sorted"),
+    (4096, "sorted"),
+    (4096, "cross_replica"),
+)
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
@@ -154,23 +173,109 @@ def sorted_kernel(row_sort, batch_size, per_class, backend, jit):
     return choose_row_sort(row_sort, batch_size, k)[0]
 
 
+def _matmul_step(embeddings, backend):
+    """``e @ e^T`` alone, in the backend's compiled or graph form."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(embeddings)
+        step = tf.function(lambda: tf.matmul(x, x, transpose_b=True))
+    elif backend == "jax":
+        import jax
+
+        x = jax.numpy.asarray(embeddings)
+        fn = jax.jit(lambda x: x @ x.T)
+        step = lambda: fn(x)  # noqa: E731
+    else:
+        import torch
+
+        x = torch.as_tensor(embeddings)
+        step = lambda: x @ x.T  # noqa: E731
+    return step, lambda r: float(r[0, 0]) * 0.0
+
+
+def _cross_replica_step(labels, embeddings, margin, replicas):
+    """One ``MirroredStrategy`` step of ``BatchAllTripletLoss(cross_replica=True)``: every
+    replica's loss share and its gradient; returns the summed loss (the global-batch loss).
+    The logical devices must exist already (:func:`_configure_replicas`)."""
+    import tensorflow as tf
+
+    import tftriplet
+
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:replicas]
+    strategy = tf.distribute.MirroredStrategy(devices)
+    loss_fn = tftriplet.BatchAllTripletLoss(margin=margin, cross_replica=True)
+    b = len(labels)
+    bounds = [b * r // replicas for r in range(replicas + 1)]
+
+    def local(context):
+        r = context.replica_id_in_sync_group
+        lo, hi = bounds[r], bounds[r + 1]
+        return tf.constant(labels[lo:hi]), tf.constant(embeddings[lo:hi])
+
+    y = strategy.experimental_distribute_values_from_function(lambda c: local(c)[0])
+    x = strategy.experimental_distribute_values_from_function(lambda c: local(c)[1])
+
+    def replica_step(y, x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = loss_fn(y, x)
+        return loss, tape.gradient(loss, x)
+
+    @tf.function
+    def step():
+        loss, grad = strategy.run(replica_step, args=(y, x))
+        total = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+        return total, strategy.experimental_local_results(grad)[0]
+
+    return step, lambda r: float(r[0]) + float(r[1][0, 0])
+
+
+def _configure_replicas(replicas):
+    """Split the CPU into ``replicas`` logical devices; must run before TensorFlow starts."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(replicas)]
+    )
+
+
 def measure(method, batch_size, dim=128, per_class=8, repeats=3, margin=0.2,
-            backend="tensorflow", jit=False, row_sort="auto"):
+            backend="tensorflow", jit=False, row_sort="auto", replicas=2):
     """One measurement in this process (the worker side). Returns a result dict."""
     import resource
 
+    if method == "cross_replica":
+        _configure_replicas(replicas)
     labels, embeddings = make_inputs(batch_size, dim, per_class)
     kernel = None
-    if method == "pml":
+    if method == "matmul":
+        step, sync = _matmul_step(embeddings, backend)
+    elif method == "cross_replica":
+        step, sync = _cross_replica_step(labels, embeddings, margin, replicas)
+        backend = "tensorflow"
+        kernel = f"{replicas} replicas"
+    elif method == "pml":
         step, sync = _pml_step(labels, embeddings, margin)
         backend = "torch"
     else:
         step, sync = _keras_step(method, backend, labels, embeddings, margin, jit, row_sort)
         if method == "sorted":
             kernel = sorted_kernel(row_sort, batch_size, per_class, backend, jit)
+    blocks = None
+    if method in ("sorted", "cross_replica"):
+        from tftriplet.losses.batch_all_sorted import auto_anchor_block, uses_whole_matrices
+
+        if method == "cross_replica":  # each replica's anchors, blocked if many
+            blocks = min(auto_anchor_block(batch_size), batch_size // replicas)
+        elif not uses_whole_matrices(batch_size):
+            blocks = auto_anchor_block(batch_size)
     walls, cpus, result = _time_calls(step, sync, repeats)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {
+        "load_average": load,
         "method": method,
         "backend": backend,
         "batch_size": batch_size,
@@ -179,11 +284,12 @@ def measure(method, batch_size, dim=128, per_class=8, repeats=3, margin=0.2,
         "repeats": repeats,
         "jit_compile": bool(jit),
         "sorted_kernel": kernel,
+        "anchor_block": blocks,
         "median_s": statistics.median(walls),
         "min_s": min(walls),
         "median_cpu_s": statistics.median(cpus),
         "peak_rss_bytes": peak_kib * 1024,
-        "loss": float(result[0]),
+        "loss": float(result[0]) if method != "matmul" else None,
         "status": "ok",
     }
 
@@ -225,6 +331,7 @@ def run_one(method, batch_size, args):
         "backend": args.backend,
         "jit": args.xla,
         "row_sort": args.row_sort,
+        "replicas": args.replicas,
     }
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -243,30 +350,46 @@ def run_one(method, batch_size, args):
 
 
 def format_table(results):
-    """A plain-text table, with the speed-up of sorted over dense at equal batch size."""
+    """A plain-text table, with the speed-up of sorted over dense at equal batch size and,
+    where a ``matmul`` row was measured at the same batch size, each step's time in
+    multiples of it (CPU time: less sensitive to other load than wall time)."""
     dense_time = {
         r["batch_size"]: r["median_s"]
         for r in results
         if r["method"] == "dense" and r["status"] == "ok"
     }
-    header = ("B", "method", "median", "cpu", "peak RSS", "loss", "vs dense", "note")
+    matmul_cpu = {
+        r["batch_size"]: r["median_cpu_s"]
+        for r in results
+        if r["method"] == "matmul" and r["status"] == "ok"
+    }
+    header = ("B", "method", "median", "cpu", "peak RSS", "load", "loss", "vs dense", "note")
     rows = []
     for r in results:
         if r["status"] != "ok":
-            rows.append((str(r["batch_size"]), r["method"], "-", "-", "-", "-", "-", r["reason"]))
+            rows.append(
+                (str(r["batch_size"]), r["method"], "-", "-", "-", "-", "-", "-", r["reason"])
+            )
             continue
         speedup = "-"
         if r["method"] != "dense" and r["batch_size"] in dense_time:
             speedup = f"{dense_time[r['batch_size']] / r['median_s']:.1f}x"
+        notes = [_KERNEL_NOTES.get(r.get("sorted_kernel"), r.get("sorted_kernel") or "")]
+        if r.get("anchor_block"):
+            notes.append(f"anchor blocks of {r['anchor_block']}")
+        if r["method"] != "matmul" and r["batch_size"] in matmul_cpu:
+            notes.append(f"{r['median_cpu_s'] / matmul_cpu[r['batch_size']]:.1f}x matmul (cpu)")
+        load = r.get("load_average")
         rows.append((
             str(r["batch_size"]),
             _label(r),
             _fmt_seconds(r["median_s"]),
             f"{r['median_cpu_s']:.2f} s",
             f"{r['peak_rss_bytes'] / 1e9:.2f} GB",
-            f"{r['loss']:.6f}",
+            "-" if load is None else f"{load:.1f}",
+            "-" if r.get("loss") is None else f"{r['loss']:.6f}",
             speedup,
-            _KERNEL_NOTES.get(r.get("sorted_kernel"), ""),
+            ", ".join(n for n in notes if n),
         ))
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
@@ -329,12 +452,15 @@ def run(args):
         f"margin {args.margin:g}, median of {args.repeats}; {machine}",
         flush=True,
     )
-    for batch_size in args.sizes:
-        for method in args.methods:
-            result = run_one(method, batch_size, args)
-            results.append(result)
-            if args.verbose:
-                print(json.dumps(result), flush=True)
+    if args.preset == "large":
+        plan = list(LARGE_PRESET)
+    else:
+        plan = [(b, m) for b in args.sizes for m in args.methods]
+    for batch_size, method in plan:
+        result = run_one(method, batch_size, args)
+        results.append(result)
+        if args.verbose:
+            print(json.dumps(result), flush=True)
     print(format_table(results))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
@@ -364,10 +490,11 @@ def add_arguments(parser):
 
     def method_list(text):
         methods = [m.strip() for m in text.split(",") if m.strip()]
-        bad = [m for m in methods if m not in DEFAULT_METHODS]
+        known = DEFAULT_METHODS + EXTRA_METHODS
+        bad = [m for m in methods if m not in known]
         if bad or not methods:
             raise argparse.ArgumentTypeError(
-                f"methods must be among {', '.join(DEFAULT_METHODS)}; got {text!r}"
+                f"methods must be among {', '.join(known)}; got {text!r}"
             )
         return methods
 
@@ -377,7 +504,17 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--methods", type=method_list, default=list(DEFAULT_METHODS),
-        help="comma-separated among dense,sorted,pml (default: all)",
+        help="comma-separated among dense,sorted,pml,matmul,cross_replica "
+        "(default: dense,sorted,pml)",
+    )
+    parser.add_argument(
+        "--preset", choices=("large",), default=None,
+        help="large: the large-batch rows (matmul and sorted at 8192, sorted at 32768, "
+        "sorted and cross_replica at 4096) instead of --sizes x --methods",
+    )
+    parser.add_argument(
+        "--replicas", type=int, default=2,
+        help="cross_replica: logical CPU replicas (default: 2)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (median)")
     parser.add_argument("--dim", type=int, default=128, help="embedding dimension D")

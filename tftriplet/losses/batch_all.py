@@ -2,19 +2,38 @@
 
 The function, its statistics and the Keras ``Loss`` live here; the two kernels that
 evaluate it, :mod:`~tftriplet.losses.batch_all_dense` (``(B, B, B)`` tensors) and
-:mod:`~tftriplet.losses.batch_all_sorted` (``O(B^2)`` memory), below it. ``method``
-chooses between them; both give the same numbers.
+:mod:`~tftriplet.losses.batch_all_sorted` (``O(B^2)`` memory, or ``O(block B)`` in anchor
+blocks, which also evaluates the dense form a block of anchors at a time), below it.
+``method`` chooses between them; all give the same numbers.
+
+Which form runs (``anchor_block=None``):
+
+* ``"dense"``: the whole ``(B, B, B)`` form.
+* ``"sorted"``: the hinge counted by sorting, on whole ``(B, B)`` matrices up to 2048
+  samples with Euclidean distances, else in anchor blocks (cosine always).
+* ``"auto"``: ``"dense"`` up to 32 samples (static batch size); above, and for an unknown
+  batch size, ``"sorted"`` for the hinge and the per-triple form in blocks of at most 32
+  anchors for the soft margin, so that no ``(B, B, B)`` tensor is built.
+
+With ``anchor_block`` the sorted form always runs in blocks of that many anchors, and
+``"dense"`` evaluates every triple in blocks of that many anchors (``O(block B^2)``).
 """
 
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 from tftriplet.distances import resolve_distance
 from tftriplet.inputs import standardize_inputs
 from tftriplet.losses.base import PACKAGE, TripletLoss
-from tftriplet.losses.batch_all_dense import batch_all_dense, batch_all_dense_anchor_terms
-from tftriplet.losses.batch_all_sorted import batch_all_sorted
+from tftriplet.losses.batch_all_dense import batch_all_dense
+from tftriplet.losses.batch_all_sorted import (
+    batch_all_sorted,
+    blocked_terms,
+    check_anchor_block,
+    with_gradient_of,
+)
 
 #: The values of ``method``.
 METHODS = ("auto", "dense", "sorted")
@@ -49,29 +68,87 @@ def resolve_method(method, batch_size):
 
 
 def sortable(distance, soft):
-    """Whether the sorted kernel computes this loss: the hinge with Euclidean distances."""
-    return not soft and distance in ("euclidean", "squared_euclidean")
+    """Whether the sorted kernel computes this loss: the hinge (any distance)."""
+    return not soft
 
 
-def batch_all_statistics(labels, embeddings, margin, distance, soft, method, with_gradient=True):
+def _all_finite(embeddings):
+    """A boolean scalar: every entry of ``embeddings`` is finite."""
+    return ops.all(ops.isfinite(embeddings))
+
+
+def _nan_unless(finite, value):
+    """``value`` where ``finite``, else NaN (the gradient of ``value`` is kept)."""
+    return ops.where(finite, value, ops.cast(float("nan"), value.dtype))
+
+
+def batch_all_statistics(
+    labels, embeddings, margin, distance, soft, method, with_gradient=True, anchor_block=None
+):
     """The batch-all statistics of standardized inputs, by the kernel ``method`` selects.
 
     ``with_gradient=False`` lets the sorted kernel skip its analytic gradient (for metrics).
+    Non-finite embeddings give a NaN loss, ``fraction_positive`` and ``num_positive``
+    whatever the method.
     """
+    anchor_block = check_anchor_block(anchor_block)
     if method == "sorted" and not sortable(distance, soft):
         raise ValueError(
-            "method='sorted' computes the hinge with distance='euclidean' or "
-            f"'squared_euclidean'; got distance={distance!r}, soft={soft!r}. Use "
-            "method='dense' (or 'auto') for these."
+            "method='sorted' computes the hinge (any distance) by counting sorted "
+            f"distances, and the soft margin has no such shortcut; got soft={soft!r}. Use "
+            "method='dense' (with anchor_block=... to bound its memory) or 'auto', which "
+            "evaluates the soft margin in anchor blocks above 32 samples."
         )
-    if not sortable(distance, soft) or resolve_method(method, embeddings.shape[0]) == "dense":
-        return batch_all_dense(labels, embeddings, margin, distance, soft)
-    squared = distance == "squared_euclidean"
-    return batch_all_sorted(labels, embeddings, margin, squared, with_gradient)
+    batch_size = embeddings.shape[0]
+    resolved = resolve_method(method, batch_size)
+    if resolved == "dense" or soft:
+        if anchor_block is None and resolved == "dense":
+            stats = batch_all_dense(labels, embeddings, margin, distance, soft)
+        else:
+            stats = _blocked_dense(
+                labels, embeddings, margin, distance, soft, anchor_block, with_gradient
+            )
+    else:
+        stats = batch_all_sorted(
+            labels, embeddings, margin, distance == "squared_euclidean", with_gradient,
+            anchor_block=anchor_block, distance=distance,
+        )
+    finite = _all_finite(embeddings)
+    for key in ("loss", "fraction_positive", "num_positive"):
+        stats[key] = _nan_unless(finite, stats[key])
+    return stats
+
+
+def _blocked_dense(labels, embeddings, margin, distance, soft, anchor_block, with_gradient):
+    """The dense form's statistics in anchor blocks: ``O(block B^2)`` memory. With
+    ``anchor_block=None`` (``method="auto"``) the block is at most
+    :data:`AUTO_DENSE_MAX_BATCH` anchors, so no ``(B, B, B)`` tensor is built."""
+    stats = blocked_terms(
+        labels, embeddings, margin, distance, soft, anchor_block=anchor_block,
+        with_gradient=with_gradient, per_triple=True, max_block=AUTO_DENSE_MAX_BATCH,
+    )
+    num_positive, num_valid = stats["num_positive"], stats["num_valid"]
+    denominator = ops.maximum(num_valid if soft else num_positive, 1.0)
+    loss = stats["terms"] / denominator
+    if with_gradient:
+        loss = with_gradient_of(loss, stats["gradient"] / denominator, embeddings)
+    return {
+        "loss": loss,
+        "fraction_positive": num_positive / ops.maximum(num_valid, 1.0),
+        "num_positive": num_positive,
+        "num_valid": num_valid,
+    }
 
 
 def batch_all_triplet_statistics(
-    labels, embeddings, margin=0.2, squared=False, distance=None, soft=False, method="auto"
+    labels,
+    embeddings,
+    margin=0.2,
+    squared=False,
+    distance=None,
+    soft=False,
+    method="auto",
+    anchor_block=None,
 ):
     """Loss and counts of the batch-all triplet loss.
 
@@ -89,11 +166,21 @@ def batch_all_triplet_statistics(
     """
     labels, embeddings = standardize_inputs(labels, embeddings)
     distance = resolve_distance(distance, squared)
-    return batch_all_statistics(labels, embeddings, margin, distance, soft, check_method(method))
+    return batch_all_statistics(
+        labels, embeddings, margin, distance, soft, check_method(method),
+        anchor_block=anchor_block,
+    )
 
 
 def batch_all_triplet_loss(
-    labels, embeddings, margin=0.2, squared=False, distance=None, soft=False, method="auto"
+    labels,
+    embeddings,
+    margin=0.2,
+    squared=False,
+    distance=None,
+    soft=False,
+    method="auto",
+    anchor_block=None,
 ):
     """Batch-all triplet loss (FaceNet): every valid triple, averaged over the positive ones.
 
@@ -117,9 +204,16 @@ def batch_all_triplet_loss(
         squared: shorthand for ``distance="squared_euclidean"``.
         distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
         soft: the soft margin ``softplus(d(i, j) - d(i, k))`` instead of the hinge.
-        method: ``"dense"`` (``(B, B, B)`` tensors), ``"sorted"`` (exact at ``O(B^2)``
-            memory; the hinge with Euclidean distances) or ``"auto"`` (dense for static
-            batch sizes up to 32, the soft margin and the cosine distance; else sorted).
+        method: ``"dense"`` (every triple: ``(B, B, B)`` tensors, or ``(block, B, B)``
+            with ``anchor_block``), ``"sorted"`` (the hinge, any distance, counted by
+            sorting: ``(B, B)`` tensors up to 2048 samples, ``(block, B)`` above) or
+            ``"auto"`` (dense up to 32 samples; above, sorted for the hinge and dense in
+            anchor blocks of at most 32 for the soft margin). All give the same numbers.
+        anchor_block: anchors per block (a positive int) for the blocked forms, or None to
+            choose it from the batch size. Smaller blocks use less memory.
+
+    Non-finite embeddings give a NaN loss and a NaN fraction whatever the method; an
+    empty batch gives 0 and 0.
 
     Returns:
         ``(loss, fraction_positive)``, two scalars.
@@ -132,7 +226,7 @@ def batch_all_triplet_loss(
         and Clustering", CVPR 2015. https://arxiv.org/abs/1503.03832
     """
     stats = batch_all_triplet_statistics(
-        labels, embeddings, margin, squared, distance, soft, method
+        labels, embeddings, margin, squared, distance, soft, method, anchor_block
     )
     return stats["loss"], stats["fraction_positive"]
 
@@ -154,6 +248,8 @@ class BatchAllTripletLoss(TripletLoss):
         soft: the soft margin instead of the hinge.
         method: ``"auto"`` (default), ``"dense"`` or ``"sorted"``; the same numbers, see
             :func:`batch_all_triplet_loss`.
+        anchor_block: anchors per block of the blocked forms (a positive int), or None
+            (default) to choose it from the batch size.
         cross_replica: under ``tf.distribute``, mine every local anchor against the global
             batch and divide by the global count, so that training matches one device on
             the global batch (:mod:`tftriplet.distributed`).
@@ -184,6 +280,7 @@ class BatchAllTripletLoss(TripletLoss):
         *,
         soft=False,
         method="auto",
+        anchor_block=None,
         cross_replica=False,
         distance=None,
         squared=False,
@@ -202,18 +299,35 @@ class BatchAllTripletLoss(TripletLoss):
             dtype=dtype,
         )
         self.method = check_method(method)
+        self.anchor_block = check_anchor_block(anchor_block)
 
     def compute(self, labels, embeddings):
         return batch_all_statistics(
-            labels, embeddings, self.margin, self.distance, self.soft, self.method
+            labels, embeddings, self.margin, self.distance, self.soft, self.method,
+            anchor_block=self.anchor_block,
         )["loss"]
 
     def anchor_terms(self, labels, embeddings, anchor_index):
-        return batch_all_dense_anchor_terms(
-            labels, embeddings, anchor_index, self.margin, self.distance, self.soft
+        """``(numerator, count)`` over the anchors ``anchor_index`` mined against the batch.
+
+        The numerator is the sum of their triples' terms, with its analytic gradient with
+        respect to ``embeddings``; the count is their number of positive triples (of valid
+        triples with the soft margin). Computed in anchor blocks whatever ``method``:
+        ``O(A B)`` memory for the hinge (sorted counts), ``O(block B^2)`` for the soft
+        margin. Non-finite embeddings give a NaN numerator and count.
+        """
+        stats = blocked_terms(
+            labels, embeddings, self.margin, self.distance, self.soft,
+            anchor_index=anchor_index, anchor_block=self.anchor_block,
+            max_block=AUTO_DENSE_MAX_BATCH if self.soft else None,
         )
+        numerator = with_gradient_of(stats["terms"], stats["gradient"], embeddings)
+        count = stats["num_valid"] if self.soft else stats["num_positive"]
+        finite = _all_finite(embeddings)
+        return _nan_unless(finite, numerator), _nan_unless(finite, count)
 
     def get_config(self):
         config = super().get_config()
         config["method"] = self.method
+        config["anchor_block"] = self.anchor_block
         return config

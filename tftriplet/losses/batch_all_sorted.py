@@ -1,4 +1,5 @@
-"""Exact batch-all triplet loss in O(B^2) memory and O(B^2 log B) time.
+"""Exact batch-all triplet loss in O(B^2) memory (O(block B) in anchor blocks) and
+O(B^2 log B) time.
 
 The dense form (:mod:`tftriplet.losses.batch_all_dense`, the definition as it reads)
 builds ``(B, B, B)`` tensors. Per anchor ``i`` the hinge of a valid triple
@@ -48,6 +49,14 @@ It enters the graph through ``loss + sum(stop_gradient(g) * e) - stop_gradient(s
 whose value is the loss and whose gradient with respect to ``e`` is ``g``, on every Keras
 backend. Memory is a few ``(B, B)`` tensors; nothing of size ``B^3`` exists.
 
+**Anchor blocks** (:func:`blocked_terms`): the same counts for a block of anchor rows
+against the whole batch (the "diagonal" of a row is the column of its anchor), the hinge
+sums and the gradient accumulated block by block, by rows (``G_block @ e``) and by columns
+(``G_block^T @ e_block``): memory ``O(block B + B D)``, nothing of size ``B x B``. The
+cosine distance ``1 - n_i . n_j`` (``n = e / |e|``) takes its gradient through
+``d/dn = -(W n + W^T n)`` and the normalisation. The soft margin has no sorting shortcut:
+its blocks evaluate every triple of the block, ``(block, B, B)`` tensors.
+
 Reference:
     Hermans, Beyer, Leibe. "In Defense of the Triplet Loss for Person Re-Identification",
     2017, https://arxiv.org/abs/1703.07737 (batch-all, averaged over the non-zero terms).
@@ -59,7 +68,9 @@ import numpy as np
 from keras import backend, ops
 
 from tftriplet.backend_ops import (
+    add_to_rows,
     bitcast,
+    block_loop,
     concrete_int,
     divide_or_zero,
     in_graph_without_xla,
@@ -68,6 +79,7 @@ from tftriplet.backend_ops import (
     sorted_searchsorted,
 )
 from tftriplet.masks import off_diagonal_mask, same_label_mask
+from tftriplet.mining import softplus
 
 ROW_SORTS = ("auto", "merged", "positives")
 
@@ -166,7 +178,20 @@ def _row_cumsum(x, block=32):
     return ops.reshape(within + ops.expand_dims(carried, 2), (rows, n))
 
 
-def _merged_order_keys(labels, distances, margin):
+def _row_masks(labels, rows):
+    """``(same, off_diagonal)``, bool ``(A, B)``: row ``a`` is anchor ``rows[1][a]`` (its
+    label ``rows[0][a]``) against every column; ``rows=None`` means every row of the batch."""
+    if rows is None:
+        same = same_label_mask(labels)
+        return same, off_diagonal_mask(ops.shape(labels)[0])
+    row_labels, row_index = rows
+    same = ops.equal(ops.expand_dims(row_labels, 1), ops.expand_dims(labels, 0))
+    columns = ops.arange(ops.shape(labels)[0], dtype="int32")
+    off_diagonal = ops.not_equal(ops.expand_dims(row_index, 1), ops.expand_dims(columns, 0))
+    return same, off_diagonal
+
+
+def _merged_order_keys(labels, distances, margin, rows=None):
     """Integer sort keys whose descending order is the merged ascending order of each row.
 
     Positives get ``d_ij + m``, negatives ``d_ik``; a positive precedes a negative of equal
@@ -175,19 +200,23 @@ def _merged_order_keys(labels, distances, margin):
     positive nor negative) gets the dtype's minimum, so it sorts last in every row.
     """
     int_dtype, int_max = _int_view(backend.standardize_dtype(distances.dtype))
-    same = same_label_mask(labels)
+    same, off_diagonal = _row_masks(labels, rows)
     bits = bitcast(ops.where(same, distances + margin, distances), int_dtype)
     base = ops.where(same, ops.cast(int_max, int_dtype), ops.cast(int_max - 1, int_dtype))
     keys = (base - bits) - bits
-    off_diagonal = off_diagonal_mask(ops.shape(labels)[0])
     return ops.where(off_diagonal, keys, ops.cast(-int_max - 1, int_dtype))
 
 
-def _merged_pair_coefficients(labels, distances, margin):
-    """``W`` from one full sort of every row (positives and negatives merged)."""
+def _merged_pair_coefficients(labels, distances, margin, rows=None):
+    """``W`` from one full sort of every row (positives and negatives merged), and the
+    number of positive triples of each row.
+
+    ``distances`` is ``(A, B)``: rows of anchors ``rows`` (see :func:`_row_masks`).
+    """
     dtype = distances.dtype
-    b = ops.shape(distances)[0]
-    sorted_keys, order = ops.top_k(_merged_order_keys(labels, distances, margin), b)
+    a = ops.shape(distances)[0]
+    b = ops.shape(distances)[1]
+    sorted_keys, order = ops.top_k(_merged_order_keys(labels, distances, margin, rows), b)
     # Key parity: MAX is odd, so a key is even iff the entry is a negative. The diagonal
     # (last in every row, even) reads as a negative with no positive after it: weight 0.
     neg = ops.equal(ops.bitwise_and(sorted_keys, 1), 0)
@@ -199,31 +228,34 @@ def _merged_pair_coefficients(labels, distances, margin):
     # weight -r: minus the positives after it, r = |P| - (rank - negatives so far).
     w_sorted = ops.where(neg, (rank - num_pos_per_row) - negatives_so_far, negatives_so_far)
     # Per-row counts are exact in float32 (below 2**24); the totals are summed last.
-    num_positive = ops.sum(ops.sum(ops.relu(w_sorted), axis=1))
+    per_row = ops.sum(ops.relu(w_sorted), axis=1)
     # Back to the original column order: a segment sum over flat indices is a scatter
     # (each index occurs once), and on CPU much faster than a scatter op.
-    row_start = ops.expand_dims(ops.arange(b, dtype="int32") * ops.cast(b, "int32"), 1)
+    row_start = ops.expand_dims(ops.arange(a, dtype="int32") * ops.cast(b, "int32"), 1)
     flat_index = ops.reshape(ops.cast(order, "int32") + row_start, (-1,))
     coefficients = ops.segment_sum(
-        ops.reshape(w_sorted, (-1,)), flat_index, num_segments=b * b, sorted=False
+        ops.reshape(w_sorted, (-1,)), flat_index, num_segments=a * b, sorted=False
     )
-    return ops.reshape(coefficients, (b, b)), num_positive
+    return ops.reshape(coefficients, (a, b)), per_row
 
 
-def _positives_pair_coefficients(labels, distances, margin, num_positives, k):
-    """``W`` from a sort of each row's positives only and a binary search per negative.
+def _positives_pair_coefficients(labels, distances, margin, num_positives, k, rows=None):
+    """``W`` from a sort of each row's positives only and a binary search per negative, and
+    the number of positive triples of each row.
 
     ``k`` is the largest number of positives of any anchor (at least 1). Per row the
     positives' keys ``d_ij + m`` are sorted ascending (``top_k`` of their negation, so
     non-positives come last as ``+inf``); for a negative ``s_ik`` = the number of keys
     ``<= d_ik`` (a right-sided binary search), so ``r_ik = n_i - s_ik``; and ``c`` of the
     positive at sorted position ``p`` is the number of negatives with ``s_ik <= p`` (a
-    per-row histogram of ``s`` and its prefix sum). Only ``(B, k)`` values are scattered back.
+    per-row histogram of ``s`` and its prefix sum). Only ``(A, k)`` values are scattered
+    back. ``distances`` is ``(A, B)`` and ``num_positives`` ``(A,)``: rows of the anchors
+    ``rows`` (see :func:`_row_masks`).
     """
     dtype = distances.dtype
-    b = ops.shape(distances)[0]
-    same = same_label_mask(labels)
-    positive = ops.logical_and(same, off_diagonal_mask(b))
+    a = ops.shape(distances)[0]
+    same, off_diagonal = _row_masks(labels, rows)
+    positive = ops.logical_and(same, off_diagonal)
     # -(d + m) rounds exactly as -m - d (rounding is symmetric), so -top_k is fl(d + m).
     negated, columns = ops.top_k(ops.where(positive, (-margin) - distances, -np.inf), k)
     keys = -negated
@@ -236,11 +268,16 @@ def _positives_pair_coefficients(labels, distances, margin, num_positives, k):
     real = ops.less(ops.expand_dims(ops.arange(k, dtype="int32"), 0), n)
     c = ops.where(real, ops.cast(below, dtype), ops.zeros((), dtype))
     # Pad slots point at the diagonal, whose weight is 0, and write 0 there.
-    rows = ops.broadcast_to(ops.expand_dims(ops.arange(b, dtype="int32"), 1), ops.shape(columns))
-    cols = ops.where(real, ops.cast(columns, "int32"), rows)
-    scatter_index = ops.reshape(ops.stack([rows, cols], axis=-1), (-1, 2))
+    row_pos = ops.broadcast_to(
+        ops.expand_dims(ops.arange(a, dtype="int32"), 1), ops.shape(columns)
+    )
+    diagonal = row_pos if rows is None else ops.broadcast_to(
+        ops.expand_dims(rows[1], 1), ops.shape(columns)
+    )
+    cols = ops.where(real, ops.cast(columns, "int32"), diagonal)
+    scatter_index = ops.reshape(ops.stack([row_pos, cols], axis=-1), (-1, 2))
     w = ops.scatter_update(w, scatter_index, ops.reshape(c, (-1,)))
-    return w, ops.sum(ops.sum(c, axis=1))
+    return w, ops.sum(c, axis=1)
 
 
 def pair_coefficients(labels, distances, margin, row_sort="auto"):
@@ -269,21 +306,27 @@ def pair_coefficients(labels, distances, margin, row_sort="auto"):
     num_positives = class_sizes(labels) - 1
     n = ops.cast(num_positives, dtype)
     num_valid = ops.sum(n * (ops.cast(b - 1, dtype) - n))
-    k = ops.maximum(ops.max(num_positives), 1)
-    choice, k_now = choose_row_sort(row_sort, b, k)
+    # initial=1: at least 1, and no error on an empty batch
+    k = ops.max(num_positives, initial=1)
+    w, per_row = _coefficients(row_sort, b, k, labels, distances, margin, num_positives)
+    return {"coefficients": w, "num_positive": ops.sum(per_row), "num_valid": num_valid}
+
+
+def _coefficients(row_sort, batch_size, k, labels, distances, margin, num_positives, rows=None):
+    """``(W, positive triples per row)`` by the kernel :func:`choose_row_sort` picks."""
+    choice, k_now = choose_row_sort(row_sort, batch_size, k)
     if choice == "merged":
-        w, num_positive = _merged_pair_coefficients(labels, distances, margin)
-    elif choice == "positives":
-        w, num_positive = _positives_pair_coefficients(
-            labels, distances, margin, num_positives, k if k_now is None else k_now
+        return _merged_pair_coefficients(labels, distances, margin, rows)
+    if choice == "positives":
+        return _positives_pair_coefficients(
+            labels, distances, margin, num_positives, k if k_now is None else k_now, rows
         )
-    else:  # a TensorFlow graph without XLA: decide when it runs
-        w, num_positive = ops.cond(
-            ops.less_equal(k, _positives_max(b)),
-            lambda: _positives_pair_coefficients(labels, distances, margin, num_positives, k),
-            lambda: _merged_pair_coefficients(labels, distances, margin),
-        )
-    return {"coefficients": w, "num_positive": num_positive, "num_valid": num_valid}
+    # a TensorFlow graph without XLA: decide when it runs
+    return ops.cond(
+        ops.less_equal(k, _positives_max(batch_size)),
+        lambda: _positives_pair_coefficients(labels, distances, margin, num_positives, k, rows),
+        lambda: _merged_pair_coefficients(labels, distances, margin, rows),
+    )
 
 
 def _embedding_gradient(embeddings, distances, coefficients, squared):
@@ -302,8 +345,45 @@ def _embedding_gradient(embeddings, distances, coefficients, squared):
     )
 
 
-def batch_all_sorted(labels, embeddings, margin, squared, with_gradient=True, row_sort="auto"):
-    """The batch-all statistics of the dense form, in O(B^2) memory. Inputs standardized.
+def with_gradient_of(value, gradient, embeddings):
+    """``value`` whose gradient with respect to ``embeddings`` is ``gradient``.
+
+    ``value + sum(stop_gradient(gradient) * e) - stop_gradient(same)``: the value is
+    unchanged and the gradient is ``gradient`` on every Keras backend.
+    """
+    surrogate = ops.sum(ops.stop_gradient(gradient) * embeddings)
+    return value + (surrogate - ops.stop_gradient(surrogate))
+
+
+def uses_whole_matrices(batch_size, distance="euclidean", anchor_block=None):
+    """Whether :func:`batch_all_sorted` computes on whole ``(B, B)`` matrices: for a static
+    batch size up to :data:`WHOLE_MATRIX_MAX_BATCH` with Euclidean distances and no
+    ``anchor_block``; else in anchor blocks."""
+    b = concrete_int(batch_size) if batch_size is not None else None
+    return (
+        anchor_block is None
+        and distance in ("euclidean", "squared_euclidean")
+        and b is not None
+        and b <= WHOLE_MATRIX_MAX_BATCH
+    )
+
+
+def batch_all_sorted(
+    labels,
+    embeddings,
+    margin,
+    squared,
+    with_gradient=True,
+    row_sort="auto",
+    anchor_block=None,
+    distance=None,
+):
+    """The batch-all statistics of the dense form without ``B^3`` tensors. Inputs
+    standardized.
+
+    Up to :data:`WHOLE_MATRIX_MAX_BATCH` samples (static batch size, Euclidean distances)
+    on whole ``(B, B)`` matrices, ``O(B^2)`` memory; else (and whenever ``anchor_block`` is
+    given) in blocks of anchor rows (:func:`blocked_terms`), ``O(block B + B D)`` memory.
 
     Args:
         labels: class ids of shape ``(B,)``.
@@ -313,12 +393,40 @@ def batch_all_sorted(labels, embeddings, margin, squared, with_gradient=True, ro
         with_gradient: attach the analytic gradient to ``loss`` (costs one ``B x B x D``
             matrix product); without it ``loss`` is a constant.
         row_sort: see :func:`pair_coefficients`.
+        anchor_block: anchors per block (a positive int), or None: chosen from ``B``.
+        distance: ``"euclidean"``, ``"squared_euclidean"`` or ``"cosine"``; None follows
+            ``squared``.
 
     Returns:
         A dict with ``loss``, ``fraction_positive``, ``num_positive`` and ``num_valid``,
         equal to the dense form's within float32 rounding.
     """
+    if distance is None:
+        distance = "squared_euclidean" if squared else "euclidean"
+    squared = distance == "squared_euclidean"
+    anchor_block = check_anchor_block(anchor_block)
     embeddings_const = ops.stop_gradient(embeddings)
+    b_now = concrete_int(ops.shape(embeddings)[0])
+    if b_now == 0:
+        zero = ops.sum(embeddings_const) * 0.0
+        return {"loss": zero + ops.sum(embeddings) * 0.0, "fraction_positive": zero,
+                "num_positive": zero, "num_valid": zero}
+    if not uses_whole_matrices(b_now, distance, anchor_block):
+        stats = blocked_terms(
+            labels, embeddings, margin, distance, anchor_block=anchor_block,
+            with_gradient=with_gradient, row_sort=row_sort,
+        )
+        num_positive, num_valid = stats["num_positive"], stats["num_valid"]
+        denominator = ops.maximum(num_positive, 1.0)
+        loss = stats["terms"] / denominator
+        if with_gradient:
+            loss = with_gradient_of(loss, stats["gradient"] / denominator, embeddings)
+        return {
+            "loss": loss,
+            "fraction_positive": num_positive / ops.maximum(num_valid, 1.0),
+            "num_positive": num_positive,
+            "num_valid": num_valid,
+        }
     distances = _distances(embeddings_const, squared)
     stats = pair_coefficients(labels, distances, margin, row_sort)
     w = stats["coefficients"]
@@ -331,11 +439,268 @@ def batch_all_sorted(labels, embeddings, margin, squared, with_gradient=True, ro
     loss = hinge_sum / denominator
     if with_gradient:
         grad = _embedding_gradient(embeddings_const, distances, w, squared) / denominator
-        surrogate = ops.sum(grad * embeddings)
-        loss = loss + (surrogate - ops.stop_gradient(surrogate))
+        loss = with_gradient_of(loss, grad, embeddings)
     return {
         "loss": loss,
         "fraction_positive": num_positive / ops.maximum(num_valid, 1.0),
         "num_positive": num_positive,
         "num_valid": num_valid,
+    }
+
+
+# --- anchor blocks ------------------------------------------------------------------------
+
+#: With ``anchor_block=None`` a batch of at most this many samples is computed on whole
+#: ``(B, B)`` matrices (:func:`batch_all_sorted`), a larger one in anchor blocks
+#: (docs/performance.md).
+WHOLE_MATRIX_MAX_BATCH = 2048
+
+#: The automatic anchor block keeps each ``(block, B)`` tensor near this many entries.
+AUTO_BLOCK_ENTRIES = 2**21
+
+#: The soft margin's automatic anchor block keeps each ``(block, B, B)`` tensor near this
+#: many entries.
+AUTO_SOFT_BLOCK_ENTRIES = 2**22
+
+
+def check_anchor_block(anchor_block):
+    """``anchor_block`` if it is None or a positive int, else a ``ValueError``."""
+    if anchor_block is None:
+        return None
+    if isinstance(anchor_block, bool) or not isinstance(anchor_block, (int, np.integer)):
+        raise ValueError(
+            "anchor_block must be None (chosen from the batch size) or a positive integer; "
+            f"got {anchor_block!r}."
+        )
+    if anchor_block < 1:
+        raise ValueError(f"anchor_block must be at least 1; got {anchor_block}.")
+    return int(anchor_block)
+
+
+def auto_anchor_block(batch_size, soft=False):
+    """The anchor block ``anchor_block=None`` means for ``batch_size`` (an int or None).
+
+    A power of two that keeps each ``(block, B)`` tensor (``(block, B, B)`` with the soft
+    margin) near :data:`AUTO_BLOCK_ENTRIES` (:data:`AUTO_SOFT_BLOCK_ENTRIES`) entries, at
+    least 1. None for an unknown batch size: the block is then computed when the graph
+    runs (:func:`_block_size`).
+    """
+    if batch_size is None:
+        return None
+    budget, per_row = (
+        (AUTO_SOFT_BLOCK_ENTRIES, batch_size * batch_size) if soft
+        else (AUTO_BLOCK_ENTRIES, batch_size)
+    )
+    block = 1
+    while block * 2 * per_row <= budget:
+        block *= 2
+    return block
+
+
+def _block_size(anchor_block, num_anchors, batch_size, soft, max_block=None):
+    """The block: ``anchor_block`` (or the automatic one, at most ``max_block``) capped at
+    the number of anchors, at least 1; a Python int when the sizes are known, else a scalar
+    tensor."""
+    a_now, b_now = concrete_int(num_anchors), concrete_int(batch_size)
+    if anchor_block is None:
+        anchor_block = auto_anchor_block(b_now, soft)
+        if anchor_block is not None and max_block is not None:
+            anchor_block = min(anchor_block, max_block)
+    if a_now is not None and anchor_block is not None:
+        return max(min(anchor_block, a_now), 1)
+    if anchor_block is None:  # unknown batch size: the same rule, as a tensor
+        b = ops.maximum(ops.cast(batch_size, "int32"), 1)
+        per_row = b * b if soft else b
+        budget = AUTO_SOFT_BLOCK_ENTRIES if soft else AUTO_BLOCK_ENTRIES
+        anchor_block = ops.maximum(budget // per_row, 1)
+        if max_block is not None:
+            anchor_block = ops.minimum(anchor_block, max_block)
+    return ops.maximum(ops.minimum(anchor_block, ops.cast(num_anchors, "int32")), 1)
+
+
+def _dense_block_coefficients(labels, distances, margin, rows, soft):
+    """Every triple of a block of anchors, from ``(A, B, B)`` tensors (as
+    :mod:`~tftriplet.losses.batch_all_dense` does for the whole batch).
+
+    Returns ``(W, term sum per row, positive triples per row)``: ``W_ij = sum_k t'_ijk`` on
+    positive pairs and ``W_ik = -sum_j t'_ijk`` on negative pairs, where ``t'`` is the
+    derivative of a triple's term with respect to ``d_ij - d_ik`` (``sigmoid`` for the soft
+    margin, 1 for a positive hinge, 0 for an invalid triple).
+    """
+    same, off_diagonal = _row_masks(labels, rows)
+    positive = ops.logical_and(same, off_diagonal)
+    shifted = distances if soft else distances + margin
+    anchor_positive = ops.where(positive, shifted, float("-inf"))
+    anchor_negative = ops.where(same, float("inf"), distances)
+    diff = ops.expand_dims(anchor_positive, 2) - ops.expand_dims(anchor_negative, 1)
+    if soft:
+        terms = softplus(diff)
+        slope = ops.sigmoid(diff)  # 0 where the triple is not valid (diff = -inf)
+        positives = ops.sign(ops.relu(diff + margin))
+    else:
+        terms = ops.relu(diff)
+        slope = positives = ops.sign(terms)
+    w = ops.sum(slope, axis=2) - ops.sum(slope, axis=1)
+    per_row = ops.sum(ops.sum(terms, axis=2), axis=1)
+    return w, per_row, ops.sum(ops.sum(positives, axis=2), axis=1)
+
+
+def blocked_terms(
+    labels,
+    embeddings,
+    margin,
+    distance="euclidean",
+    soft=False,
+    anchor_index=None,
+    anchor_block=None,
+    with_gradient=True,
+    row_sort="auto",
+    per_triple=False,
+    max_block=None,
+):
+    """Batch-all sums over anchors, in blocks of anchor rows: ``O(block B + B D)`` memory.
+
+    For each block of anchors the ``(block, B)`` rows of the distance matrix give the
+    pair coefficients ``W`` (the sorted counts, or the soft margin's slopes from a
+    ``(block, B, B)`` tensor); the term sum, the counts and the gradient ``sum W dd/de``
+    (rows through ``G @ e``, columns through ``G^T @ e``) are accumulated, so no ``(B, B)``
+    tensor exists.
+
+    Args:
+        labels: class ids ``(B,)``.
+        embeddings: float ``(B, D)`` (not differentiated here).
+        margin: the margin ``m``.
+        distance: ``"euclidean"``, ``"squared_euclidean"`` or ``"cosine"``.
+        soft: the soft margin.
+        anchor_index: int32 ``(A,)`` anchors (distinct rows), or None for every row.
+        anchor_block: anchors per block, or None (chosen from ``B``).
+        with_gradient: also return the gradient.
+        row_sort: the hinge's counting kernel (:func:`pair_coefficients`).
+        per_triple: evaluate every triple of a block (``(block, B, B)`` tensors) instead
+            of counting by sorting; always so with the soft margin.
+        max_block: an upper bound on the automatic block (None: none).
+
+    Returns:
+        A dict: ``terms`` (the sum of the anchors' terms), ``num_positive`` (their positive
+        triples), ``num_valid`` (their valid triples) and ``gradient`` (``(B, D)``, the
+        gradient of ``terms`` with respect to ``embeddings``, or None).
+    """
+    e = ops.stop_gradient(embeddings)
+    dtype = e.dtype
+    b = ops.shape(e)[0]
+    all_anchors = anchor_index is None
+    if all_anchors:
+        anchor_index = ops.arange(b, dtype="int32")
+    anchor_index = ops.cast(anchor_index, "int32")
+    num_anchors = ops.shape(anchor_index)[0]
+    num_positives = class_sizes(labels) - 1
+    anchor_positives = ops.take(num_positives, anchor_index)
+    n = ops.cast(anchor_positives, dtype)
+    num_valid = ops.sum(n * (ops.cast(b - 1, dtype) - n))
+    k = ops.max(anchor_positives, initial=1)
+    per_triple = per_triple or soft
+    block = _block_size(anchor_block, num_anchors, b, per_triple, max_block)
+    a_now, block_now = concrete_int(num_anchors), concrete_int(block)
+    if a_now is not None and block_now is not None:
+        num_blocks = -(-a_now // block_now)
+    else:
+        num_blocks = (ops.cast(num_anchors, "int32") + block - 1) // block
+    cosine = distance == "cosine"
+    if cosine:
+        sq_norm = ops.sum(ops.square(e), axis=1, keepdims=True)
+        nonzero = ops.greater(sq_norm, 0.0)
+        inv_norm = ops.where(nonzero, ops.rsqrt(ops.where(nonzero, sq_norm, 1.0)), 0.0)
+        points = e * inv_norm  # l2_normalize: a zero row stays zero
+    else:
+        points = e
+        sq_norm = ops.sum(ops.square(e), axis=1)
+    points_t = ops.transpose(points)
+    # Rows are gathered from copies with one more (zero) row, and rows are added into an
+    # accumulator of B + 1 rows: then no gather or scatter ever sees an empty tensor, which
+    # XLA cannot compile when the batch size is unknown when tracing (an empty batch).
+    anchor_rows = ops.concatenate([anchor_index, ops.zeros((1,), "int32")], axis=0)
+    def one_more(x):
+        return ops.concatenate([x, ops.zeros((1, *ops.shape(x)[1:]), x.dtype)], axis=0)
+
+    row_points_of = one_more(points)
+    row_labels_of = one_more(labels)
+    row_positives_of = one_more(num_positives)
+    if not cosine:
+        row_sq_norm_of = one_more(sq_norm)
+
+    def block_distances(rows, row_points):
+        if cosine:
+            return ops.clip(1.0 - ops.matmul(row_points, points_t), 0.0, 2.0)
+        minus_two_dot = ops.matmul(-2.0 * row_points, points_t)
+        sq = ops.expand_dims(ops.take(row_sq_norm_of, rows), 1) + minus_two_dot
+        sq = ops.maximum(sq + ops.expand_dims(sq_norm, 0), 0.0)
+        return sq if distance == "squared_euclidean" else ops.sqrt(sq)
+
+    def body(i, carry):
+        start_wanted = i * block
+        start = ops.maximum(ops.minimum(start_wanted, num_anchors - block), 0)
+        position = start + ops.arange(block, dtype="int32")
+        # The last block is moved back to end at the last anchor; rows it shares with the
+        # block before count once.
+        fresh = ops.greater_equal(position, start_wanted)
+        rows = ops.take(anchor_rows, position)
+        row_points = ops.take(row_points_of, rows, axis=0)
+        d = block_distances(rows, row_points)
+        block_rows = (ops.take(row_labels_of, rows), rows)
+        if per_triple:
+            w, terms, positives = _dense_block_coefficients(labels, d, margin, block_rows, soft)
+        else:
+            w, positives = _coefficients(
+                row_sort, b, k, labels, d, margin, ops.take(row_positives_of, rows), block_rows
+            )
+            terms = ops.einsum("ij,ij->i", w, d) + margin * positives
+        zero = ops.zeros((), dtype)
+        out = [
+            carry[0] + ops.sum(ops.where(fresh, terms, zero)),
+            carry[1] + ops.sum(ops.where(fresh, positives, zero)),
+        ]
+        if with_gradient:
+            by_rows, by_columns, column_scale = carry[2], carry[3], carry[4]
+            keep = ops.expand_dims(ops.cast(fresh, dtype), 1)
+            if cosine:
+                g = w
+            elif distance == "squared_euclidean":
+                g = 2.0 * w
+            else:
+                g = divide_or_zero(w, d)
+            fresh_points = row_points * keep
+            # columns: G^T @ rows, as (rows^T @ G)^T (no (block, B) transpose)
+            by_columns = by_columns - ops.transpose(ops.matmul(ops.transpose(fresh_points), g))
+            row_part = ops.matmul(g, points)
+            if not cosine:
+                column_scale = column_scale + ops.squeeze(ops.matmul(ops.transpose(keep), g), 0)
+                row_part = row_part - ops.expand_dims(ops.sum(g, axis=1), 1) * row_points
+            by_rows = add_to_rows(by_rows, rows, -row_part * keep)
+            out += [by_rows, by_columns, column_scale]
+        return tuple(out)
+
+    zero = ops.zeros((), dtype)
+    initial = (zero, zero)
+    if with_gradient:
+        initial += (
+            ops.zeros_like(row_points_of),
+            ops.zeros_like(points),
+            ops.zeros((b,), dtype),
+        )
+    carry = block_loop(num_blocks, body, initial)
+    gradient = None
+    if with_gradient:
+        by_rows, by_columns, column_scale = carry[2], carry[3], carry[4]
+        accumulated = by_rows[:-1] + by_columns
+        if cosine:
+            # accumulated = d terms / d normalized rows; through the normalisation
+            radial = ops.sum(accumulated * points, axis=1, keepdims=True)
+            gradient = (accumulated - radial * points) * inv_norm
+        else:
+            gradient = accumulated + ops.expand_dims(column_scale, 1) * e
+    return {
+        "terms": carry[0],
+        "num_positive": carry[1],
+        "num_valid": num_valid,
+        "gradient": gradient,
     }
