@@ -14,7 +14,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import random_case
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -75,7 +74,7 @@ def assert_same(got, expected, rtol=1e-9, atol=1e-12):
 
 @pytest.mark.parametrize("block", [1, 3, 5, 13, 40])  # 13 = B; 3, 5 do not divide B
 @pytest.mark.parametrize("distance", DISTANCES)
-def test_sorted_blocks_match_the_reference(distance, block):
+def test_sorted_blocks_match_the_reference(random_case, distance, block):
     rng = np.random.default_rng(21)
     labels, x = random_case(rng, 13, 4, 3)
     got = run(labels, x, distance=distance, method="sorted", anchor_block=block)
@@ -85,7 +84,7 @@ def test_sorted_blocks_match_the_reference(distance, block):
 @pytest.mark.parametrize("soft", [False, True])
 @pytest.mark.parametrize("block", [1, 4, 11, 20])
 @pytest.mark.parametrize("distance", ["euclidean", "cosine"])
-def test_dense_blocks_match_the_reference(distance, block, soft):
+def test_dense_blocks_match_the_reference(random_case, distance, block, soft):
     """method="dense" with anchor_block: every triple of a block of anchors at a time."""
     rng = np.random.default_rng(22)
     labels, x = random_case(rng, 11, 3, 3)
@@ -96,7 +95,7 @@ def test_dense_blocks_match_the_reference(distance, block, soft):
 @pytest.mark.parametrize("mode", ["function", "unknown", "xla"])
 @pytest.mark.parametrize("distance, soft", [("euclidean", False), ("cosine", False),
                                             ("euclidean", True)])
-def test_blocks_in_graphs_match_the_reference(mode, distance, soft):
+def test_blocks_in_graphs_match_the_reference(random_case, mode, distance, soft):
     """In a tf.function (also with an unknown batch size: the block count is a tensor and
     the loop a while_loop) and under XLA."""
     rng = np.random.default_rng(23)
@@ -107,7 +106,7 @@ def test_blocks_in_graphs_match_the_reference(mode, distance, soft):
     assert_same(got, want(labels, x, distance=distance, soft=soft))
 
 
-def test_auto_block_above_the_whole_matrix_limit_is_exact(monkeypatch):
+def test_auto_block_above_the_whole_matrix_limit_is_exact(random_case, monkeypatch):
     """The automatic path: with the limits lowered, a batch of 40 goes in blocks of 8."""
     import tftriplet.losses.batch_all_sorted as module
 
@@ -218,7 +217,7 @@ def test_auto_soft_margin_above_the_dense_limit_has_no_cubic_tensor():
 @pytest.mark.parametrize("distance, soft", [("euclidean", False), ("squared_euclidean", False),
                                             ("cosine", False), ("euclidean", True),
                                             ("cosine", True)])
-def test_anchor_terms_over_a_partition_give_the_loss_and_its_gradient(distance, soft):
+def test_anchor_terms_over_a_partition_give_the_loss_and_its_gradient(random_case, distance, soft):
     """Shares over uneven anchor sets sum to the reference loss; the numerators' gradients
     sum to the reference gradient times the global count."""
     rng = np.random.default_rng(25)
@@ -322,7 +321,7 @@ def test_cosine_exact_ties_follow_the_strict_hinge(margin, row_sort):
                                    atol=1e-7)
 
 
-def test_sorted_cosine_matches_the_reference_with_a_zero_row():
+def test_sorted_cosine_matches_the_reference_with_a_zero_row(random_case):
     rng = np.random.default_rng(27)
     labels, x = random_case(rng, 14, 4, 3)
     x[3] = 0.0
@@ -357,7 +356,9 @@ def test_empty_batch_gives_zero_for_every_method(distance, soft, methods, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("distance, soft, methods", VARIANTS)
-def test_non_finite_embeddings_give_nan_for_every_method(distance, soft, methods, mode):
+def test_non_finite_embeddings_give_nan_for_every_method(
+    random_case, distance, soft, methods, mode
+):
     rng = np.random.default_rng(28)
     labels, clean = random_case(rng, 40, 3, 4)  # 40 > 32: auto picks sorted
     valid = want(labels, clean, distance=distance)["num_valid"]
@@ -372,7 +373,7 @@ def test_non_finite_embeddings_give_nan_for_every_method(distance, soft, methods
             assert got["num_valid"] == valid
 
 
-def test_non_finite_embeddings_stop_training_with_terminate_on_nan():
+def test_non_finite_embeddings_stop_training_with_terminate_on_nan(random_case):
     """A NaN in the batch makes the loss NaN, so keras.callbacks.TerminateOnNaN stops."""
     rng = np.random.default_rng(29)
     labels, x = random_case(rng, 40, 3, 4)
@@ -420,7 +421,7 @@ print(json.dumps(out))
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_blocked_forms_under_other_keras_backends(backend):
+def test_blocked_forms_under_other_keras_backends(random_case, backend):
     """jax.jit (fori_loop over blocks) and torch (a Python loop) against the reference."""
     pytest.importorskip(backend)
     rng = np.random.default_rng(30)
