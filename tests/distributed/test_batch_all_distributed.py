@@ -3,7 +3,7 @@
 The strategy tests run tests/distributed_step.py in fresh processes (logical CPU devices and
 MultiWorkerMirroredStrategy must be configured before TensorFlow initialises), each bounded
 by a timeout, and compare against one device on the global batch and against the float64
-loop reference in tftriplet/reference.py.
+loop reference in tftriplet_conformance/reference.py.
 """
 
 from __future__ import annotations
