@@ -1,7 +1,7 @@
 """``python -m tftriplet_conformance generate``: compute the golden fixtures from ``cases.py``.
 
-The float64 NumPy reference (:mod:`tftriplet_conformance.reference`, loops) gives every expected
-output and the gradient. An existing fixture whose golden values would change is left
+The float64 NumPy reference (:mod:`tftriplet_conformance.reference`, loops) gives every
+expected output and the gradient. An existing fixture whose golden values would change is left
 alone, and the change shown, unless ``--force`` is given.
 """
 

@@ -1,10 +1,10 @@
 """The sorted O(B^2) batch-all form against the dense B^3 form and the float64 reference.
 
-The reference (tftriplet_conformance/reference.py) is written as plain loops over (i, j, k); the dense
-form is the seed program's algorithm. The sorted form must give the same loss, fraction,
-counts and gradient: exactly equal counts wherever no hinge lies within rounding of 0
-("ties away"), and exact tie semantics (a hinge of exactly 0 is not positive) where the
-arithmetic is exact.
+The reference (tftriplet_conformance/reference.py) is written as plain loops over
+(i, j, k); the dense form is the definition as it reads. The sorted form must give the
+same loss, fraction, counts and gradient: exactly equal counts wherever no hinge lies
+within rounding of 0 ("ties away"), and exact tie semantics (a hinge of exactly 0 is not
+positive) where the arithmetic is exact.
 """
 
 import json
