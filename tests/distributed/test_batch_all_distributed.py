@@ -27,7 +27,6 @@ import keras  # noqa: E402
 from distributed_step import LABELS, initial_weights, logged_loss_factor  # noqa: E402
 
 from tftriplet import BatchAllTripletLoss, TripletLoss  # noqa: E402
-from tftriplet.losses.batch_all_dense import batch_all_dense_anchor_terms  # noqa: E402
 from tftriplet.masks import anchor_pair_masks  # noqa: E402
 from tftriplet_conformance import reference  # noqa: E402
 
@@ -132,10 +131,9 @@ def test_anchor_terms_over_a_partition_give_the_reference_loss(seed):
     order = rng.permutation(13)
     parts = np.split(order, [3, 4, 9])  # uneven, one part of a single anchor
     total, count = 0.0, 0.0
+    loss = BatchAllTripletLoss(margin=0.3, cross_replica=True)
     for part in parts:
-        numerator, denominator = batch_all_dense_anchor_terms(
-            labels, embeddings, part.astype(np.int32), 0.3, "euclidean"
-        )
+        numerator, denominator = loss.anchor_terms(labels, embeddings, part.astype(np.int32))
         total += float(numerator)
         count += float(denominator)
     assert count == expected["num_positive"]

@@ -18,7 +18,7 @@ from keras import ops
 
 from tftriplet.distances import pairwise_distances
 from tftriplet.losses.base import normalize
-from tftriplet.masks import anchor_negative_mask, anchor_pair_masks, anchor_positive_mask
+from tftriplet.masks import anchor_negative_mask, anchor_positive_mask
 from tftriplet.mining import softplus
 
 
@@ -78,20 +78,3 @@ def batch_all_dense(labels, embeddings, margin, distance, soft=False):
         "num_positive": num_positive,
         "num_valid": num_valid,
     }
-
-
-def batch_all_dense_anchor_terms(labels, embeddings, anchor_index, margin, distance, soft=False):
-    """Term sum and normaliser share over the anchors ``anchor_index``, mined against the
-    whole batch.
-
-    Summed over a partition of all anchors, the sums and counts are those of
-    :func:`batch_all_dense`; the count is the number of positive triples (of valid triples
-    when ``soft``).
-    """
-    distances = pairwise_distances(embeddings, distance=distance)
-    distances = ops.take(distances, anchor_index, axis=0)
-    positive, negative = anchor_pair_masks(labels, anchor_index)
-    terms, count = triplet_terms(distances, positive, negative, margin, soft)
-    if soft:
-        count = num_valid_triples(positive, negative, terms.dtype)
-    return ops.sum(terms), count
