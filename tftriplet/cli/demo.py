@@ -355,7 +355,7 @@ def run_demo(
     plot_results(
         png_path, title, y_test, before_embeddings, after_embeddings, before, after, history
     )
-    seconds = time.perf_counter() - start
+    seconds = round(time.perf_counter() - start, 2)  # printed and stored as the same number
     results = {
         "data": source,
         "split": {
@@ -384,7 +384,7 @@ def run_demo(
         "input_features": input_space,
         "before": before,
         "after": after,
-        "seconds": round(seconds, 2),
+        "seconds": seconds,
         "files": {"png": png_path, "json": json_path},
     }
     if tensorboard is not None:
