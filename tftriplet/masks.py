@@ -91,12 +91,34 @@ def anchor_pair_masks(labels, anchor_index):
     Returns:
         ``(positive, negative)``, boolean ``(A, B)`` tensors.
     """
+    same, not_self = anchor_row_masks(labels, anchor_index)
+    return ops.logical_and(same, not_self), ops.logical_not(same)
+
+
+def anchor_row_masks(labels, anchor_index, anchor_labels=None):
+    """``(same, not_self)``, the rows ``anchor_index`` of the label and index masks.
+
+    ``same[a, j]``: sample ``j`` has the label of anchor ``anchor_index[a]`` (itself
+    included); ``not_self[a, j]``: ``j`` is another sample than that anchor.
+
+    Args:
+        labels: class ids of shape ``(B,)``.
+        anchor_index: int32 indices ``(A,)`` into ``labels``.
+        anchor_labels: ``labels[anchor_index]``, where already gathered.
+
+    Returns:
+        ``(same, not_self)``, boolean ``(A, B)`` tensors.
+    """
     labels = ops.reshape(ops.convert_to_tensor(labels), (-1,))
     anchor_index = ops.convert_to_tensor(anchor_index, "int32")
-    anchor_labels = gpu_comparable(ops.take(labels, anchor_index))
-    same = ops.equal(ops.expand_dims(anchor_labels, 1), ops.expand_dims(gpu_comparable(labels), 0))
+    if anchor_labels is None:
+        anchor_labels = ops.take(labels, anchor_index)
+    same = ops.equal(
+        ops.expand_dims(gpu_comparable(anchor_labels), 1),
+        ops.expand_dims(gpu_comparable(labels), 0),
+    )
     columns = gpu_comparable(ops.arange(ops.shape(labels)[0], dtype="int32"))
     not_self = ops.not_equal(
         ops.expand_dims(gpu_comparable(anchor_index), 1), ops.expand_dims(columns, 0)
     )
-    return ops.logical_and(same, not_self), ops.logical_not(same)
+    return same, not_self

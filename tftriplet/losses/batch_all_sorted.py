@@ -78,7 +78,7 @@ from tftriplet.backend_ops import (
     row_searchsorted,
     sorted_searchsorted,
 )
-from tftriplet.masks import off_diagonal_mask, same_label_mask
+from tftriplet.masks import anchor_row_masks, off_diagonal_mask, same_label_mask
 from tftriplet.mining import softplus
 
 ROW_SORTS = ("auto", "merged", "positives")
@@ -185,10 +185,7 @@ def _row_masks(labels, rows):
         same = same_label_mask(labels)
         return same, off_diagonal_mask(ops.shape(labels)[0])
     row_labels, row_index = rows
-    same = ops.equal(ops.expand_dims(row_labels, 1), ops.expand_dims(labels, 0))
-    columns = ops.arange(ops.shape(labels)[0], dtype="int32")
-    off_diagonal = ops.not_equal(ops.expand_dims(row_index, 1), ops.expand_dims(columns, 0))
-    return same, off_diagonal
+    return anchor_row_masks(labels, row_index, row_labels)
 
 
 def _merged_order_keys(labels, distances, margin, rows=None):
