@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,12 +23,18 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 from distributed_step import LABELS, initial_weights, logged_loss_factor  # noqa: E402
+from processes import (  # noqa: E402
+    finish,
+    max_weight_difference,
+    run_workers,
+    spawn,
+    worker_env,
+)
 
 from tftriplet import BatchAllTripletLoss, TripletLoss  # noqa: E402
 from tftriplet.masks import anchor_pair_masks  # noqa: E402
 from tftriplet_conformance import reference  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("distributed_step.py")
 TF_ONLY = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="tf.distribute needs the TF backend"
@@ -38,55 +42,10 @@ TF_ONLY = pytest.mark.skipif(
 WEIGHT_TOLERANCE = 1e-5
 
 
-def _env(**extra):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    env["KERAS_BACKEND"] = "tensorflow"
-    env.update(extra)
-    return env
-
-
-def _spawn(args, out, env):
-    return subprocess.Popen(
-        [sys.executable, str(SCRIPT), *args, str(out)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, so a hang is killed whole
-    )
-
-
-def _finish(proc, timeout):
-    """Wait for ``proc``; on timeout kill its process group and fail with its output."""
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"{proc.args} timed out after {timeout} s:\n{output[-4000:]}")
-    assert proc.returncode == 0, f"{proc.args} failed:\n{output[-4000:]}"
-
-
 def _run_script(tmp_path, *args, timeout=240):
     out = tmp_path / ("-".join(args) + ".json")
-    _finish(_spawn(args, out, _env()), timeout)
+    finish(spawn(SCRIPT, args, out, worker_env()), timeout)
     return json.loads(out.read_text())
-
-
-def _max_weight_difference(a, b):
-    return max(float(np.abs(np.array(x) - np.array(y)).max()) for x, y in zip(a, b, strict=True))
-
-
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 # ---------------------------------------------------------------- in-process, no strategy
@@ -182,7 +141,7 @@ def test_cross_replica_is_the_plain_loss_on_other_backends(backend):
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
-        env=_env(KERAS_BACKEND=backend),
+        env=worker_env(KERAS_BACKEND=backend),
         capture_output=True,
         text=True,
         timeout=120,
@@ -217,19 +176,19 @@ def test_mirrored_fit_step_matches_one_device(tmp_path, num_replicas):
     initial = np.array(single["initial_embeddings"])
     expected = reference.batch_all(LABELS, initial, 0.2)
     assert single["loss"] == pytest.approx(expected["loss"], rel=1e-5)
-    moved = _max_weight_difference(single["weights"], initial_weights())
+    moved = max_weight_difference(single["weights"], initial_weights())
     assert moved > 1e-2, "the step must move the weights for the comparison to mean anything"
 
     # ... and cross-replica mode reproduces it: weights and reported loss.
-    assert _max_weight_difference(cross["weights"], single["weights"]) < WEIGHT_TOLERANCE
+    assert max_weight_difference(cross["weights"], single["weights"]) < WEIGHT_TOLERANCE
     factor = logged_loss_factor(num_replicas)
     assert cross["loss"] * factor == pytest.approx(single["loss"], rel=1e-6)
 
     # Per-replica mode mines each slice alone: fewer triples, a different step, which is
     # exactly SGD on the mean of the slices' losses.
     assert sum(result["per_replica_valid"]) < result["global_valid"]
-    assert _max_weight_difference(per_replica["weights"], single["weights"]) > 1e-2
-    assert _max_weight_difference(per_replica["weights"], per_replica_ref["weights"]) < (
+    assert max_weight_difference(per_replica["weights"], single["weights"]) > 1e-2
+    assert max_weight_difference(per_replica["weights"], per_replica_ref["weights"]) < (
         WEIGHT_TOLERANCE
     )
     assert per_replica["loss"] * factor == pytest.approx(per_replica_ref["loss"], rel=1e-6)
@@ -241,24 +200,8 @@ def test_mirrored_fit_step_matches_one_device(tmp_path, num_replicas):
 @TF_ONLY
 def test_multi_worker_step_matches_one_device(tmp_path):
     single = _run_script(tmp_path, "single")["single"]
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs = []
-    try:
-        for index in range(2):
-            tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            out = tmp_path / f"worker{index}.json"
-            procs.append((_spawn(["worker"], out, _env(TF_CONFIG=tf_config)), out))
-        for proc, _ in procs:
-            _finish(proc, timeout=180)
-    finally:
-        for proc, _ in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-    for _, out in procs:
-        worker = json.loads(out.read_text())
+    for worker in run_workers(SCRIPT, ["worker"], tmp_path, timeout=180):
         assert worker["num_replicas"] == 2
         assert worker["local_batch_sizes"] == [8, 8]
-        assert _max_weight_difference(worker["weights"], single["weights"]) < WEIGHT_TOLERANCE
+        assert max_weight_difference(worker["weights"], single["weights"]) < WEIGHT_TOLERANCE
         assert worker["loss"] == pytest.approx(single["loss"], rel=1e-6)

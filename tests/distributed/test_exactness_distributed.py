@@ -18,10 +18,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -29,10 +25,17 @@ import numpy as np
 import pytest
 from distributed_step import GLOBAL_BATCH, LABELS, MARGIN, initial_weights, logged_loss_factor
 from exactness_step import LOSSES, UNEVEN_SIZES, loss_id
+from processes import (
+    finish,
+    kill_running,
+    max_weight_difference,
+    run_workers,
+    spawn,
+    worker_env,
+)
 
 from tftriplet_conformance import reference
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("exactness_step.py")
 TF_ONLY = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="tf.distribute needs the TF backend"
@@ -43,37 +46,6 @@ WEIGHT_TOLERANCE = 1e-5
 #: inputs (they forward a buffer, allocating nothing) and the gradient's shape arithmetic
 #: (small int vectors).
 UNSHAPED_OK = ("Identity", "IdentityN", "Placeholder", "BroadcastGradientArgs")
-
-
-def _env(**extra):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    env["KERAS_BACKEND"] = "tensorflow"
-    env.update(extra)
-    return env
-
-
-def _spawn(mode, out, env):
-    return subprocess.Popen(
-        [sys.executable, str(SCRIPT), mode, str(out)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its own process group, so a hang is killed whole
-    )
-
-
-def _finish(proc, timeout):
-    """Wait for ``proc``; on timeout kill its process group and fail with its output."""
-    try:
-        output, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"{proc.args} timed out after {timeout} s:\n{output[-4000:]}")
-    assert proc.returncode == 0, f"{proc.args} failed:\n{output[-4000:]}"
 
 
 def _jax_env():
@@ -102,21 +74,18 @@ def runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("exactness")
     started, results = {}, {}
     if keras.backend.backend() == "tensorflow":
-        started["mirrored"] = _spawn("mirrored", folder / "mirrored.json", _env())
+        started["mirrored"] = spawn(SCRIPT, ["mirrored"], folder / "mirrored.json", worker_env())
     else:
         results["mirrored"] = "tf.distribute needs the TF backend"
     results["jax"] = _missing_for_jax()
     if results["jax"] is None:
-        started["jax"] = _spawn("jax", folder / "jax.json", _env(**_jax_env()))
+        started["jax"] = spawn(SCRIPT, ["jax"], folder / "jax.json", worker_env(**_jax_env()))
     try:
         for mode, proc in started.items():
-            _finish(proc, timeout=300)
+            finish(proc, timeout=300)
             results[mode] = json.loads((folder / f"{mode}.json").read_text())
     finally:
-        for proc in started.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
+        kill_running(started.values())
     return results
 
 
@@ -126,16 +95,12 @@ def _result(runs, mode):
     return runs[mode]
 
 
-def _max_weight_difference(a, b):
-    return max(float(np.abs(np.array(x) - np.array(y)).max()) for x, y in zip(a, b, strict=True))
-
-
 def _check_one_device(single, loss):
     """The one-device step is the float64 reference loss, and it moves the weights."""
     initial = np.array(single["initial_embeddings"])
     expected = reference.triplet_loss(LABELS, initial, margin=MARGIN, **loss)["loss"]
     assert single["loss"] == pytest.approx(expected, rel=1e-5)
-    moved = _max_weight_difference(single["weights"], initial_weights())
+    moved = max_weight_difference(single["weights"], initial_weights())
     assert moved > 1e-2, "the step must move the weights for the comparison to mean anything"
 
 
@@ -158,7 +123,7 @@ def test_fit_on_two_replicas_matches_one_device(mirrored, loss):
     result = mirrored[loss_id(loss)]
     single, cross = result["single"], result["fit_2"]
     _check_one_device(single, loss)
-    assert _max_weight_difference(cross["weights"], single["weights"]) < WEIGHT_TOLERANCE
+    assert max_weight_difference(cross["weights"], single["weights"]) < WEIGHT_TOLERANCE
     assert cross["loss"] * logged_loss_factor(2) == pytest.approx(single["loss"], rel=1e-6)
 
 
@@ -173,7 +138,7 @@ def test_uneven_step_on_four_replicas_matches_one_device(mirrored, loss):
     assert cross["local_batch_sizes"] == list(UNEVEN_SIZES) and 0 in UNEVEN_SIZES
     assert sum(cross["losses"]) == pytest.approx(single["loss"], rel=1e-5)
     assert cross["losses"][UNEVEN_SIZES.index(0)] == 0.0
-    assert _max_weight_difference(cross["weights"], single["weights"]) < WEIGHT_TOLERANCE
+    assert max_weight_difference(cross["weights"], single["weights"]) < WEIGHT_TOLERANCE
 
 
 #: The strategies whose replicas mine their own rows. (Batch-all's cross-replica share
@@ -203,41 +168,16 @@ def test_a_replica_never_builds_a_global_square_tensor(mirrored, loss):
 # ---------------------------------------------------------------- MultiWorkerMirroredStrategy
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 @TF_ONLY
 def test_two_workers_match_one_device(mirrored, tmp_path):
     """Two MultiWorkerMirroredStrategy processes on loopback, one step per loss each (a
     custom loop: Keras 3's fit does not run under this strategy)."""
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
-    procs = []
-    try:
-        for index in range(2):
-            tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-            out = tmp_path / f"worker{index}.json"
-            procs.append((_spawn("worker", out, _env(TF_CONFIG=tf_config)), out))
-        for proc, _ in procs:
-            _finish(proc, timeout=300)
-    finally:
-        for proc, _ in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-    for _, out in procs:
-        worker = json.loads(out.read_text())
+    for worker in run_workers(SCRIPT, ["worker"], tmp_path, timeout=300):
         assert worker["num_replicas"] == 2
         for loss in LOSSES:
             single, step = mirrored[loss_id(loss)]["single"], worker[loss_id(loss)]
             assert step["local_batch_sizes"] == [GLOBAL_BATCH // 2] * 2
-            assert _max_weight_difference(step["weights"], single["weights"]) < WEIGHT_TOLERANCE
+            assert max_weight_difference(step["weights"], single["weights"]) < WEIGHT_TOLERANCE
             assert step["loss"] == pytest.approx(single["loss"], rel=1e-6)
 
 
@@ -253,5 +193,5 @@ def test_jax_data_parallel_fit_matches_one_device(data_parallel, loss):
     single, parallel = result["single"], result["data_parallel"]
     _check_one_device(single, loss)
     assert parallel["kernel_devices"] == 2  # the variables live on both devices
-    assert _max_weight_difference(parallel["weights"], single["weights"]) < WEIGHT_TOLERANCE
+    assert max_weight_difference(parallel["weights"], single["weights"]) < WEIGHT_TOLERANCE
     assert parallel["loss"] == pytest.approx(single["loss"], rel=1e-6)

@@ -7,19 +7,16 @@ $TFTRIPLET_TEST_LOSS naming the loss, and compares against the float64 loop refe
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from processes import finish, spawn, worker_env
 
 import tftriplet
 from tftriplet_conformance import reference
 
-ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("distributed_step.py")
 TF_ONLY = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow", reason="tf.distribute needs the TF backend"
@@ -60,21 +57,8 @@ def test_anchor_shares_over_a_partition_give_the_reference_loss(draw_case, loss)
 
 def run_step(tmp_path, loss, *args):
     out = tmp_path / "out.json"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "TF_CPP_MIN_LOG_LEVEL": "2",
-        "KERAS_BACKEND": "tensorflow",
-        "TFTRIPLET_TEST_LOSS": json.dumps(loss),
-    }
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), *args, str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    env = worker_env(TFTRIPLET_TEST_LOSS=json.dumps(loss))
+    finish(spawn(SCRIPT, args, out, env), timeout=300)
     return json.loads(out.read_text())
 
 
