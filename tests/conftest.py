@@ -85,6 +85,32 @@ def _tf_value_and_gradient(fn, embeddings):
     return value.numpy(), gradient
 
 
+def _largest_tensor(graph):
+    """Entries of the largest statically shaped tensor of a traced TensorFlow graph, the
+    bodies of its loops and branches (its function library) included."""
+    import numpy as np
+
+    def graphs(g):
+        yield g
+        for f in getattr(g, "_functions", {}).values():
+            if getattr(f, "graph", None) is not None:
+                yield from graphs(f.graph)
+
+    return max(
+        int(np.prod(t.shape.as_list()))
+        for g in graphs(graph)
+        for op in g.get_operations()
+        for t in op.outputs
+        if t.shape.rank is not None and t.shape.is_fully_defined()
+    )
+
+
+@pytest.fixture(scope="session")
+def largest_tensor():
+    """``largest_tensor(graph)``: entries of its largest statically shaped tensor."""
+    return _largest_tensor
+
+
 @pytest.fixture(scope="session")
 def clear_of_ties():
     """``clear_of_ties(labels, embeddings, margin, distance, strategy, tol)``."""

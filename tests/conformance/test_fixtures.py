@@ -33,17 +33,6 @@ FIXTURES = load_fixtures()
 BY_NAME = {f["name"]: f for f in FIXTURES}
 
 
-def run_module(*args, cwd=REPO):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "tftriplet_conformance", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-    )
-
-
 @pytest.mark.parametrize("path", fixture_paths(), ids=lambda p: p.stem)
 def test_fixture_is_valid_and_named_after_its_file(path):
     fixture = load_fixture(path)
@@ -182,12 +171,12 @@ def test_generate_refuses_to_change_a_golden_value_without_force(tmp_path):
     assert load_fixture(tmp_path / f"{changed['name']}.json") == BY_NAME[changed["name"]]
 
 
-def test_changing_one_golden_number_makes_the_runner_fail(tmp_path):
+def test_changing_one_golden_number_makes_the_runner_fail(run_conformance, tmp_path):
     shutil.copy(FIXTURES_DIR / "random_b3_d2_c2.json", tmp_path)
-    ok = run_module("--backend", "numpy", "--fixtures", str(tmp_path))
+    ok = run_conformance("--backend", "numpy", "--fixtures", str(tmp_path))
     assert ok.returncode == 0, ok.stdout + ok.stderr
     _copy_with_changed_loss(tmp_path)
-    bad = run_module("--backend", "numpy", "--fixtures", str(tmp_path))
+    bad = run_conformance("--backend", "numpy", "--fixtures", str(tmp_path))
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "FAIL" in bad.stdout and "random_b5_d7_c3_squared" in bad.stdout
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -142,25 +140,14 @@ def test_peer_matched_configurations_cover_every_strategy(peer_cells):
     assert ("batch_hard", True) in ok
 
 
-def _run_module(*args, cwd=REPO):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "tftriplet_conformance", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-    )
-
-
 @pytest.mark.parametrize("name", peer_names()[:2])
-def test_changing_one_golden_number_turns_a_peer_red(name, tmp_path):
+def test_changing_one_golden_number_turns_a_peer_red(run_conformance, name, tmp_path):
     _peer(name)
     shutil.copy(FIXTURES_DIR / "seed_c_program.json", tmp_path)
     fixture = load_fixture(FIXTURES_DIR / "random_b5_d7_c3_squared.json")
     fixture["expected"]["gradient"][0][0] *= 1.0 + 1e-6
     (tmp_path / "random_b5_d7_c3_squared.json").write_text(dumps(fixture))
-    proc = _run_module("--backend", name, "--fixtures", str(tmp_path), "-q")
+    proc = run_conformance("--backend", name, "--fixtures", str(tmp_path), "-q")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     # the untouched fixture passes, the altered one (which passes as committed) fails
     assert re.search(r"seed_c_program\s+ok ", proc.stdout), proc.stdout
@@ -169,10 +156,10 @@ def test_changing_one_golden_number_turns_a_peer_red(name, tmp_path):
     assert "seed_c_program: FAIL" not in proc.stdout
 
 
-def test_docs_peers_md_is_current():
+def test_docs_peers_md_is_current(run_conformance):
     for name in peer_names()[:2]:
         _peer(name)
-    proc = _run_module("report", "--check", "--out", "docs/peers.md")
+    proc = run_conformance("report", "--check", "--out", "docs/peers.md")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -18,20 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 
 
-def run_module(*args, cwd):
-    """The runner from the command line, with this folder (not the package) on the path."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)])}
-    return subprocess.run(
-        [sys.executable, "-m", "tftriplet_conformance", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-    )
-
-
-def test_the_documented_plugin_passes_from_the_command_line(tmp_path):
-    proc = run_module("--adapter", "plugin_example:MyLoss", cwd=tmp_path)
+def test_the_documented_plugin_passes_from_the_command_line(run_conformance, tmp_path):
+    proc = run_conformance("--adapter", "plugin_example:MyLoss", cwd=tmp_path, path=[HERE])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"seed_c_program\s+ok ", proc.stdout), proc.stdout
     # the batch-all hinge with a Euclidean distance: what the example implements
@@ -48,8 +36,8 @@ def test_the_documented_plugin_passes_from_the_command_line(tmp_path):
     assert f"n/a my-loss ({others} fixtures): my-loss implements the batch-all hinge" in proc.stdout
 
 
-def test_its_wrong_twin_fails_with_a_readable_report(tmp_path):
-    proc = run_module("--adapter", "plugin_example:MyWrongLoss", cwd=tmp_path)
+def test_its_wrong_twin_fails_with_a_readable_report(run_conformance, tmp_path):
+    proc = run_conformance("--adapter", "plugin_example:MyWrongLoss", cwd=tmp_path, path=[HERE])
     assert proc.returncode == 1, proc.stdout + proc.stderr
     # the matrix marks the fixtures, and the failure names the output and both numbers
     assert re.search(r"seed_c_program\s+FAIL ", proc.stdout), proc.stdout
@@ -62,16 +50,16 @@ def test_its_wrong_twin_fails_with_a_readable_report(tmp_path):
     assert re.search(r"batch_size_1\s+ok ", proc.stdout)
 
 
-def test_progress_names_backend_and_fixture_on_stderr(tmp_path):
-    proc = run_module("--adapter", "plugin_example:MyLoss", "--fixture", "seed_c_program",
-                      cwd=tmp_path)
+def test_progress_names_backend_and_fixture_on_stderr(run_conformance, tmp_path):
+    proc = run_conformance("--adapter", "plugin_example:MyLoss", "--fixture", "seed_c_program",
+                      cwd=tmp_path, path=[HERE])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stderr.splitlines()
     assert "[1/1] my-loss: preparing 1 fixtures (0 n/a)" in lines
     assert "[1/1] my-loss: fixture 1/1 seed_c_program" in lines
     assert any(re.fullmatch(r"\[1/1\] my-loss: 1 ok in \d+\.\d s", line) for line in lines)
-    quiet = run_module("--adapter", "plugin_example:MyLoss", "-q", "--fixture",
-                       "seed_c_program", cwd=tmp_path)
+    quiet = run_conformance("--adapter", "plugin_example:MyLoss", "-q", "--fixture",
+                       "seed_c_program", cwd=tmp_path, path=[HERE])
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
@@ -90,8 +78,8 @@ def test_a_bad_adapter_spec_is_named(spec, message, monkeypatch):
         load_adapter(spec)
 
 
-def test_a_bad_adapter_spec_exits_with_usage_error(tmp_path):
-    proc = run_module("--adapter", "no_such_module_xyz:A", cwd=tmp_path)
+def test_a_bad_adapter_spec_exits_with_usage_error(run_conformance, tmp_path):
+    proc = run_conformance("--adapter", "no_such_module_xyz:A", cwd=tmp_path, path=[HERE])
     assert proc.returncode == 2 and "cannot import 'no_such_module_xyz'" in proc.stderr
 
 

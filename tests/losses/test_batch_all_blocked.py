@@ -153,24 +153,10 @@ def test_anchor_block_round_trips_through_get_config():
     assert tftriplet.BatchAllTripletLoss().get_config()["anchor_block"] is None
 
 
-def _largest_tensor(fn, spec):
-    """Entries of the largest statically shaped tensor of ``fn``'s graph, loop bodies and
-    branches included."""
-    graph = tf.function(fn).get_concrete_function(spec).graph
-
-    def graphs(g):
-        yield g
-        for f in getattr(g, "_functions", {}).values():
-            if getattr(f, "graph", None) is not None:
-                yield from graphs(f.graph)
-
-    return max(
-        int(np.prod(t.shape.as_list()))
-        for g in graphs(graph)
-        for op in g.get_operations()
-        for t in op.outputs
-        if t.shape.rank is not None and t.shape.is_fully_defined()
-    )
+@pytest.fixture(scope="session")
+def largest_traced(largest_tensor):
+    """``largest_traced(fn, spec)``: the largest tensor of ``fn`` traced for ``spec``."""
+    return lambda fn, spec: largest_tensor(tf.function(fn).get_concrete_function(spec).graph)
 
 
 @pytest.mark.parametrize("distance, soft, limit", [
@@ -178,7 +164,7 @@ def _largest_tensor(fn, spec):
     ("cosine", False, 8 * 48),
     ("euclidean", True, 8 * 48 * 48),
 ])
-def test_no_tensor_beyond_a_block(distance, soft, limit):
+def test_no_tensor_beyond_a_block(largest_traced, distance, soft, limit):
     """Loss + gradient in blocks of 8 anchors: no tensor above ``8 B`` entries (``8 B^2``
     with the soft margin), where the whole-matrix forms have ``B^2`` (``B^3``)."""
     b = 48
@@ -193,10 +179,10 @@ def test_no_tensor_beyond_a_block(distance, soft, limit):
             )[0]
         return value, tape.gradient(value, e)
 
-    assert _largest_tensor(value_and_grad, tf.TensorSpec((b, 4), "float32")) <= limit
+    assert largest_traced(value_and_grad, tf.TensorSpec((b, 4), "float32")) <= limit
 
 
-def test_auto_soft_margin_above_the_dense_limit_has_no_cubic_tensor():
+def test_auto_soft_margin_above_the_dense_limit_has_no_cubic_tensor(largest_traced):
     b = 48
     assert b > AUTO_DENSE_MAX_BATCH
     labels = tf.constant(np.arange(b) % 6)
@@ -207,7 +193,7 @@ def test_auto_soft_margin_above_the_dense_limit_has_no_cubic_tensor():
             value = tftriplet.batch_all_triplet_loss(labels, e, soft=True)[0]
         return value, tape.gradient(value, e)
 
-    largest = _largest_tensor(value_and_grad, tf.TensorSpec((b, 4), "float32"))
+    largest = largest_traced(value_and_grad, tf.TensorSpec((b, 4), "float32"))
     assert largest <= AUTO_DENSE_MAX_BATCH * b * b < b**3
 
 
@@ -242,7 +228,7 @@ def test_anchor_terms_over_a_partition_give_the_loss_and_its_gradient(random_cas
     assert sum(counts) == expected[key]
 
 
-def test_anchor_terms_memory_is_anchors_times_batch():
+def test_anchor_terms_memory_is_anchors_times_batch(largest_traced):
     """A replica's 16 anchors against a global batch of 128: no tensor above 16 x 128."""
     b, a = 128, 16
     labels = tf.constant(np.arange(b) % 8)
@@ -254,7 +240,7 @@ def test_anchor_terms_memory_is_anchors_times_batch():
             num, _ = loss.anchor_terms(labels, e, tf.range(a, dtype="int32"))
         return num, tape.gradient(num, e)
 
-    assert _largest_tensor(value_and_grad, tf.TensorSpec((b, 4), "float32")) <= a * b
+    assert largest_traced(value_and_grad, tf.TensorSpec((b, 4), "float32")) <= a * b
 
 
 # --- cosine in the sorted form, at ties ------------------------------------------------

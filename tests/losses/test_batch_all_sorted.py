@@ -658,7 +658,7 @@ def test_sorted_refuses_what_it_does_not_compute_and_auto_falls_back(random_case
         np.testing.assert_allclose(float(auto[0]), float(dense[0]), rtol=1e-6)
 
 
-def test_the_positives_kernel_has_no_cubic_tensor():
+def test_the_positives_kernel_has_no_cubic_tensor(largest_tensor):
     """The positives-only kernel, forced (so not inside a cond, whose branches the check
     below would not see): loss + gradient, no tensor above B * B entries."""
     b = 48
@@ -674,17 +674,11 @@ def test_the_positives_kernel_has_no_cubic_tensor():
     graph = value_and_grad.get_concrete_function(tf.TensorSpec((b, 8), "float32")).graph
     ops_ = graph.get_operations()
     assert any(op.type == "TopKV2" for op in ops_) and not any(op.type == "If" for op in ops_)
-    largest = max(
-        int(np.prod(t.shape.as_list()))
-        for op in ops_
-        for t in op.outputs
-        if t.shape.rank is not None and t.shape.is_fully_defined()
-    )
-    assert largest <= b * b
+    assert largest_tensor(graph) <= b * b
 
 
 @pytest.mark.parametrize("method, cubic", [("dense", True), ("sorted", False)])
-def test_only_the_dense_form_has_a_cubic_tensor(method, cubic):
+def test_only_the_dense_form_has_a_cubic_tensor(largest_tensor, method, cubic):
     """Every tensor in the traced loss + gradient graph of the sorted form has at most
     B * B elements (the check sees the dense form's (B, B, B) tiles)."""
     b = 48
@@ -698,10 +692,5 @@ def test_only_the_dense_form_has_a_cubic_tensor(method, cubic):
         return value, tape.gradient(value, e)
 
     graph = value_and_grad.get_concrete_function(tf.TensorSpec((b, 8), "float32")).graph
-    largest = max(
-        int(np.prod(t.shape.as_list()))
-        for op in graph.get_operations()
-        for t in op.outputs
-        if t.shape.rank is not None and t.shape.is_fully_defined()
-    )
+    largest = largest_tensor(graph)
     assert (largest >= b**3) if cubic else (largest <= b * b)

@@ -31,7 +31,7 @@ def test_by_name_is_the_strategys_own_function(strategy, options):
     np.testing.assert_allclose(float(by_name["loss"]), ref["loss"], rtol=1e-9)
 
 
-def test_method_reaches_batch_all():
+def test_method_reaches_batch_all(largest_tensor):
     """method="sorted" is honoured: an error for the soft margin, and no B^3 tensor."""
     with pytest.raises(ValueError, match="method='sorted'"):
         tftriplet.triplet_loss([0, 0, 1, 1], np.eye(4), "batch_all", soft=True, method="sorted")
@@ -46,13 +46,7 @@ def test_method_reaches_batch_all():
         return value, tape.gradient(value, e)
 
     graph = value_and_grad.get_concrete_function(tf.TensorSpec((b, 8), "float32")).graph
-    largest = max(
-        int(np.prod(t.shape.as_list()))
-        for op in graph.get_operations()
-        for t in op.outputs
-        if t.shape.rank is not None and t.shape.is_fully_defined()
-    )
-    assert largest <= b * b
+    assert largest_tensor(graph) <= b * b
 
 
 def test_method_is_only_for_batch_all():

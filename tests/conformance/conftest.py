@@ -1,0 +1,27 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run_conformance(*args, cwd=REPO, path=()):
+    """``python -m tftriplet_conformance ARGS`` in ``cwd``, with ``path`` (folders, e.g. of
+    a plugin) before the checkout on ``PYTHONPATH``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*map(str, path), str(REPO)])}
+    return subprocess.run(
+        [sys.executable, "-m", "tftriplet_conformance", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+
+
+@pytest.fixture(scope="session")
+def run_conformance():
+    """``run_conformance(*args, cwd=REPO, path=())``: the runner from the command line."""
+    return _run_conformance
