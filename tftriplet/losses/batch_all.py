@@ -26,7 +26,7 @@ from keras import ops
 
 from tftriplet.distances import resolve_distance
 from tftriplet.inputs import standardize_inputs
-from tftriplet.losses.base import PACKAGE, TripletLoss
+from tftriplet.losses.base import PACKAGE, TripletLoss, normalize
 from tftriplet.losses.batch_all_dense import batch_all_dense
 from tftriplet.losses.batch_all_sorted import (
     batch_all_sorted,
@@ -67,11 +67,6 @@ def resolve_method(method, batch_size):
     return "dense"
 
 
-def sortable(distance, soft):
-    """Whether the sorted kernel computes this loss: the hinge (any distance)."""
-    return not soft
-
-
 def _all_finite(embeddings):
     """A boolean scalar: every entry of ``embeddings`` is finite."""
     return ops.all(ops.isfinite(embeddings))
@@ -92,7 +87,7 @@ def batch_all_statistics(
     whatever the method.
     """
     anchor_block = check_anchor_block(anchor_block)
-    if method == "sorted" and not sortable(distance, soft):
+    if method == "sorted" and soft:  # the sorted kernel counts hinges, for any distance
         raise ValueError(
             "method='sorted' computes the hinge (any distance) by counting sorted "
             f"distances, and the soft margin has no such shortcut; got soft={soft!r}. Use "
@@ -134,7 +129,7 @@ def _blocked_dense(labels, embeddings, margin, distance, soft, anchor_block, wit
         loss = with_gradient_of(loss, stats["gradient"] / denominator, embeddings)
     return {
         "loss": loss,
-        "fraction_positive": num_positive / ops.maximum(num_valid, 1.0),
+        "fraction_positive": normalize(num_positive, num_valid),
         "num_positive": num_positive,
         "num_valid": num_valid,
     }
