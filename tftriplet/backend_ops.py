@@ -213,26 +213,57 @@ def add_to_rows(accumulator, index, updates):
     return accumulator + ops.scatter(ops.expand_dims(index, 1), updates, ops.shape(accumulator))
 
 
-def block_loop(num_blocks, body, initial):
-    """``body(i, carry)`` for ``i`` in ``0 .. num_blocks - 1``, one iteration at a time.
+def sequential_loop(num_iterations, body, initial):
+    """`body(i, carry)` for `i` in `0 .. num_iterations - 1`, one iteration at a time.
 
-    ``keras.ops.fori_loop`` lets TensorFlow run up to ten iterations of a ``while_loop`` at
-    once, which would keep that many blocks' temporaries alive; here TensorFlow runs one
-    iteration at a time (``parallel_iterations=1``). ``num_blocks`` may be a tensor (an
-    unknown batch size in a TensorFlow graph).
+    `keras.ops.fori_loop` lets TensorFlow run up to ten iterations of a `while_loop` at
+    once, which would keep that many iterations' temporaries alive; here TensorFlow runs
+    one at a time (`parallel_iterations=1`). `num_iterations` may be a tensor (a size known
+    only when the graph runs).
     """
     if backend.backend() == "tensorflow":
         import tensorflow as tf
 
         return tf.while_loop(
-            lambda i, carry: i < num_blocks,
+            lambda i, carry: i < num_iterations,
             lambda i, carry: (i + 1, body(i, carry)),
             (tf.constant(0, "int32"), initial),
             parallel_iterations=1,
         )[1]
     if backend.backend() == "torch":
         carry = initial
-        for i in range(int(num_blocks)):
+        for i in range(int(num_iterations)):
             carry = body(i, carry)
         return carry
-    return ops.fori_loop(0, num_blocks, body, initial)
+    return ops.fori_loop(0, num_iterations, body, initial)
+
+
+def with_gradient_of(value, gradient, embeddings):
+    """`value` whose gradient with respect to `embeddings` is `gradient`.
+
+    `value + sum(stop_gradient(gradient) * e) - stop_gradient(same)`: the value is
+    unchanged and the gradient is `gradient` on every Keras backend (the analytic kernels
+    compute their gradient themselves instead of differentiating through a sort).
+    """
+    surrogate = ops.sum(ops.stop_gradient(gradient) * embeddings)
+    return value + (surrogate - ops.stop_gradient(surrogate))
+
+
+def execution_mode():
+    """How the code being traced or run now executes: `"eager"`, `"graph"` or `"compiled"`.
+
+    `"compiled"` under XLA (TensorFlow's `jit_compile`) and always under JAX, whose ops
+    are compiled by XLA even outside `jax.jit`: every shape is fixed when compiling.
+    `"graph"` in a TensorFlow graph that XLA does not compile, where a shape may depend on
+    a value (`top_k`'s `k`, `range`'s length). `"eager"`: eager TensorFlow and PyTorch.
+    """
+    name = backend.backend()
+    if name == "jax":
+        return "compiled"
+    if name != "tensorflow":
+        return "eager"
+    import tensorflow as tf
+
+    if tf.executing_eagerly():
+        return "eager"
+    return "graph" if in_graph_without_xla() else "compiled"

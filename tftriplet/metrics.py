@@ -5,12 +5,14 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tftriplet import engine
+from tftriplet.config import PACKAGE, distance_config
 from tftriplet.distances import pairwise_distances, resolve_distance
 from tftriplet.inputs import standardize_inputs
-from tftriplet.losses.base import PACKAGE, check_margin
-from tftriplet.losses.batch_all import batch_all_statistics, check_method
+from tftriplet.margins import check_margin
 from tftriplet.masks import anchor_negative_mask, anchor_positive_mask
-from tftriplet.mining import AnchorRows, difficulty_counts
+from tftriplet.mining import anchor_rows
+from tftriplet.statistics import fraction_positive
 
 
 def reject_sample_weight(metric, sample_weight):
@@ -34,8 +36,9 @@ class FractionPositiveTriplets(keras.metrics.Mean):
 
     Args:
         margin: the margin of the loss being watched.
-        method: ``"auto"``, ``"dense"`` or ``"sorted"``, as for
-            :class:`~tftriplet.BatchAllTripletLoss` (the same numbers).
+        method: `"auto"`, `"dense"` or `"sorted"`, as for `tftriplet.BatchAllTripletLoss`
+            (the same numbers).
+        anchor_block: anchors per block, as for `tftriplet.BatchAllTripletLoss`.
         distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
         squared: shorthand for ``distance="squared_euclidean"``.
         name: the metric name.
@@ -56,6 +59,7 @@ class FractionPositiveTriplets(keras.metrics.Mean):
         margin=0.2,
         *,
         method="auto",
+        anchor_block=None,
         distance=None,
         squared=False,
         name="fraction_positive",
@@ -63,31 +67,55 @@ class FractionPositiveTriplets(keras.metrics.Mean):
     ):
         super().__init__(name=name, dtype=dtype)
         self.margin = check_margin(margin)
-        self.method = check_method(method)
+        self.method = engine.check_method(method)
+        self.anchor_block = engine.check_anchor_block(anchor_block)
         self.distance = resolve_distance(distance, squared)
-        self.squared = self.distance == "squared_euclidean"
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         reject_sample_weight(self, sample_weight)
         labels, embeddings = standardize_inputs(y_true, y_pred)
-        stats = batch_all_statistics(
-            labels, embeddings, self.margin, self.distance, False, self.method,
-            with_gradient=False,
+        sums = engine.batch_all_sums(
+            labels, embeddings, self.margin, self.distance, method=self.method,
+            anchor_block=self.anchor_block, with_gradient=False,
         )
-        fraction = ops.cast(stats["fraction_positive"], self.dtype)
-        return super().update_state(fraction)
+        return super().update_state(ops.cast(fraction_positive(sums), self.dtype))
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "margin": self.margin,
-                "method": self.method,
-                "distance": self.distance,
-                "squared": self.squared,
-            }
-        )
+        config.update({"margin": self.margin, "method": self.method,
+                       "anchor_block": self.anchor_block, **distance_config(self.distance)})
         return config
+
+
+def difficulty_counts(rows, margin):
+    """Numbers of valid triples that are hard, semi-hard and easy (FaceNet's taxonomy).
+
+    For a valid triple (anchor i, positive j, negative k), with `d_ap = d(i, j)` and
+    `d_an = d(i, k)`: hard if `d_an <= d_ap`; else semi-hard if `d_an < d_ap + margin`;
+    else easy (`d_an >= d_ap + margin`). At margin 0 a tie `d_an = d_ap` is hard.
+
+    Args:
+        rows: `tftriplet.mining.AnchorRows` of the batch.
+        margin: the margin.
+
+    Returns:
+        A dict of float32 scalars `hard`, `semi_hard`, `easy` and `valid`.
+    """
+    d = ops.stop_gradient(rows.distances)
+    hard = rows.negatives_below(d, inclusive=True)
+    not_easy = ops.maximum(rows.negatives_below(d + margin, inclusive=False), hard)
+    num_neg = ops.expand_dims(rows.num_negatives, 1)
+
+    def total(per_pair):
+        # Summed as int32 (exact to 2**31 triples), then one cast.
+        return ops.cast(ops.sum(ops.where(rows.positive, per_pair, 0)), "float32")
+
+    return {
+        "hard": total(hard),
+        "semi_hard": total(not_easy - hard),
+        "easy": total(num_neg - not_easy),
+        "valid": total(num_neg + ops.zeros_like(hard)),
+    }
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -137,8 +165,7 @@ class TripletDifficulty(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         reject_sample_weight(self, sample_weight)
         labels, embeddings = standardize_inputs(y_true, y_pred)
-        rows = AnchorRows(labels, pairwise_distances(embeddings, distance=self.distance))
-        counts = difficulty_counts(rows, self.margin)
+        counts = difficulty_counts(anchor_rows(labels, embeddings, self.distance), self.margin)
         for kind in self.KINDS:
             self.counts[kind].assign_add(counts[kind])
 
@@ -152,7 +179,7 @@ class TripletDifficulty(keras.metrics.Metric):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"margin": self.margin, "distance": self.distance})
+        config.update({"margin": self.margin, **distance_config(self.distance)})
         return config
 
 
@@ -183,7 +210,7 @@ class _MeanPairDistance(keras.metrics.Metric):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"distance": self.distance})
+        config.update(distance_config(self.distance))
         return config
 
 

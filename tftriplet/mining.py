@@ -17,7 +17,7 @@ from __future__ import annotations
 from keras import ops
 
 from tftriplet.backend_ops import row_searchsorted
-from tftriplet.distances import anchor_distances, pairwise_distances
+from tftriplet.distances import get_distance
 from tftriplet.masks import anchor_negative_mask, anchor_pair_masks, anchor_positive_mask
 
 
@@ -68,15 +68,13 @@ class AnchorRows:
 
 
 def anchor_rows(labels, embeddings, distance, anchor_index=None):
-    """:class:`AnchorRows` of the anchors ``anchor_index`` against the whole batch.
+    """`AnchorRows` of the anchors `anchor_index` against the whole batch.
 
-    With ``anchor_index=None`` the rows of all anchors, from
-    :func:`~tftriplet.distances.pairwise_distances`; else only the ``(A, B)`` rows, from
-    :func:`~tftriplet.distances.anchor_distances`: nothing of size ``B x B`` is built.
+    With `anchor_index=None` the rows of all anchors (the `(B, B)` matrix); else only the
+    `(A, B)` rows: nothing of size `B x B` is built. The distances are the distance
+    object's differentiable matrix (`tftriplet.distances.Distance.matrix`).
     """
-    if anchor_index is None:
-        return AnchorRows(labels, pairwise_distances(embeddings, distance=distance))
-    distances = anchor_distances(embeddings, anchor_index, distance=distance)
+    distances = get_distance(distance).matrix(embeddings, anchor_index)
     return AnchorRows(labels, distances, anchor_index)
 
 
@@ -104,38 +102,3 @@ def semi_hard_negative_distance(rows):
     last = ops.maximum(ops.expand_dims(rows.num_negatives, 1) - 1, 0)
     rank = ops.minimum(not_farther, last)
     return rows.negative_distance_at_rank(rank)
-
-
-def difficulty_counts(rows, margin):
-    """Numbers of valid triples that are hard, semi-hard and easy (FaceNet's taxonomy).
-
-    For a valid triple (anchor i, positive j, negative k), with ``d_ap = d(i, j)`` and
-    ``d_an = d(i, k)``: hard if ``d_an <= d_ap``; else semi-hard if ``d_an < d_ap + margin``;
-    else easy (``d_an >= d_ap + margin``). At margin 0 a tie ``d_an = d_ap`` is hard.
-
-    Returns:
-        A dict of float32 scalars ``hard``, ``semi_hard``, ``easy`` and ``valid``.
-    """
-    d = ops.stop_gradient(rows.distances)
-    hard = rows.negatives_below(d, inclusive=True)
-    not_easy = ops.maximum(rows.negatives_below(d + margin, inclusive=False), hard)
-    num_neg = ops.expand_dims(rows.num_negatives, 1)
-
-    def total(per_pair):
-        # Summed as int32 (exact to 2**31 triples), then one cast.
-        return ops.cast(ops.sum(ops.where(rows.positive, per_pair, 0)), "float32")
-
-    return {
-        "hard": total(hard),
-        "semi_hard": total(not_easy - hard),
-        "easy": total(num_neg - not_easy),
-        "valid": total(num_neg + ops.zeros_like(hard)),
-    }
-
-
-def softplus(x):
-    """``log(1 + exp(x))`` without overflow for large ``|x|`` (exact gradient 1/2 at 0)."""
-    positive = ops.greater(x, 0.0)
-    x_pos = ops.where(positive, x, 0.0)
-    x_neg = ops.where(positive, 0.0, x)
-    return ops.where(positive, x_pos + ops.log1p(ops.exp(-x_pos)), ops.log1p(ops.exp(x_neg)))

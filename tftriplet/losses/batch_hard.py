@@ -1,8 +1,8 @@
 """Batch-hard: each anchor's hardest positive against its hardest negative (Hermans et al.).
 
 One positive and one negative per anchor are picked out of the anchor's row of the
-distance matrix (:mod:`tftriplet.mining`), so memory is ``O(B^2)``; mining only some anchors
-(``cross_replica``: one replica's ``b`` anchors against the global batch) is ``O(b * B)``.
+distance matrix (`tftriplet.mining`), so memory is `O(B^2)`; mining only some anchors
+(`cross_replica`: one replica's `b` anchors against the global batch) is `O(b B)`.
 """
 
 from __future__ import annotations
@@ -10,32 +10,30 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tftriplet.config import PACKAGE
 from tftriplet.distances import resolve_distance
 from tftriplet.inputs import standardize_inputs
-from tftriplet.losses.base import (
-    PACKAGE,
-    TripletLoss,
-    mean_of_terms,
-    per_anchor_terms,
-    sum_of_terms,
-)
+from tftriplet.losses.base import TripletLoss
+from tftriplet.margins import check_margin, masked_terms
 from tftriplet.mining import anchor_rows, hardest_negative_distance, hardest_positive_distance
+from tftriplet.statistics import statistics, sum_parts
 
 
 def batch_hard_terms(labels, embeddings, margin, distance, soft, anchor_index=None):
-    """Per-anchor terms ``(A,)``, counted and positive flags (see ``per_anchor_terms``), for
-    the anchors ``anchor_index`` (int32 ``(A,)``; None: all ``B``) mined against the batch."""
+    """Per-anchor terms `(A,)` and counted and positive flags
+    (`tftriplet.margins.masked_terms`), for the anchors `anchor_index` (int32 `(A,)`;
+    None: all `B`) mined against the batch."""
     rows = anchor_rows(labels, embeddings, distance, anchor_index)
     diff = hardest_positive_distance(rows) - hardest_negative_distance(rows)
     has_positive = ops.any(rows.positive, axis=1)
     has_negative = ops.greater(rows.num_negatives, 0)
-    return per_anchor_terms(diff, ops.logical_and(has_positive, has_negative), margin, soft)
+    return masked_terms(diff, ops.logical_and(has_positive, has_negative), margin, soft)
 
 
 def batch_hard_triplet_statistics(
     labels, embeddings, margin=0.2, squared=False, distance=None, soft=False
 ):
-    """Like :func:`batch_hard_triplet_loss`, with the counts.
+    """Like `batch_hard_triplet_loss`, with the counts.
 
     Returns:
         A dict of scalars: ``loss``, ``num_anchors`` (anchors with a positive and a
@@ -44,8 +42,8 @@ def batch_hard_triplet_statistics(
     """
     labels, embeddings = standardize_inputs(labels, embeddings)
     distance = resolve_distance(distance, squared)
-    parts = batch_hard_terms(labels, embeddings, margin, distance, soft)
-    return mean_of_terms(parts, "num_anchors")
+    parts = batch_hard_terms(labels, embeddings, check_margin(margin), distance, soft)
+    return statistics(sum_parts(*parts), False, "num_anchors")
 
 
 def batch_hard_triplet_loss(
@@ -112,14 +110,10 @@ class BatchHardTripletLoss(TripletLoss):
         2017, https://arxiv.org/abs/1703.07737
     """
 
+    strategy = "batch_hard"
     supports_soft = True
 
-    def compute(self, labels, embeddings):
-        parts = batch_hard_terms(labels, embeddings, self.margin, self.distance, self.soft)
-        return mean_of_terms(parts, "num_anchors")["loss"]
-
-    def anchor_terms(self, labels, embeddings, anchor_index):
-        parts = batch_hard_terms(
+    def sums(self, labels, embeddings, anchor_index=None):
+        return sum_parts(*batch_hard_terms(
             labels, embeddings, self.margin, self.distance, self.soft, anchor_index
-        )
-        return sum_of_terms(parts)
+        ))

@@ -11,16 +11,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tftriplet.config import PACKAGE
 from tftriplet.distances import resolve_distance
 from tftriplet.inputs import standardize_inputs
-from tftriplet.losses.base import (
-    PACKAGE,
-    TripletLoss,
-    mean_of_terms,
-    per_anchor_terms,
-    sum_of_terms,
-)
+from tftriplet.losses.base import TripletLoss
+from tftriplet.margins import check_margin, masked_terms
 from tftriplet.mining import anchor_rows, semi_hard_negative_distance
+from tftriplet.statistics import statistics, sum_parts
 
 
 def semi_hard_terms(labels, embeddings, margin, distance, anchor_index=None):
@@ -29,11 +26,11 @@ def semi_hard_terms(labels, embeddings, margin, distance, anchor_index=None):
     rows = anchor_rows(labels, embeddings, distance, anchor_index)
     diff = rows.distances - semi_hard_negative_distance(rows)
     has_negative = ops.expand_dims(ops.greater(rows.num_negatives, 0), 1)
-    return per_anchor_terms(diff, ops.logical_and(rows.positive, has_negative), margin, False)
+    return masked_terms(diff, ops.logical_and(rows.positive, has_negative), margin, False)
 
 
 def semi_hard_triplet_statistics(labels, embeddings, margin=0.2, squared=False, distance=None):
-    """Like :func:`semi_hard_triplet_loss`, with the counts.
+    """Like `semi_hard_triplet_loss`, with the counts.
 
     Returns:
         A dict of scalars: ``loss``, ``num_pairs`` (anchor-positive pairs whose anchor has
@@ -42,7 +39,8 @@ def semi_hard_triplet_statistics(labels, embeddings, margin=0.2, squared=False, 
     """
     labels, embeddings = standardize_inputs(labels, embeddings)
     distance = resolve_distance(distance, squared)
-    return mean_of_terms(semi_hard_terms(labels, embeddings, margin, distance), "num_pairs")
+    parts = semi_hard_terms(labels, embeddings, check_margin(margin), distance)
+    return statistics(sum_parts(*parts), False, "num_pairs")
 
 
 def semi_hard_triplet_loss(labels, embeddings, margin=0.2, squared=False, distance=None):
@@ -102,10 +100,9 @@ class SemiHardTripletLoss(TripletLoss):
         Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832
     """
 
-    def compute(self, labels, embeddings):
-        parts = semi_hard_terms(labels, embeddings, self.margin, self.distance)
-        return mean_of_terms(parts, "num_pairs")["loss"]
+    strategy = "semi_hard"
 
-    def anchor_terms(self, labels, embeddings, anchor_index):
-        parts = semi_hard_terms(labels, embeddings, self.margin, self.distance, anchor_index)
-        return sum_of_terms(parts)
+    def sums(self, labels, embeddings, anchor_index=None):
+        return sum_parts(*semi_hard_terms(
+            labels, embeddings, self.margin, self.distance, anchor_index
+        ))

@@ -1,5 +1,6 @@
-"""Batch-all in anchor blocks, the sorted cosine form, the blocked soft margin, and the same
-answer from every method on an empty batch and on non-finite embeddings.
+"""The driver (tftriplet/engine/blocks.py): batch-all in anchor blocks, the sorted cosine
+form, the blocked soft margin, and the same answer from every method on an empty batch and
+on non-finite embeddings.
 
 Everything is compared with the float64 loop reference (tftriplet_conformance/reference.py)
 or with the dense form on the same float32 inputs; no expected value is written by hand.
@@ -14,19 +15,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import batch_all_sorted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tftriplet
-from tftriplet.losses.batch_all import AUTO_DENSE_MAX_BATCH
-from tftriplet.losses.batch_all_sorted import (
-    AUTO_BLOCK_ENTRIES,
-    WHOLE_MATRIX_MAX_BATCH,
-    auto_anchor_block,
-    batch_all_sorted,
-    check_anchor_block,
-    uses_whole_matrices,
-)
+from tftriplet.engine import plan as plans
+from tftriplet.engine.plan import DENSE_MAX_BATCH, check_anchor_block, plan_batch_all
 from tftriplet_conformance import reference
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -107,31 +102,15 @@ def test_blocks_in_graphs_match_the_reference(random_case, mode, distance, soft)
 
 
 def test_auto_block_above_the_whole_matrix_limit_is_exact(random_case, monkeypatch):
-    """The automatic path: with the limits lowered, a batch of 40 goes in blocks of 8."""
-    import tftriplet.losses.batch_all_sorted as module
-
-    monkeypatch.setattr(module, "WHOLE_MATRIX_MAX_BATCH", 16)
-    monkeypatch.setattr(module, "AUTO_BLOCK_ENTRIES", 8 * 40)
-    assert not uses_whole_matrices(40) and auto_anchor_block(40) == 8
+    """The automatic path: with the budget lowered, a batch of 40 goes in blocks of 8."""
+    monkeypatch.setattr(plans, "COUNT_BLOCK_ENTRIES", 8 * 40)
+    assert plan_batch_all(40, mode="eager").block_size(40, 40) == 8
     rng = np.random.default_rng(24)
     labels, x = random_case(rng, 40, 5, 4)
     got = run(labels, x, method="auto")
     assert_same(got, want(labels, x))
     got = run(labels, x, method="auto", mode="unknown")
     assert_same(got, want(labels, x))
-
-
-def test_automatic_block_rule():
-    assert uses_whole_matrices(WHOLE_MATRIX_MAX_BATCH)
-    assert not uses_whole_matrices(WHOLE_MATRIX_MAX_BATCH + 1)
-    assert not uses_whole_matrices(None)
-    assert not uses_whole_matrices(64, distance="cosine")
-    assert not uses_whole_matrices(64, anchor_block=8)
-    for b in (100, 8192, 32768):
-        block = auto_anchor_block(b)
-        assert block * b <= AUTO_BLOCK_ENTRIES < 2 * block * b or block == 1
-        assert block & (block - 1) == 0  # a power of two
-    assert auto_anchor_block(10**9) == 1
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "8"])
@@ -184,7 +163,7 @@ def test_no_tensor_beyond_a_block(largest_traced, distance, soft, limit):
 
 def test_auto_soft_margin_above_the_dense_limit_has_no_cubic_tensor(largest_traced):
     b = 48
-    assert b > AUTO_DENSE_MAX_BATCH
+    assert b > DENSE_MAX_BATCH
     labels = tf.constant(np.arange(b) % 6)
 
     def value_and_grad(e):
@@ -194,7 +173,7 @@ def test_auto_soft_margin_above_the_dense_limit_has_no_cubic_tensor(largest_trac
         return value, tape.gradient(value, e)
 
     largest = largest_traced(value_and_grad, tf.TensorSpec((b, 4), "float32"))
-    assert largest <= AUTO_DENSE_MAX_BATCH * b * b < b**3
+    assert largest <= DENSE_MAX_BATCH * b * b < b**3
 
 
 # --- anchor_terms (the cross-replica share) --------------------------------------------
