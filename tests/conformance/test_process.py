@@ -4,6 +4,7 @@ and its wrong twin, the C program, and processes that break the protocol
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from tftriplet_conformance.adapters.numpy import NumpyAdapter
-from tftriplet_conformance.adapters.process import PROTOCOL, ProcessAdapter
+from tftriplet_conformance.adapters.process import PROTOCOL, ProcessAdapter, run_request
 from tftriplet_conformance.fixtures import load_fixtures
 from tftriplet_conformance.reference import triple_hinges
 from tftriplet_conformance.runner import FAIL, PASS, run
@@ -27,6 +28,7 @@ FIXTURES = load_fixtures()
 BY_NAME = {f["name"]: f for f in FIXTURES}
 TWO = [BY_NAME["batch_hard_b8_d4_c3"], BY_NAME["seed_c_program"]]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)])}
+DOC = (REPO / "docs" / "conformance.md").read_text()
 
 
 def _node():
@@ -77,6 +79,30 @@ def test_its_wrong_twin_fails_with_a_readable_report():
         want = fixture["expected"]["num_positive"]
         assert f"triplet_wrong.js / {name}: FAIL" in proc.stdout
         assert f"float64/triplet_wrong.js: num_positive {want + zeros} vs {want}: " in proc.stdout
+    # the output docs/conformance.md shows is this run's
+    shown = re.search(r"triplet_wrong.js\"\n(#.*?)\n```", DOC, flags=re.S).group(1)
+    for line in shown.splitlines():
+        assert line[2:] in proc.stdout, line
+
+
+def test_docs_quote_the_node_examples_protocol_half_verbatim():
+    blocks = re.findall(r"```javascript\n(.*?)```", DOC, flags=re.S)
+    assert blocks and all(b in (NODE_DIR / "triplet.js").read_text() for b in blocks)
+
+
+def test_the_documented_session_is_what_the_runner_sends_and_the_example_answers():
+    _node()
+    session = re.search(r"```text\n(> \{.*?)```", DOC, flags=re.S).group(1).splitlines()
+    sent = [line[2:] for line in session if line.startswith("> ")]
+    fixture = BY_NAME[json.loads(sent[1])["fixture"]]
+    assert sent == [json.dumps({"type": "start", "protocol": PROTOCOL}),
+                    json.dumps(run_request(fixture, "float64", 1)),
+                    json.dumps({"type": "stop"})]
+    proc = subprocess.run(["node", str(NODE_DIR / "triplet.js")], input="\n".join(sent) + "\n",
+                          capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines() == [line[2:] for line in session if line.startswith("< ")]
+    assert json.loads(proc.stdout.splitlines()[1])["outputs"]["loss"] == (
+        fixture["expected"]["loss"])
 
 
 def test_the_c_program_speaks_the_protocol(tmp_path):

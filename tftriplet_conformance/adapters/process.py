@@ -126,14 +126,7 @@ class ProcessAdapter(Adapter):
         if self._proc is None:
             self.start()
         self._requests += 1
-        request = {
-            "type": "run",
-            "id": self._requests,
-            "fixture": fixture["name"],
-            "dtype": dtype,
-            "loss": fixture["loss"],
-            "inputs": fixture["inputs"],
-        }
+        request = run_request(fixture, dtype, self._requests)
         what = f"request {request['id']} (fixture {fixture['name']!r}, {dtype})"
         reply = self._exchange(request, what)
         if reply.get("id") != request["id"]:
@@ -212,7 +205,7 @@ class ProcessAdapter(Adapter):
         proc, self._proc = self._proc, None
         if proc is not None:
             try:
-                proc.stdin.write(b'{"type": "stop"}\n')
+                proc.stdin.write((json.dumps({"type": "stop"}) + "\n").encode())
                 proc.stdin.close()
             except OSError:
                 pass
@@ -223,6 +216,18 @@ class ProcessAdapter(Adapter):
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
+
+
+def run_request(fixture, dtype, number):
+    """The `run` message for one fixture and dtype: its loss and inputs as they are."""
+    return {
+        "type": "run",
+        "id": number,
+        "fixture": fixture["name"],
+        "dtype": dtype,
+        "loss": fixture["loss"],
+        "inputs": fixture["inputs"],
+    }
 
 
 def _kill(proc):

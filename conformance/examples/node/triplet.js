@@ -198,7 +198,7 @@ function answer(request, name) {
     return {
       type: 'started',
       protocol: PROTOCOL,
-      implementation: { name, language: 'JavaScript', version: process.version },
+      implementation: { name, language: 'JavaScript (Node.js)', version: '1.0' },
       dtypes: ['float64'],
       differentiable: true,
     };
