@@ -104,7 +104,13 @@ class Guard:
         self._start()
         self._jobs.put(job)
         limit = self.timeout if limit is None else limit
-        if not job.done.wait(limit):
+        try:
+            finished = job.done.wait(limit)
+        except BaseException:  # Ctrl-C: stop what the adapter started (a process), then stop
+            self.abandoned = "the run was interrupted"
+            _close_in_thread(self.adapter)
+            raise
+        if not finished:
             self.abandoned = f"the adapter was abandoned after {what} hung ({limit:g} s)"
             message = f"{what} did not return within {limit:g} s (--timeout): a hang"
             return None, Fault(message + self._after_hang(job), hung=True)
@@ -115,8 +121,7 @@ class Guard:
     def close(self):
         """The adapter's `close()` (if it has one), then the worker thread ends; once."""
         if self.abandoned is None and self._thread is not None and not self._closed:
-            self.call(lambda a: a.close() if callable(getattr(a, "close", None)) else None,
-                      "close()")
+            self.call(_close_quietly, "close()", min(self.timeout, _CLOSE_AFTER_HANG * 12))
             self._jobs.put(None)
         self._closed = True
 
@@ -139,10 +144,7 @@ class Guard:
     def _after_hang(self, job):
         """Close the abandoned adapter from another thread (a process adapter kills its
         process there), and add what the hung call said once unblocked, if anything."""
-        closer = threading.Thread(target=_close_quietly, args=(self.adapter,), daemon=True)
-        closer.adapter_worker = True
-        closer.start()
-        closer.join(_CLOSE_AFTER_HANG)
+        closer = _close_in_thread(self.adapter)
         if not job.done.wait(_LAST_WORD if not closer.is_alive() else 0):
             return "; the adapter was abandoned"
         if job.error is not None:
@@ -150,11 +152,22 @@ class Guard:
         return "; the adapter was abandoned"
 
 
+def _close_in_thread(adapter):
+    """`adapter.close()` on a thread of its own, waited for a few seconds; the thread."""
+    closer = threading.Thread(target=_close_quietly, args=(adapter,), daemon=True)
+    closer.adapter_worker = True
+    closer.start()
+    closer.join(_CLOSE_AFTER_HANG)
+    return closer
+
+
 def _close_quietly(adapter):
+    """`adapter.close()` if it has one; releasing is housekeeping, not what is certified,
+    so its faults are not reported (after a hang, the hang is)."""
     try:
         if callable(getattr(adapter, "close", None)):
             adapter.close()
-    except BaseException:  # already abandoned: its hang is what is reported
+    except BaseException:
         pass
 
 

@@ -164,15 +164,7 @@ def _run_fixture(guard, declared, fixture, entries):
         if fault is not None and isinstance(fault.error, Unsupported):
             unsupported[dtype] = str(fault.error)
             continue
-        if fault is not None:
-            runs = {"run": {"error": fault.message}}
-        else:
-            runs = check_runs(value, fixture, declared, where)
-        for mode, outputs in runs.items():
-            try:
-                check = judge(fixture, declared, dtype, mode, outputs, entries)
-            except Exception as err:  # a value validate.py let through: still not a crash
-                check = Check(FAIL, math.inf, [f"{dtype}/{mode}: cannot be compared: {err!r}"])
+        for mode, check in _checks(value, fault, fixture, declared, dtype, where, entries):
             cell.add(mode, check)
             missing[mode] = missing.get(mode, set()) | set(check.not_compared)
     if unsupported:
@@ -181,6 +173,23 @@ def _run_fixture(guard, declared, fixture, entries):
     cell.not_compared = sorted(set.intersection(*missing.values())) if missing else []
     cell.finish()
     return cell
+
+
+def _checks(value, fault, fixture, declared, dtype, where, entries):
+    """`(mode, Check)` for what one `run` call gave: a fault, or its checked return."""
+    runs = None
+    try:
+        runs = check_runs(value, fixture, declared, where) if fault is None else None
+    except Exception as err:  # a value nothing in validate.py foresaw: still not a crash
+        fault = f"{where} returned something that cannot be checked: {err!r}"
+    if runs is None:
+        runs = {"run": {"error": getattr(fault, "message", fault)}}
+    for mode, outputs in runs.items():
+        try:
+            check = judge(fixture, declared, dtype, mode, outputs, entries)
+        except Exception as err:
+            check = Check(FAIL, math.inf, [f"{dtype}/{mode}: cannot be compared: {err!r}"])
+        yield mode, check
 
 
 def _unsupported(cell, unsupported, declared):

@@ -157,10 +157,8 @@ def check_outputs(outputs, fixture, declared, where):
     if set(outputs) == {"printed"} and "printed" not in fixture["expected"]:
         return {"error": f"{where} returned only 'printed', and this fixture prints nothing"}
     problems, checked = [], {}
-    for key in variant_of(fixture).outputs:
-        value = outputs.get(key)
-        if key not in outputs:
-            continue
+    for key in (k for k in variant_of(fixture).outputs if k in outputs):
+        value = outputs[key]
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             problems.append(f"{key} {show(value)}: expected a number (int or float)")
         checked[key] = value

@@ -207,6 +207,12 @@ def test_an_atexit_handler_of_an_adapter_cannot_turn_a_failure_into_exit_0():
     assert "wrong-and-exits-zero-at-exit / seed_c_program: FAIL" in proc.stdout
 
 
+def test_a_named_adapter_that_is_not_available_fails_from_the_command_line():
+    proc = _cli("--adapter", "misbehaving:Unavailable", "--backend", "numpy")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "unavailable: FAILED: was asked for but is not available: it needs a GPU" in proc.stdout
+
+
 def test_a_named_adapter_that_supports_nothing_fails_from_the_command_line():
     proc = _cli("--adapter", "plugin_example:MyLoss", "--fixture", "semi_hard_b8_d4_c3")
     assert proc.returncode == 1, proc.stdout + proc.stderr
