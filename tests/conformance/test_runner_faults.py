@@ -21,6 +21,7 @@ from tftriplet_conformance.adapters import load_or_broken
 from tftriplet_conformance.adapters.numpy import NumpyAdapter
 from tftriplet_conformance.errors import UsageError
 from tftriplet_conformance.fixtures import load_fixtures
+from tftriplet_conformance.guard import DEFAULT_TIMEOUT
 from tftriplet_conformance.runner import FAIL, PASS, run
 
 HERE = Path(__file__).resolve().parent
@@ -248,3 +249,8 @@ def test_a_broken_entry_point_fails_only_itself_and_blames_no_adapter(tmp_path):
     assert ("broken-plugin: FAILED: entry point 'broken-plugin' (no_such_plugin_module:Adapter, "
             "from broken-plugin 1.0) could not be loaded: cannot import") in named.stdout
     assert re.search(r"seed_c_program\s+ok ", named.stdout), named.stdout
+
+
+def test_the_docs_state_the_default_time_limit():
+    doc = (HERE.parents[1] / "docs" / "conformance.md").read_text()
+    assert f"`--timeout` seconds (default {DEFAULT_TIMEOUT:g};" in doc
