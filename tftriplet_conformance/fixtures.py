@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from tftriplet_conformance import FIXTURES_DIR, SCHEMA_PATH
+from tftriplet_conformance.errors import UsageError
 
 #: Golden floats regenerated on another NumPy build may differ in the last bits (summation
 #: order); the drift check and ``generate`` treat differences below this as no change.
@@ -33,12 +34,35 @@ def load_fixture(path):
 
 
 def load_fixtures(directory=None, names=None):
-    """All fixtures in ``directory`` (default: the package's), sorted by name."""
-    fixtures = [load_fixture(path) for path in fixture_paths(directory)]
+    """All fixtures in ``directory`` (default: the package's), sorted by name; ``names``
+    keeps only those.
+
+    Raises ``UsageError`` when there is none (a missing or empty folder), when a file is
+    not a JSON object with a ``name``, when two files share a name, or when a name in
+    ``names`` is not there.
+    """
+    folder = Path(directory or FIXTURES_DIR)
+    paths = fixture_paths(folder)
+    if not paths:
+        state = "is empty of *.json files" if folder.is_dir() else "does not exist"
+        raise UsageError(f"no fixtures: the folder {folder} {state}")
+    fixtures, seen = [], {}
+    for path in paths:
+        try:
+            fixture = load_fixture(path)
+        except (OSError, ValueError) as err:
+            raise UsageError(f"fixture file {path} cannot be read as JSON: {err}") from err
+        if not isinstance(fixture, dict) or not isinstance(fixture.get("name"), str):
+            raise UsageError(f"fixture file {path} is not a JSON object with a 'name'")
+        if fixture["name"] in seen:
+            raise UsageError(f"two fixtures are named {fixture['name']!r}: {seen[fixture['name']]} "
+                             f"and {path}")
+        seen[fixture["name"]] = path
+        fixtures.append(fixture)
     if names:
-        unknown = set(names) - {f["name"] for f in fixtures}
+        unknown = set(names) - set(seen)
         if unknown:
-            raise ValueError(f"no fixture named {sorted(unknown)} in {directory or FIXTURES_DIR}")
+            raise UsageError(f"no fixture named {sorted(unknown)} in {folder}")
         fixtures = [f for f in fixtures if f["name"] in names]
     return fixtures
 

@@ -186,8 +186,8 @@ def test_an_unexpected_pass_is_an_error():
     adapter = NumpyAdapter()
     entry = ExpectedFailure("numpy", fixture["name"], reason="pretend it fails")
     outputs = adapter.run(fixture, "float64")["loops"]
-    status, _, details = check_run(fixture, adapter, "float64", "loops", outputs, [entry])
-    assert status == XPASS and "pretend it fails" in details[0]
+    check = check_run(fixture, adapter, "float64", "loops", outputs, [entry])
+    assert check.status == XPASS and "pretend it fails" in check.details[0]
     assert failed({"numpy": run_backend(adapter, [fixture], [entry])})
 
 
@@ -276,16 +276,15 @@ def test_a_duplicate_case_name_is_an_error():
         case(seed_c_program)
 
 
-def test_runner_names_a_skipped_backend_and_strict_fails(tmp_path):
+def test_a_named_backend_that_is_not_available_fails_the_run(tmp_path):
     shutil.copy(FIXTURES_DIR / "random_b3_d2_c2.json", tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO), "CC": "no-such-compiler-xyz"}
     args = [sys.executable, "-m", "tftriplet_conformance", "--backend", "c"]
     args += ["--fixtures", str(tmp_path)]
-    plain = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO)
-    assert plain.returncode == 0, plain.stdout + plain.stderr
-    assert "skipped backend c: no C compiler ('no-such-compiler-xyz' not on PATH)" in plain.stdout
-    strict = subprocess.run([*args, "--strict"], capture_output=True, text=True, env=env, cwd=REPO)
-    assert strict.returncode == 1 and "not available" in strict.stdout
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    reason = "no C compiler ('no-such-compiler-xyz' not on PATH)"
+    assert f"c: FAILED: was asked for but is not available: {reason}" in proc.stdout
 
 
 def _decision_values_by_loops(labels, embeddings, strategy, margin, distance):
@@ -329,17 +328,26 @@ def test_mining_decisions_are_the_definitions_decision_values(fixture):
 
 
 def test_c_backend_declares_the_variants_it_lacks():
+    """``supports`` and triplet.c's own 'unsupported' replies (process protocol) agree."""
+    from tftriplet_conformance.adapters import Unsupported
     from tftriplet_conformance.adapters.c import CAdapter
 
     adapter = CAdapter()
-    reasons = {f["name"]: adapter.supports(f) for f in FIXTURES}
+    if not adapter.available()[0]:
+        pytest.skip(adapter.available()[1])
     for fixture in FIXTURES:
-        ok, reason = reasons[fixture["name"]]
+        ok, reason = adapter.supports(fixture)
         name, distance, soft = _options(fixture)
         core = name == "batch_all" and not soft and distance != "cosine"
         assert ok == core, fixture["name"]
-        if not ok:
-            assert ("soft" in reason) or (name in reason) or (distance in reason), reason
+        if ok:
+            assert "loss" in adapter.run(fixture, "float64")["triplet.c"], fixture["name"]
+            continue
+        assert ("soft" in reason) or (name in reason) or (distance in reason), reason
+        with pytest.raises(Unsupported) as answer:
+            adapter.run(fixture, "float64")
+        assert str(answer.value) == reason
+    adapter.close()
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import sys
 import keras
 import numpy as np
 
+from tftriplet_conformance.guard import describe
 from tftriplet_conformance.variants import variant_of
 
 
@@ -127,7 +128,7 @@ def main():
                 try:
                     outputs = runner.run(fixture, dtype, mode)
                 except Exception as err:  # reported per cell; the worker goes on
-                    outputs = {"error": f"{type(err).__name__}: {err}"[:500]}
+                    outputs = {"error": describe(err)[:500]}  # with the file and line
                 per_dtype.setdefault(dtype, {})[mode] = outputs
     json.dump(results, sys.stdout)
 
