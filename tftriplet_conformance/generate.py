@@ -1,8 +1,8 @@
-"""``python -m tftriplet_conformance generate``: compute the golden fixtures from ``cases.py``.
+"""`python -m tftriplet_conformance generate`: the fixtures from `tftriplet_conformance.cases`.
 
-The float64 NumPy reference (:mod:`tftriplet_conformance.reference`, loops) gives every
+The float64 NumPy reference (`tftriplet_conformance.reference`, loops) gives every
 expected output and the gradient. An existing fixture whose golden values would change is left
-alone, and the change shown, unless ``--force`` is given.
+alone, and the change shown, unless `--force` is given.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def build_fixture(name, spec):
 def generate_all(names=None):
     """``{name: fixture}`` for every registered case (or those in ``names``)."""
     selected = names or list(CASES)
-    return {name: build_fixture(name, CASES[name]()) for name in selected}
+    return {name: build_fixture(name, CASES[name].make()) for name in selected}
 
 
 def write_fixtures(out_dir=None, force=False, names=None, log=print):
@@ -217,7 +217,7 @@ def write_fixtures(out_dir=None, force=False, names=None, log=print):
                     log(f"removing {path.name} (no such case)")
                     path.unlink()
                 else:
-                    log(f"REFUSING to remove {path.name} (no such case in cases.py)")
+                    log(f"REFUSING to remove {path.name} (not in tftriplet_conformance.cases)")
                     refused += 1
     if refused:
         log(f"{refused} fixture(s) would change; rerun with --force to accept.")
@@ -231,7 +231,7 @@ def check_drift(directory=None, log=print):
     problems = []
     on_disk = {p.stem for p in directory.glob("*.json")}
     for name in sorted(on_disk - set(fixtures)):
-        problems.append(f"{name}.json: no such case in cases.py")
+        problems.append(f"{name}.json: no such case in tftriplet_conformance.cases")
     for name, fixture in fixtures.items():
         path = directory / f"{name}.json"
         if not path.exists():
