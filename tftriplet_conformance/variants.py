@@ -28,10 +28,10 @@ def loss_dtype(dtype):
 
 
 def options_of(loss):
-    """A fixture's ``loss`` object as keyword arguments: ``strategy`` (the fixture's
-    ``name``), ``margin``, ``distance`` and ``soft``, defaults filled."""
+    """A fixture's `loss` object with its defaults filled: `name`, `margin`, `distance`
+    (`"euclidean"`) and `soft` (`False`)."""
     return {
-        "strategy": loss["name"],
+        "name": loss["name"],
         "margin": loss["margin"],
         "distance": loss.get("distance", "euclidean"),
         "soft": bool(loss.get("soft", False)),
@@ -43,7 +43,8 @@ def _reference(labels, embeddings, loss):
     (:func:`tftriplet_conformance.reference.triplet_loss`)."""
     from tftriplet_conformance import reference
 
-    return reference.triplet_loss(labels, embeddings, **options_of(loss))
+    options = options_of(loss)
+    return reference.triplet_loss(labels, embeddings, options.pop("name"), **options)
 
 
 def _keras_factory(class_name, statistics_name, has_soft=True):
@@ -53,7 +54,7 @@ def _keras_factory(class_name, statistics_name, has_soft=True):
         import tftriplet
 
         options = options_of(loss)
-        options.pop("strategy")
+        options.pop("name")
         if not has_soft:
             if options.pop("soft"):
                 raise ValueError(f"{class_name} has no soft-margin form")
@@ -89,7 +90,7 @@ def mining_decisions(labels, embeddings, loss, distances=None):
     return reference.decision_values(
         labels,
         embeddings,
-        options["strategy"],
+        options["name"],
         options["margin"],
         options["distance"],
         distances=distances,

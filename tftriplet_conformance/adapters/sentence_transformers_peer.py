@@ -83,9 +83,9 @@ class SentenceTransformersAdapter(TorchPeerAdapter):
         return "sentence-transformers has no soft-margin batch-all loss"
 
     def configurations(self, loss):
-        from tftriplet_conformance.differs import loss_options
+        from tftriplet_conformance.variants import options_of
 
-        options = loss_options({"loss": loss})
+        options = options_of(loss)
         name, soft = options["name"], options["soft"]
         if name == "batch_all" and soft:
             return {}
