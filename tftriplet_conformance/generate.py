@@ -162,6 +162,7 @@ def build_fixture(name, spec):
         "description": spec["description"],
         "provenance": provenance,
         "loss": loss,
+        **({"hints": spec["hints"]} if spec.get("hints") else {}),
         "inputs": {"labels": [int(x) for x in labels], "embeddings": embeddings},
         "expected": expected,
         "numerics": {

@@ -344,14 +344,45 @@ def test_c_backend_declares_the_variants_it_lacks():
 
 @pytest.mark.parametrize(
     "change",
-    [{"soft": True}, {"method": "sorted"}, {"name": "no_such_loss"}],
-    ids=["soft", "method", "name"],
+    [
+        {"loss": {"soft": True}},
+        {"loss": {"name": "no_such_loss"}},
+        {"hints": {"method": "sorted"}},  # hints are batch-all's
+        {"loss": {"method": "sorted"}},  # a hint is not part of the loss
+    ],
+    ids=["soft", "name", "hints", "method-in-loss"],
 )
 def test_schema_rejects_what_semi_hard_does_not_have(change):
     import jsonschema
 
     fixture = json.loads(json.dumps(BY_NAME["semi_hard_b8_d4_c3"]))
     validate(fixture)
-    fixture["loss"].update(change)
+    for key, value in change.items():
+        fixture.setdefault(key, {}).update(value)
     with pytest.raises(jsonschema.ValidationError):
         validate(fixture)
+
+
+@pytest.mark.parametrize(
+    "hints", [{}, {"method": "fast"}, {"anchor_block": 0}, {"row_sort": "merged"}]
+)
+def test_schema_rejects_unknown_or_empty_hints(hints):
+    import jsonschema
+
+    fixture = json.loads(json.dumps(BY_NAME["batch_all_sorted_one_class"]))
+    validate(fixture)
+    fixture["hints"] = hints
+    with pytest.raises(jsonschema.ValidationError):
+        validate(fixture)
+
+
+def test_hints_reach_the_keras_loss():
+    """tftriplet's own backends honour `hints` (every other implementation may ignore it)."""
+    from tftriplet_conformance.variants import keras_callables
+
+    hinted = [f for f in FIXTURES if "hints" in f]
+    assert {key for f in hinted for key in f["hints"]} == {"method", "anchor_block"}
+    for fixture in hinted:
+        loss_fn, _ = keras_callables(fixture, "float32")
+        config = loss_fn.get_config()
+        assert {k: config[k] for k in fixture["hints"]} == fixture["hints"], fixture["name"]

@@ -152,14 +152,13 @@ def batch_all_soft_huge_x():
 
 @case
 def batch_all_sorted_one_class():
-    loss = loss_spec("batch_all", 0.2)
-    loss["method"] = "sorted"
     return edge_case(
         "batch-all, method sorted, one class: no valid triple, loss 0",
         [3] * 5,
         fixed_grid(344, 5, 3),
-        loss,
+        loss_spec("batch_all", 0.2),
         "glibc rand() after srand(344), grid embeddings",
+        hints={"method": "sorted"},
     )
 
 
@@ -168,12 +167,11 @@ def batch_all_sorted_duplicate_embeddings():
     emb = fixed_grid(345, 8, 3)
     emb[1] = list(emb[0])  # same class as row 0: a zero Euclidean distance
     emb[5] = list(emb[0])  # another class
-    loss = loss_spec("batch_all", 0.3)
-    loss["method"] = "sorted"
     return edge_case(
         "batch-all, method sorted: identical rows within and across classes",
         [0, 0, 1, 1, 2, 2, 0, 1],
         emb,
-        loss,
+        loss_spec("batch_all", 0.3),
         "glibc rand() after srand(345), grid embeddings; rows 1 and 5 copied from row 0",
+        hints={"method": "sorted"},
     )

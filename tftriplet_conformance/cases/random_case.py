@@ -104,10 +104,7 @@ def random_case(record):
     embeddings = grid_embeddings(gen, record.batch_size, record.dim, record.scale)
     loss = loss_spec(record.name, 0.0, record.distance, record.soft)
     loss["margin"] = clear_margin(labels, embeddings, loss, _target_margin(record))
-    if record.method is not None:
-        loss["method"] = record.method
-    if record.anchor_block is not None:
-        loss["anchor_block"] = record.anchor_block
+    hints = {"method": record.method, "anchor_block": record.anchor_block}
     method = (
         f"glibc rand() after srand({record.seed}): {label_words}, "
         f"embeddings {record.scale} * (rand() % 2048 - 1024) / 1024; margin chosen by "
@@ -119,6 +116,7 @@ def random_case(record):
         "labels": labels,
         "embeddings": embeddings,
         "loss": loss,
+        "hints": {key: value for key, value in hints.items() if value is not None},
         "tie_clear": True,
     }
 
