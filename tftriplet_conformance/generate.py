@@ -13,12 +13,14 @@ import numpy as np
 
 from tftriplet_conformance import FIXTURES_DIR, reference
 from tftriplet_conformance.cases import CASES
-from tftriplet_conformance.fixtures import differences, dumps, load_fixture, validate
+from tftriplet_conformance.fixtures import (
+    differences,
+    dumps,
+    keep_unchanged,
+    load_fixture,
+    validate,
+)
 from tftriplet_conformance.variants import variant_of
-
-#: How a fixture's provenance names the case function ``name`` of
-#: :mod:`tftriplet_conformance.cases` (the conformance suite's cases module).
-GENERATOR_PREFIX = "conformance.cases"
 
 #: A tie-clear case keeps every hinge at least this far from 0, relative to the largest
 #: distance: far above float32 rounding (2**-24), so float32 backends count exactly.
@@ -130,8 +132,9 @@ def _check_tie_clear(name, variant, labels, embeddings, loss, scale):
         )
 
 
-def build_fixture(name, spec):
-    """The fixture dict of the case ``name`` from its ``spec`` (what the case returned)."""
+def build_fixture(name, spec, generator):
+    """The fixture dict of the case `name` from its `spec` (what the case returned) and
+    `generator`, the dotted path of the code that made it (`Case.where`)."""
     labels, embeddings, loss = spec["labels"], spec["embeddings"], spec["loss"]
     variant = variant_of({"loss": loss})
     labels_array = np.array(labels, dtype=np.int64)
@@ -156,7 +159,7 @@ def build_fixture(name, spec):
     tolerances = half_precision_tolerances(labels_array, embeddings, loss, result, scale)
     tolerances.update(spec.get("tolerances", {}))
 
-    provenance = {"generator": f"{GENERATOR_PREFIX}.{name}", **spec["provenance"]}
+    provenance = {"generator": generator, **spec["provenance"]}
     fixture = {
         "name": name,
         "description": spec["description"],
@@ -179,7 +182,7 @@ def build_fixture(name, spec):
 def generate_all(names=None):
     """``{name: fixture}`` for every registered case (or those in ``names``)."""
     selected = names or list(CASES)
-    return {name: build_fixture(name, CASES[name].make()) for name in selected}
+    return {name: build_fixture(name, CASES[name].make(), CASES[name].where) for name in selected}
 
 
 def write_fixtures(out_dir=None, force=False, names=None, log=print):
@@ -196,9 +199,11 @@ def write_fixtures(out_dir=None, force=False, names=None, log=print):
     for name, fixture in fixtures.items():
         path = out / f"{name}.json"
         if path.exists():
-            changes = differences(load_fixture(path), fixture)
+            on_disk = load_fixture(path)
+            changes = differences(on_disk, fixture)
             if not changes:
                 continue
+            fixture = keep_unchanged(on_disk, fixture)
             verb = "rewriting" if force else "REFUSING to change"
             log(f"{verb} {path.name} ({len(changes)} differences):")
             for line in changes[:20]:

@@ -38,7 +38,7 @@ def test_fixture_is_valid_and_named_after_its_file(path):
     fixture = load_fixture(path)
     validate(fixture)
     assert fixture["name"] == path.stem
-    assert fixture["provenance"]["generator"] == f"conformance.cases.{path.stem}"
+    assert fixture["provenance"]["generator"] == CASES[path.stem].where
     b = len(fixture["inputs"]["labels"])
     assert len(fixture["inputs"]["embeddings"]) == b
     assert len({len(row) for row in fixture["inputs"]["embeddings"]}) == 1
@@ -53,6 +53,26 @@ def test_names_and_descriptions_are_unique():
     descriptions = [f["description"] for f in FIXTURES]
     assert len(descriptions) == len(set(descriptions))
     assert sorted(names) == sorted(CASES)
+
+
+def _resolve(where):
+    """The object a provenance `generator` names: `module.function` or
+    `module.TABLE['name']`."""
+    import ast
+    import importlib
+
+    path, _, key = where.partition("[")
+    module, _, attribute = path.rpartition(".")
+    found = getattr(importlib.import_module(module), attribute)
+    return found[ast.literal_eval(key.removesuffix("]"))] if key else found
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda f: f["name"])
+def test_the_generator_named_in_the_provenance_exists_and_makes_the_case(fixture):
+    found = _resolve(fixture["provenance"]["generator"])
+    make = CASES[fixture["name"]].make
+    # a case function itself, or the table's record its builder was given
+    assert found is make or getattr(make, "args", None) == (found,)
 
 
 def test_the_suite_covers_what_issue_3_lists():
@@ -169,6 +189,22 @@ def test_generate_refuses_to_change_a_golden_value_without_force(tmp_path):
     assert load_fixture(tmp_path / f"{changed['name']}.json") == changed  # untouched
     assert write_fixtures(tmp_path, force=True, names=[changed["name"]], log=lines.append) == 0
     assert load_fixture(tmp_path / f"{changed['name']}.json") == BY_NAME[changed["name"]]
+
+
+def test_force_rewrites_what_changed_and_keeps_every_last_bit_of_the_rest(tmp_path):
+    """A forced rewrite (say, of a provenance string) keeps the golden floats on disk that
+    agree with the regenerated ones to the drift tolerance, bit for bit."""
+    name = "random_b5_d7_c3_squared"
+    fixture = load_fixture(FIXTURES_DIR / f"{name}.json")
+    fixture["provenance"]["generator"] = "somewhere.else"
+    nudged = math.nextafter(fixture["expected"]["gradient"][0][0], math.inf)
+    fixture["expected"]["gradient"][0][0] = nudged
+    (tmp_path / f"{name}.json").write_text(dumps(fixture))
+    assert write_fixtures(tmp_path, force=True, names=[name], log=lambda line: None) == 0
+    rewritten = load_fixture(tmp_path / f"{name}.json")
+    assert rewritten["provenance"] == BY_NAME[name]["provenance"]
+    assert rewritten["expected"]["gradient"][0][0] == nudged
+    assert rewritten == {**fixture, "provenance": BY_NAME[name]["provenance"]}
 
 
 def test_changing_one_golden_number_makes_the_runner_fail(run_conformance, tmp_path):

@@ -108,7 +108,7 @@ def random_case(record):
     method = (
         f"glibc rand() after srand({record.seed}): {label_words}, "
         f"embeddings {record.scale} * (rand() % 2048 - 1024) / 1024; margin chosen by "
-        "conformance.cases.clear_margin"
+        "tftriplet_conformance.cases.inputs.clear_margin"
     )
     return {
         "description": _description(record, loss["margin"], class_words),
