@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tftriplet_conformance.cases.inputs import clear_margin, edge_case, fixed_grid, loss_spec
+from tftriplet_conformance.cases.inputs import (
+    EXACT_IN_HALF_PRECISION,
+    clear_margin,
+    edge_case,
+    fixed_grid,
+    loss_spec,
+)
 from tftriplet_conformance.cases.registry import case
 from tftriplet_conformance.glibc_rand import seed_program_inputs
 
@@ -221,16 +227,13 @@ def int64_extreme_labels():
 def exact_tie_hinge_zero():
     # squared distances of small dyadic vectors are exact in every float type, so
     # d(0, 1) == d(0, 2) exactly and, with margin 0, the hinge is exactly 0 there.
-    # The generic half-precision tolerances assume a tie may flip; here every value and
-    # every intermediate is exact in half precision too, so the ties stay ties.
-    exact = {"atol": 1e-6, "gradient_atol": 1e-6, "count_atol": 0}
     return edge_case(
         "Hinges exactly 0 (d_ap == d_an, margin 0): not positive, subgradient 0",
         [0, 0, 1, 1],
         [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, -0.5]],
         loss_spec("batch_all", 0.0, "squared_euclidean"),
         "hand-written: |e0 - e1| == |e0 - e2|",
-        tolerances={"float16": exact, "bfloat16": exact},
+        tolerances=EXACT_IN_HALF_PRECISION,
     )
 
 
