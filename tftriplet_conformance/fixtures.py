@@ -9,7 +9,7 @@ from pathlib import Path
 from tftriplet_conformance import FIXTURES_DIR, SCHEMA_PATH
 
 #: Golden floats regenerated on another NumPy build may differ in the last bits (summation
-#: order); the drift check and ``generate`` treat differences below this as no change.
+#: order); the drift check and `generate` treat differences below this as no change.
 DRIFT_RTOL = 1e-12
 
 
@@ -18,7 +18,7 @@ def load_schema():
 
 
 def validate(fixture, schema=None):
-    """Raise ``jsonschema.ValidationError`` unless ``fixture`` matches ``schema.json``."""
+    """Raise `jsonschema.ValidationError` unless `fixture` matches `schema.json`."""
     import jsonschema
 
     jsonschema.validate(fixture, schema or load_schema())
@@ -33,7 +33,7 @@ def load_fixture(path):
 
 
 def load_fixtures(directory=None, names=None):
-    """All fixtures in ``directory`` (default: the package's), sorted by name."""
+    """All fixtures in `directory` (default: the package's), sorted by name."""
     fixtures = [load_fixture(path) for path in fixture_paths(directory)]
     if names:
         unknown = set(names) - {f["name"] for f in fixtures}
@@ -76,7 +76,7 @@ def keep_unchanged(old, new, rtol=DRIFT_RTOL):
 
 
 def differences(old, new, path="", rtol=DRIFT_RTOL):
-    """Human-readable differences between two fixtures; floats within ``rtol`` are equal."""
+    """Human-readable differences between two fixtures; floats within `rtol` are equal."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new), key=str):

@@ -28,7 +28,7 @@ TIE_CLEARANCE = 2.0**-14
 
 #: Half-precision runs see their inputs rounded (float64 -> float32 -> half, as the
 #: backends cast them). Each case's half tolerances come from the float64 reference on
-#: those rounded inputs: ``HALF_SLACK`` times its deviation from the golden values.
+#: those rounded inputs: `HALF_SLACK` times its deviation from the golden values.
 HALF_SLACK = 2.0
 
 
@@ -43,9 +43,9 @@ def _round_to(embeddings, dtype):
 def half_precision_tolerances(labels, embeddings, loss, result, scale):
     """Tolerances of the float16 and bfloat16 runs of a case, from its rounded inputs.
 
-    ``count_atol``: how far the counts move when the inputs are rounded, plus the rounded
-    case's near-ties (hinges within ``TIE_CLEARANCE`` of 0, which float32 arithmetic may
-    flip). ``atol`` and ``gradient_atol``: ``HALF_SLACK`` times the deviation of the scalars
+    `count_atol`: how far the counts move when the inputs are rounded, plus the rounded
+    case's near-ties (hinges within `TIE_CLEARANCE` of 0, which float32 arithmetic may
+    flip). `atol` and `gradient_atol`: `HALF_SLACK` times the deviation of the scalars
     and of the gradient, plus what each possible flip could add (one hinge in the sum, and
     a change of 1 in the denominator).
     """
@@ -93,8 +93,8 @@ def _decisions(variant, labels, embeddings, loss, distances=None):
 def float32_distances(embeddings, distance):
     """Distances as the Keras loss computes them in float32.
 
-    Euclidean: the ``|a|^2 - 2ab + |b|^2`` expansion clamped at 0 (then ``sqrt``); cosine:
-    ``1 - cos`` of the L2-normalised rows (a zero row stays zero), clipped to ``[0, 2]``.
+    Euclidean: the `|a|^2 - 2ab + |b|^2` expansion clamped at 0 (then `sqrt`); cosine:
+    `1 - cos` of the L2-normalised rows (a zero row stays zero), clipped to `[0, 2]`.
     """
     e = np.asarray(embeddings, dtype=np.float32)
     if distance == "cosine":
@@ -180,17 +180,18 @@ def build_fixture(name, spec, generator):
 
 
 def generate_all(names=None):
-    """``{name: fixture}`` for every registered case (or those in ``names``)."""
+    """`{name: fixture}` for every registered case (or those in `names`)."""
     selected = names or list(CASES)
     return {name: build_fixture(name, CASES[name].make(), CASES[name].where) for name in selected}
 
 
 def write_fixtures(out_dir=None, force=False, names=None, log=print):
-    """Write the fixtures into ``out_dir``; returns the number of refused changes.
+    """Write the fixtures into `out_dir`; returns the number of refused changes.
 
     New files are written. A file whose content would change is rewritten only with
-    ``force``; otherwise each difference is printed and counted. Differences within
-    :data:`~conformance.fixtures.DRIFT_RTOL` leave the file as it is.
+    `force` (keeping every float on disk within `fixtures.DRIFT_RTOL` of the new one:
+    `fixtures.keep_unchanged`); otherwise each difference is printed and counted.
+    Differences within `DRIFT_RTOL` alone leave the file as it is.
     """
     out = Path(out_dir or FIXTURES_DIR)
     out.mkdir(parents=True, exist_ok=True)

@@ -166,11 +166,27 @@ def test_floats_round_trip_through_the_files():
         assert json.loads(dumps(fixture)) == fixture
 
 
-def test_no_drift_between_generator_and_fixtures(tmp_path):
-    """Regenerate into a temporary folder and compare with the committed fixtures."""
+def test_no_drift_between_generator_and_fixtures(tmp_path, run_conformance):
+    """Regenerate into a temporary folder and compare with the committed fixtures; the
+    drift check from the command line (`generate --check`) finds no difference."""
     assert write_fixtures(tmp_path, log=lambda line: None) == 0
     assert sorted(p.name for p in tmp_path.glob("*.json")) == [p.name for p in fixture_paths()]
-    assert check_drift(FIXTURES_DIR, log=lambda line: None) == []
+    check = run_conformance("generate", "--check", "--out", str(FIXTURES_DIR))
+    assert check.returncode == 0 and check.stdout.startswith("0 difference(s)"), (
+        check.stdout + check.stderr
+    )
+
+
+def test_the_drift_check_reports_a_changed_fixture(tmp_path):
+    for path in fixture_paths():
+        shutil.copy(path, tmp_path)
+    _copy_with_changed_loss(tmp_path)
+    problems = check_drift(tmp_path, log=lambda line: None)
+    assert problems == [
+        "random_b5_d7_c3_squared.json: expected.loss: "
+        f"{BY_NAME['random_b5_d7_c3_squared']['expected']['loss'] * (1 + 1e-6)!r} -> "
+        f"{BY_NAME['random_b5_d7_c3_squared']['expected']['loss']!r}"
+    ]
 
 
 def _copy_with_changed_loss(tmp_path, name="random_b5_d7_c3_squared", factor=1.0 + 1e-6):
