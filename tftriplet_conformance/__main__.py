@@ -78,7 +78,8 @@ def _generate(args):
 
     if args.check:
         problems = check_drift(args.out)
-        print(f"{len(problems)} difference(s) between cases.py and the fixtures")
+        print(f"{len(problems)} difference(s) between the generator (tftriplet_conformance.cases) "
+              "and the fixtures")
         return 1 if problems else 0
     return 1 if write_fixtures(args.out, force=args.force) else 0
 
