@@ -14,9 +14,9 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
 import tftriplet  # noqa: E402
-from tftriplet import cli  # noqa: E402
-from tftriplet.cli import demo  # noqa: E402
+import tftriplet_cli as cli  # noqa: E402
 from tftriplet.retrieval import retrieval_metrics  # noqa: E402
+from tftriplet_cli import demo  # noqa: E402
 
 METRIC_KEYS = ("recall@1", "recall@5", "map@r")
 

@@ -10,8 +10,8 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 tf = pytest.importorskip("tensorflow")
 
-from tftriplet.cli import demo  # noqa: E402
 from tftriplet.retrieval import retrieval_metrics  # noqa: E402
+from tftriplet_cli import demo  # noqa: E402
 
 EPOCHS = 2
 

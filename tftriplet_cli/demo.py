@@ -556,7 +556,7 @@ def plot_results(path, title, labels, before, after, metrics_before, metrics_aft
 
 
 def add_parser(subparsers):
-    """Add the ``demo`` subcommand to the ``tftriplet`` command line."""
+    """Add the `demo` subcommand to the ``tftriplet`` command line."""
     parser = subparsers.add_parser(
         "demo",
         help="train embeddings on handwritten digits (or --data) and show the result",

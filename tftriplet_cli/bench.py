@@ -336,7 +336,7 @@ def run_one(method, batch_size, args):
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["KERAS_BACKEND"] = "torch" if method == "pml" else args.backend
-    cmd = [sys.executable, "-m", "tftriplet.cli.bench", "--worker", json.dumps(worker_args)]
+    cmd = [sys.executable, "-m", "tftriplet_cli.bench", "--worker", json.dumps(worker_args)]
     try:
         proc = subprocess.run(
             cmd, env=env, capture_output=True, text=True, timeout=args.timeout
@@ -478,6 +478,16 @@ def _parse_int_list(text):
     return values
 
 
+def add_parser(subparsers):
+    """Add the `bench` subcommand to the `tftriplet` command line."""
+    parser = subparsers.add_parser(
+        "bench", help="time and peak memory of loss + gradient: dense, sorted, pml"
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
 def add_arguments(parser):
     """The options of ``tftriplet bench``."""
     import argparse
@@ -545,6 +555,8 @@ def _worker_main(spec):
 
 
 if __name__ == "__main__":
+    import tftriplet  # noqa: F401  (every measurement process starts with the library loaded)
+
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         sys.exit(_worker_main(sys.argv[2]))
     sys.exit("usage: tftriplet bench [options]  (this module's own entry is for its workers)")
