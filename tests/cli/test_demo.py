@@ -235,7 +235,8 @@ class StandInDifficulty(keras.metrics.Metric):
 
 
 def test_a_dict_metric_is_picked_up_logged_and_plotted(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "METRICS", (tftriplet.FractionPositiveTriplets, StandInDifficulty))
+    metrics = (tftriplet.FractionPositiveTriplets, StandInDifficulty)
+    monkeypatch.setattr(demo.model, "METRICS", metrics)
     assert [type(m).__name__ for m in demo.make_metrics(0.2)] == [
         "FractionPositiveTriplets",
         "StandInDifficulty",
