@@ -217,6 +217,16 @@ def test_each_strategy_builds_its_class_with_the_margin(strategy, cls):
         demo.make_loss(strategy, -1)
 
 
+def test_demo_help_names_each_strategys_loss_class(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["demo", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help's lines
+    for strategy, cls in demo.STRATEGIES.items():
+        assert f"{strategy} = {cls.__name__}" in text
+    assert "<class" not in text
+
+
 @keras.saving.register_keras_serializable(package="tftriplet_tests")
 class StandInDifficulty(keras.metrics.Metric):
     """Shaped like TripletDifficulty: result() is a dict of easy / semi_hard / hard."""

@@ -33,7 +33,8 @@ def add_parser(subparsers):
         "--strategy",
         choices=sorted(STRATEGIES),
         default="batch_all",
-        help="triplet loss: " + ", ".join(f"{k} = {v}" for k, v in STRATEGIES.items()),
+        help="triplet loss: "
+        + ", ".join(f"{name} = {cls.__name__}" for name, cls in STRATEGIES.items()),
     )
     parser.add_argument(
         "--split",
