@@ -25,8 +25,8 @@ PACKAGES = [
 
 
 def _state_after(statement):
-    """``(modules loaded, TF_CPP_MIN_LOG_LEVEL)`` after ``statement`` in a fresh interpreter
-    whose environment does not set ``TF_CPP_MIN_LOG_LEVEL``."""
+    """`(modules loaded, TF_CPP_MIN_LOG_LEVEL)` after `statement` in a fresh interpreter
+    whose environment does not set `TF_CPP_MIN_LOG_LEVEL`."""
     code = (
         f"import json, os, sys\n{statement}\n"
         "print(json.dumps([sorted(sys.modules), os.environ.get('TF_CPP_MIN_LOG_LEVEL')]))"
@@ -115,7 +115,7 @@ STARTS_THE_COMMAND = {"tftriplet/__main__.py"}
 
 
 def _forbidden_imports(package, forbidden):
-    """``{file: sorted modules}`` of the package's files that import a forbidden package."""
+    """`{file: sorted modules}` of the package's files that import a forbidden package."""
     offenders = {}
     for path in sorted(package.rglob("*.py")):
         name = path.relative_to(package.parent).as_posix()
