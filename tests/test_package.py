@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,18 @@ def test_the_distribution_installs_only_the_project_namespace():
     # why), and the conformance suite
     assert top_level <= {"tftriplet", "tftriplet_cli", "tftriplet_conformance"}, top_level
     assert "conformance" not in top_level
+
+
+def test_the_wheel_lists_every_package_of_the_checkout():
+    # setuptools installs the packages pyproject.toml lists, not their subpackages.
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for package in PACKAGES
+        for init in (ROOT / package.name).rglob("__init__.py")
+    }
+    assert found - listed == set()
 
 
 def test_the_contract_ships_with_the_runner():
