@@ -167,7 +167,7 @@ def _add_run_options(parser):
 def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
-    if not args.verbose:  # inherited by the framework workers (see tftriplet/_startup.py)
+    if not args.verbose:  # inherited by the framework workers (see tftriplet_cli/_startup.py)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     command = {"generate": _generate, "report": _report}.get(args.command, _run)
     try:
