@@ -221,7 +221,9 @@ class _PassSampler:
             )
 
     def resume_end(self):
-        with self._lock:
+        with self._lock:  # on its own again, from the epoch after the last one pinned
+            if self._pin is not None:
+                self._next_epoch = self._pin[0] + 1
             self._pin = None
 
 

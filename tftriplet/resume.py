@@ -274,7 +274,7 @@ class BackupAndRestore(keras.callbacks.Callback):
 
 
 def _iterations(model):
-    return int(np.asarray(keras.ops.convert_to_numpy(model.optimizer.iterations)))
+    return int(model.optimizer.iterations)
 
 
 def _is_writer(model):
