@@ -206,7 +206,8 @@ class BackupAndRestore(keras.callbacks.Callback):
             raise ValueError(
                 f"fit runs {fit_steps} steps per epoch but the sampler has batches_per_epoch="
                 f"{steps}: give fit no steps_per_epoch (or the sampler's), so that a restored "
-                "run knows where each epoch starts."
+                "run knows where each epoch starts. (A PKBatches left in a resumed epoch by a "
+                "fit that raised reports fewer batches: make a new one.)"
             )
         return steps
 
@@ -274,7 +275,12 @@ class BackupAndRestore(keras.callbacks.Callback):
 
 
 def _iterations(model):
-    return int(model.optimizer.iterations)
+    """The optimizer's step count."""
+    variable = model.optimizer.iterations
+    try:
+        return int(variable)
+    except TypeError:  # a tf.distribute variable (MirroredVariable) has no int()
+        return int(variable.value.numpy())
 
 
 def _is_writer(model):

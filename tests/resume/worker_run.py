@@ -28,6 +28,10 @@ from train_run import BATCHES_PER_EPOCH, EPOCHS, SEED, K, P, build_model, data, 
 import tftriplet  # noqa: E402
 
 
+def step_of(model):
+    return int(model.optimizer.iterations.value.numpy())  # a MirroredVariable has no int()
+
+
 def train(strategy, backup_dir):
     with strategy.scope():
         model = build_model(cross_replica=True)
@@ -54,7 +58,7 @@ def train(strategy, backup_dir):
     backup = tftriplet.BackupAndRestore(backup_dir, dataset, save_freq=3)
     backup.set_model(model)
     backup.on_train_begin()
-    print(f"RESTORED {int(model.optimizer.iterations)}", flush=True)
+    print(f"RESTORED {step_of(model)}", flush=True)
     pause_at = int(os.environ.get("TFTRIPLET_PAUSE_AT", "-1"))
     for epoch in range(backup.initial_epoch, EPOCHS):
         backup.on_epoch_begin(epoch)
@@ -62,7 +66,7 @@ def train(strategy, backup_dir):
         for batch in range(BATCHES_PER_EPOCH - backup.first_step):
             step(next(iterator))
             backup.on_train_batch_end(batch)
-            done = int(model.optimizer.iterations)
+            done = step_of(model)
             print(f"STEP {done}", flush=True)
             if done == pause_at:
                 print(f"PAUSED {done}", flush=True)
