@@ -131,6 +131,7 @@ class BackupAndRestore(keras.callbacks.Callback):
             position = (meta["position"]["epoch"], meta["position"]["step"])
             model._initial_epoch = position[0]
         self.initial_epoch, self._position = position[0], position
+        self._restored = position != (0, 0)  # until fit's first epoch begins
         self._pending = None  # a backup due at the next epoch boundary
         self._global = None
 
@@ -138,6 +139,12 @@ class BackupAndRestore(keras.callbacks.Callback):
         if self._pending is not None:
             self._save(*self._pending)
             self._pending = None
+        if self._restored and epoch != self._position[0]:
+            raise ValueError(
+                f"fit starts at epoch {epoch} but the backup in {self.backup_dir!r} goes on "
+                f"at epoch {self._position[0]}: give fit no initial_epoch."
+            )
+        self._restored = False
         first = self._position[1] if epoch == self._position[0] else 0
         self._epoch, self.first_step, self._done = epoch, first, 0
         self._global = epoch * self._steps + first

@@ -157,3 +157,12 @@ def test_a_finite_pk_dataset_with_fit_steps_per_epoch_is_refused_after_a_resume(
 
     with pytest.raises(ValueError, match="give fit no steps_per_epoch"):
         resumed(dataset, tmp_path / "a", 7, steps_per_epoch=5)
+
+
+def test_a_restored_run_that_fit_starts_at_another_epoch_is_refused(tmp_path):
+    """fit(initial_epoch=...) overrides the epoch a backup goes on at (Keras only uses the
+    restored epoch when it is not 0)."""
+    with pytest.raises(KeyboardInterrupt):
+        fit(batches(), tmp_path / "a", callbacks=[Interrupt(4)])  # backup at epoch 0, step 3
+    with pytest.raises(ValueError, match="fit starts at epoch 2 but the backup .* at epoch 0"):
+        fit(batches(), tmp_path / "a", initial_epoch=2)
