@@ -32,6 +32,7 @@ from tftriplet.metrics import (
     MeanPositiveDistance,
     TripletDifficulty,
 )
+from tftriplet.resume import BackupAndRestore
 from tftriplet.retrieval import map_at_r, recall_at_k, retrieval_metrics
 from tftriplet.samplers import PKBatches, pk_dataset
 
@@ -40,6 +41,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DISTANCES",
     "STRATEGIES",
+    "BackupAndRestore",
     "BatchAllTripletLoss",
     "BatchHardTripletLoss",
     "FractionPositiveTriplets",
