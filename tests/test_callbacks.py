@@ -143,3 +143,27 @@ def test_callback_matches_pytorch_metric_learning_leave_one_out_and_gallery():
     assert gal.last_results["map@r"] == pytest.approx(
         theirs["mean_average_precision_at_r"], abs=1e-6
     )
+
+
+def test_history_keeps_every_epoch_and_its_state_round_trips_through_json():
+    """history[epoch] holds what the epoch logged; resume_state / resume_restore (the state
+    tftriplet.BackupAndRestore backs up) bring back history and last_results."""
+    import json
+
+    x, y = clusters()
+    x_val, y_val = clusters(seed=1)
+    evaluation = tftriplet.RetrievalEvaluation(x_val, y_val, ks=(1, 3))
+    logged = small_model().fit(
+        x, y, batch_size=20, epochs=3, shuffle=False, verbose=0, callbacks=[evaluation]
+    ).history
+    assert sorted(evaluation.history) == [0, 1, 2]
+    for epoch in range(3):
+        for key in evaluation.log_keys():
+            assert evaluation.history[epoch][key[4:]] == logged[key][epoch]
+    state = json.loads(json.dumps(evaluation.resume_state()))
+    restored = tftriplet.RetrievalEvaluation(x_val, y_val, ks=(1, 3))
+    assert restored.resume_key == evaluation.resume_key == "RetrievalEvaluation:val_"
+    assert restored.resume_config() == {"ks": [1, 3], "num_queries": 40, "gallery": None}
+    restored.resume_restore(state)
+    assert restored.history == evaluation.history
+    assert restored.last_results == evaluation.last_results == evaluation.history[2]

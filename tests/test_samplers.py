@@ -98,3 +98,35 @@ def test_bad_arguments_are_named(kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         PKBatches(**args)
+
+
+def test_pinned_to_a_position_it_serves_batches_in_the_order_consumed():
+    """Under tftriplet.BackupAndRestore: epoch 2 from step 1, whatever index fit asks for
+    (fit shuffles a PyDataset's indices), and the epoch holds the batches left."""
+    x, y = make_data([10] * 8)
+    batches = PKBatches(x, y, 4, 3, 6, seed=1)
+    with pytest.raises(ValueError, match="did not come from the sampler"):
+        batches.resume_verify()  # not pinned: fit did not take its batches from it
+    assert batches.resume_start_epoch(2, 1, 6) is None  # the batches run out by themselves
+    assert len(batches) == 5 and batches.epoch == 2
+    for step, asked in zip(range(1, 6), [4, 0, 3, 1, 2], strict=True):
+        xb, yb = batches[asked]
+        assert np.array_equal(xb[:, 0].astype(int), batches.batch_indices(step, epoch=2))
+    batches.resume_verify()
+    batches.resume_end()
+    assert len(batches) == 6
+    assert np.array_equal(batches[4][0][:, 0].astype(int), batches.batch_indices(4, epoch=2))
+
+
+def test_its_record_names_the_sampler_and_its_data():
+    x, y = make_data([10] * 8)
+    config = PKBatches(x, y, 4, 3, 6, seed=1).resume_config()
+    assert {k: config[k] for k in ("classes_per_batch", "samples_per_class", "seed")} == {
+        "classes_per_batch": 4,
+        "samples_per_class": 3,
+        "seed": 1,
+    }
+    assert config["batches_per_epoch"] == 6 and config["num_samples"] == 80
+    assert config == PKBatches(x.copy(), y.copy(), 4, 3, 6, seed=1).resume_config()
+    x[5, 0] += 1  # one changed value changes the digest
+    assert PKBatches(x, y, 4, 3, 6, seed=1).resume_config()["data_digest"] != config["data_digest"]

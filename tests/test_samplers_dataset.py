@@ -164,3 +164,47 @@ def test_pk_dataset_trains_with_model_fit():
     model.compile(optimizer="sgd", loss=tftriplet.BatchAllTripletLoss(margin=0.5))
     history = model.fit(ds, epochs=2, verbose=0).history
     assert len(history["loss"]) == 2 and all(np.isfinite(history["loss"]))
+
+
+def rows_of(batches):
+    return [xb[:, 0].astype(int).tolist() for xb, _ in batches]
+
+
+def test_a_batch_is_a_pure_function_of_seed_epoch_and_step():
+    """A pass pinned to (epoch 2, step 3), on a fresh dataset, serves steps 3, 4, ... of
+    epoch 2: the batches the third unpinned pass serves there. The TensorFlow global seed
+    plays no part."""
+    x, y = labelled_rows()
+
+    def make():
+        return tftriplet.pk_dataset(
+            x, y, classes_per_batch=P, samples_per_class=K, batches_per_epoch=6, seed=2
+        )
+
+    tf.random.set_seed(1)
+    passes = [rows_of(one) for one in batches_of(make(), passes=3)]
+    tf.random.set_seed(2)
+    pinned = make()
+    sampler = pinned._tftriplet_sampler
+    assert sampler.resume_start_epoch(2, 3, 6) == 3  # fit must end the epoch after 3 steps
+    (served,) = batches_of(pinned)
+    assert len(served) == 6, "a pass keeps its length (the last 3 are never trained on)"
+    assert rows_of(served)[:3] == passes[2][3:]
+    sampler.resume_verify()
+    assert sampler.resume_start_epoch(1, 0, 6) is None
+    assert [rows_of(one) for one in batches_of(pinned, passes=2)] == [passes[1]] * 2
+    sampler.resume_end()
+    assert rows_of(batches_of(pinned)[0]) == passes[2], "on its own it goes on with epoch 2"
+
+
+def test_an_endless_pass_pinned_at_a_global_step():
+    x, y = labelled_rows()
+
+    def make():
+        return tftriplet.pk_dataset(x, y, classes_per_batch=P, samples_per_class=K, seed=2)
+
+    stream = rows_of(make().take(12).as_numpy_iterator())
+    pinned = make()
+    # epoch 1, step 2 of 5-step epochs: global step 7 of the one endless pass
+    assert pinned._tftriplet_sampler.resume_start_epoch(1, 2, 5) == 3
+    assert rows_of(pinned.take(5).as_numpy_iterator()) == stream[7:12]

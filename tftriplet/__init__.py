@@ -1,14 +1,13 @@
 """tftriplet: triplet losses for Keras 3 (TensorFlow, JAX, PyTorch), with a conformance suite.
 
-The public API: the losses (function and ``keras.losses.Loss`` per strategy), the metrics,
-distances and masks, the P x K samplers (a ``keras.utils.PyDataset`` and a ``tf.data``
+The public API: the losses (function and `keras.losses.Loss` per strategy), the metrics,
+distances and masks, the P x K samplers (a `keras.utils.PyDataset` and a `tf.data`
 pipeline), the retrieval metrics and a callback that logs them during training.
-``import tftriplet`` loads nothing beyond Keras: the command line (``tftriplet.cli``) and the
-conformance suite (``tftriplet_conformance``) are separate.
+`import tftriplet` loads nothing beyond Keras and runs no command-line code: the command
+line (`tftriplet_cli`) and the conformance suite (`tftriplet_conformance`) are packages of
+their own, which import this one.
 """
 
-# First: quiets the `tftriplet` command's start-up before Keras loads (tftriplet/_startup.py).
-import tftriplet._startup  # noqa: F401
 from tftriplet.callbacks import RetrievalEvaluation
 from tftriplet.distances import DISTANCES, pairwise_distances
 from tftriplet.losses import (
@@ -33,6 +32,7 @@ from tftriplet.metrics import (
     MeanPositiveDistance,
     TripletDifficulty,
 )
+from tftriplet.resume import BackupAndRestore
 from tftriplet.retrieval import map_at_r, recall_at_k, retrieval_metrics
 from tftriplet.samplers import PKBatches, pk_dataset
 
@@ -41,6 +41,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DISTANCES",
     "STRATEGIES",
+    "BackupAndRestore",
     "BatchAllTripletLoss",
     "BatchHardTripletLoss",
     "FractionPositiveTriplets",

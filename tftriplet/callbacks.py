@@ -25,6 +25,11 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     relevant samples of the query's class (Musgrave et al. 2020). Both grow with quality,
     so monitor them with ``mode="max"``.
 
+    `history` keeps every epoch's results. With `tftriplet.BackupAndRestore` it comes back
+    from a backup, so after a restart it holds the epochs before the interruption too, and
+    `last_results` is what the uninterrupted run ends with (every value is a function of the
+    weights at the end of its epoch, which the restored run reproduces).
+
     Args:
         x: validation inputs, anything ``model.predict`` takes (an array ``(N, ...)``).
         y: integer class ids ``(N,)`` of ``x``.
@@ -73,6 +78,9 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         self.prefix = str(prefix)
         #: the latest results (``retrieval_metrics``'s dict, with ``num_queries``).
         self.last_results = None
+        #: ``{epoch: results}`` of every epoch evaluated, restored from a backup.
+        self.history = {}
+        self.resume_key = f"RetrievalEvaluation:{self.prefix}"
 
     def log_keys(self):
         """The keys this callback adds to the logs, e.g. ``["val_recall@1", "val_map@r"]``."""
@@ -96,9 +104,23 @@ class RetrievalEvaluation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.last_results = self.evaluate()
+        self.history[int(epoch)] = self.last_results
         if logs is not None:
             for key in self.log_keys():
                 logs[key] = self.last_results[key[len(self.prefix) :]]
+
+    # The state protocol of tftriplet.BackupAndRestore (tftriplet/resume.py).
+
+    def resume_config(self):
+        gallery = None if self.gallery is None else int(self.gallery[1].shape[0])
+        return {"ks": list(self.ks), "num_queries": int(self.y.shape[0]), "gallery": gallery}
+
+    def resume_state(self):
+        return {"history": {str(epoch): results for epoch, results in self.history.items()}}
+
+    def resume_restore(self, state):
+        self.history = {int(epoch): r for epoch, r in state.get("history", {}).items()}
+        self.last_results = self.history[max(self.history)] if self.history else None
 
     def _embed(self, x):
         embeddings = self.model.predict(x, batch_size=self.batch_size, verbose=0)

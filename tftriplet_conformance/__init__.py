@@ -10,7 +10,8 @@ golden values come from, and :mod:`~tftriplet_conformance.cases` the seeded gene
 the fixtures (``python -m tftriplet_conformance generate``). Other libraries' triplet
 losses run as backends too (:func:`~tftriplet_conformance.adapters.peer_adapters`, their
 report ``python -m tftriplet_conformance report``), and so does anyone's own implementation
-(``--adapter package.module:Name``; the interface is in the contract's README).
+(``--adapter package.module:Name``; the interface is in the contract's README), in any
+language as a process (``--command "node my_triplet.js"``; ``adapters.process``).
 """
 
 from pathlib import Path

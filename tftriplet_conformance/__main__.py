@@ -7,6 +7,9 @@ import argparse
 import os
 import sys
 
+from tftriplet_conformance.errors import UsageError
+from tftriplet_conformance.guard import DEFAULT_TIMEOUT, REAL_EXIT
+
 
 class _Progress:
     """Progress lines on stderr: one line rewritten in place on a terminal, else one each."""
@@ -28,34 +31,46 @@ class _Progress:
 
 
 def _adapters(args):
-    """The built-in adapters, those installed packages register, and ``--adapter`` ones."""
-    from tftriplet_conformance.adapters import all_adapters, entry_point_adapters, load_adapter
+    """The adapters to run, and whether they were asked for by name (then each must run).
 
-    adapters = all_adapters() + entry_point_adapters()
-    extra = [load_adapter(spec) for spec in args.adapter or ()]
-    known = {a.name for a in adapters}
-    clash = [a.name for a in extra if a.name in known]
-    if clash:
-        raise SystemExit(f"--adapter: the name(s) {clash} are taken by built-in backends")
-    return adapters + extra, [a.name for a in extra]
+    `--adapter` and `--command` alone run only those; with `--backend`, the named backends
+    run too; with neither, every built-in backend and every one installed packages register
+    runs (entry points are loaded only then, or to look up a `--backend` name).
+    """
+    from tftriplet_conformance.adapters import all_adapters, entry_point_adapters, load_or_broken
+    from tftriplet_conformance.adapters.process import ProcessAdapter
+    from tftriplet_conformance.runner import select
+
+    extra = [load_or_broken(spec) for spec in args.adapter or ()]
+    extra += [ProcessAdapter(command) for command in args.commands or ()]
+    if extra and not args.backend:
+        return extra, True
+    known = all_adapters() + entry_point_adapters()
+    if not args.backend:
+        return known, args.strict
+    return select(known, args.backend) + extra, True
 
 
 def _run(args):
     from tftriplet_conformance.fixtures import load_fixtures
-    from tftriplet_conformance.runner import failed, format_report, run
+    from tftriplet_conformance.runner import format_report, run
 
-    adapters, extra = _adapters(args)
-    backends = args.backend
-    if extra:  # an --adapter runs; with --backend too, both run
-        backends = (backends or []) + extra
     fixtures = load_fixtures(args.fixtures, args.fixture)
+    adapters, required = _adapters(args)
     log = None if args.quiet else _Progress()
-    matrix, skipped = run(fixtures, backends, adapters=adapters, log=log)
-    print(format_report(fixtures, matrix, skipped, verbose=args.verbose))
-    if args.strict and skipped:
-        print(f"--strict: backend(s) not available: {sorted(skipped)}")
-        return 1
-    return 1 if failed(matrix) else 0
+    outcome = run(fixtures, adapters, required=required, log=log, timeout=args.timeout)
+    print(format_report(fixtures, outcome, verbose=args.verbose))
+    return 1 if outcome.failed else 0
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0; got {text!r}")
+    return value
 
 
 def _generate(args):
@@ -63,7 +78,8 @@ def _generate(args):
 
     if args.check:
         problems = check_drift(args.out)
-        print(f"{len(problems)} difference(s) between cases.py and the fixtures")
+        print(f"{len(problems)} difference(s) between the generator (tftriplet_conformance.cases) "
+              "and the fixtures")
         return 1 if problems else 0
     return 1 if write_fixtures(args.out, force=args.force) else 0
 
@@ -77,35 +93,12 @@ def _report(args):
     return write_or_check(args.out, text, args.check)
 
 
-def main(argv=None):
+def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m tftriplet_conformance",
         description="Run the triplet-loss conformance fixtures on every available backend.",
     )
-    parser.add_argument(
-        "--backend",
-        action="append",
-        help="run only this backend (repeatable): numpy, c, tensorflow, jax, torch, "
-        "pytorch-metric-learning, sentence-transformers, tensorflow-similarity, "
-        "tensorflow-addons, or one an installed package registers",
-    )
-    parser.add_argument(
-        "--adapter",
-        action="append",
-        metavar="MODULE:NAME",
-        help="also load and run this adapter (an Adapter subclass or instance; repeatable)",
-    )
-    parser.add_argument("--fixture", action="append", help="run only this fixture (repeatable)")
-    parser.add_argument("--fixtures", help="the fixtures folder (default: the package's)")
-    parser.add_argument(
-        "--strict", action="store_true", help="a selected backend that is not available fails"
-    )
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress lines on stderr"
-    )
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="also detail xfails and differences"
-    )
+    _add_run_options(parser)
     sub = parser.add_subparsers(dest="command")
     gen = sub.add_parser("generate", help="(re)write the fixtures from the cases")
     gen.add_argument("--out", help="the folder to write (default: the package's fixtures)")
@@ -120,18 +113,79 @@ def main(argv=None):
     rep.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if the file is stale"
     )
+    return parser
+
+
+def _add_run_options(parser):
+    parser.add_argument(
+        "--backend",
+        action="append",
+        help="run this backend; only the named ones run (repeatable): numpy, c, tensorflow, "
+        "jax, torch, pytorch-metric-learning, sentence-transformers, tensorflow-similarity, "
+        "tensorflow-addons, or one an installed package registers",
+    )
+    parser.add_argument(
+        "--adapter",
+        action="append",
+        metavar="MODULE:NAME",
+        help="load and run this adapter (an Adapter subclass or instance; repeatable); "
+        "without --backend only the --adapter and --command implementations run",
+    )
+    parser.add_argument(
+        "--command",
+        action="append",
+        dest="commands",
+        metavar="COMMAND",
+        help="start COMMAND (e.g. 'node triplet.js') and certify it through the process "
+        "protocol (docs/conformance.md; repeatable); without --backend only the --adapter "
+        "and --command implementations run",
+    )
+    parser.add_argument("--fixture", action="append", help="run only this fixture (repeatable)")
+    parser.add_argument("--fixtures", help="the fixtures folder (default: the package's)")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="without --backend too, a backend that is not available, or is compared on no "
+        "fixture, fails (a backend named by --backend, --adapter or --command always does)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="time limit of one adapter call for one fixture: a hang fails that backend "
+        "(default: %(default)g)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress lines on stderr"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also detail xfails and differences"
+    )
+
+
+def main(argv=None):
+    parser = _parser()
     args = parser.parse_args(argv)
-    if not args.verbose:  # inherited by the framework workers (see tftriplet/_startup.py)
+    if not args.verbose:  # inherited by the framework workers (see tftriplet_cli/_startup.py)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if args.command == "generate":
-        return _generate(args)
-    if args.command == "report":
-        return _report(args)
+    command = {"generate": _generate, "report": _report}.get(args.command, _run)
     try:
-        return _run(args)
-    except ValueError as err:
+        return command(args)
+    except UsageError as err:  # an adapter's fault is never one: it is in the report
         parser.error(str(err))
 
 
+def _exit(status):
+    """Exit with `status`. A failure leaves at once (`os._exit`, after flushing), so that
+    nothing an in-process adapter left behind (an `atexit` handler, a thread) can turn it
+    into a success; the runner has closed every adapter by then."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if status:
+        REAL_EXIT(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())

@@ -27,6 +27,11 @@ class Comparison:
     def passed(self):
         return not self.failures
 
+    def fail(self, message):
+        """A failure that no tolerance could allow (missing, not finite, wrong shape)."""
+        self.ratio = math.inf
+        self.failures.append(message)
+
     def add(self, what, error, allowed):
         if math.isnan(error):
             ratio = math.inf
@@ -48,9 +53,9 @@ def compare(fixture, outputs, backend, dtype, not_reported=()):
     project's own backends pass nothing there: for them a missing output is a failure.
     """
     result = Comparison()
-    if "error" in outputs:
+    if "error" in outputs:  # what went wrong, worded by the runner (validate.py)
         result.ratio = math.inf
-        result.failures.append(f"raised: {outputs['error']}")
+        result.failures.append(str(outputs["error"]))
         return result
     tol = effective(fixture, backend, dtype)
     expected = fixture["expected"]
@@ -63,34 +68,51 @@ def compare(fixture, outputs, backend, dtype, not_reported=()):
             result.not_compared.append(key)
             continue
         if key not in outputs:
-            result.failures.append(f"{key}: missing from the backend's outputs")
-            result.ratio = math.inf
+            result.fail(
+                f"{key}: missing from the backend's outputs (list it in not_reported if the "
+                "implementation cannot compute it; never the loss)"
+            )
             continue
         actual, want = float(outputs[key]), float(expected[key])
-        error = abs(actual - want) if math.isfinite(actual) else math.nan
-        if key in variant.counts:
-            result.add(f"{key} {actual:g} vs {want:g}", error, tol["count_atol"])
+        shown = f"{actual:g} vs {want:g}" if key in variant.counts else f"{actual!r} vs {want!r}"
+        if not math.isfinite(actual):
+            result.fail(f"{key} {shown}: not finite")
+        elif key in variant.counts:
+            result.add(f"{key} {shown}", abs(actual - want), tol["count_atol"])
         else:
             allowed = tol["atol"] + tol["rtol"] * abs(want)
-            result.add(f"{key} {actual!r} vs {want!r}", error, allowed)
+            result.add(f"{key} {shown}", abs(actual - want), allowed)
     if "gradient" in outputs:
-        actual = np.asarray(outputs["gradient"], dtype=np.float64)
-        want = np.asarray(expected["gradient"], dtype=np.float64)
-        if actual.shape != want.shape:
-            result.failures.append(f"gradient shape {actual.shape}, expected {want.shape}")
-            result.ratio = math.inf
-        else:
-            diff = np.abs(actual - want)
-            error = float(np.max(diff)) if np.all(np.isfinite(actual)) else math.nan
-            allowed = tol["gradient_atol"] + tol["rtol"] * float(np.max(np.abs(want)))
-            result.add("gradient (max abs)", error, allowed)
+        _compare_gradient(result, outputs["gradient"], expected["gradient"], tol)
     _compare_printed(result, expected, outputs)
     return result
+
+
+def _compare_gradient(result, gradient, expected, tol):
+    """Max abs error against `gradient_atol + rtol * max |expected|`, naming where the
+    worst entry is and both values; a non-finite entry is named as such."""
+    actual = np.asarray(gradient, dtype=np.float64)
+    want = np.asarray(expected, dtype=np.float64)
+    if actual.shape != want.shape:
+        result.fail(f"gradient shape {actual.shape}, expected {want.shape}")
+        return
+    bad = np.argwhere(~np.isfinite(actual))
+    if bad.size:
+        i, j = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        result.fail(f"gradient[{i}][{j}] {float(actual[i, j])!r} vs {float(want[i, j])!r}: "
+                    f"not finite{more}")
+        return
+    diff = np.abs(actual - want)
+    i, j = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else (0, 0)
+    error = float(diff[i, j]) if diff.size else 0.0
+    allowed = tol["gradient_atol"] + tol["rtol"] * float(np.max(np.abs(want), initial=0.0))
+    where = f" at [{i}][{j}]: {float(actual[i, j])!r} vs {float(want[i, j])!r}" if diff.size else ""
+    result.add(f"gradient (max abs){where}", error, allowed)
 
 
 def _compare_printed(result, expected, outputs):
     """The seed program's 6-digit line, compared as text (trailing blanks aside)."""
     if "printed" in expected and "printed" in outputs:
         if outputs["printed"].rstrip() != expected["printed"]:
-            result.failures.append(f"printed {outputs['printed']!r} != {expected['printed']!r}")
-            result.ratio = math.inf
+            result.fail(f"printed {outputs['printed']!r} != {expected['printed']!r}")

@@ -4,15 +4,15 @@ A peer (another library's triplet loss) may define a fixture's quantity differen
 over every anchor where the contract averages over the anchors that have a positive and a
 negative, a gradient at a zero row, a semi-hard fallback. Such a run is not a bug of either
 side, so it is neither a failure nor an expected failure: the adapter declares it as a
-:class:`Difference` and the matrix shows ``differs``. A declared difference whose run
-matches after all is ``MATCHES``, an error (the declaration is wrong or stale), as an
+`Difference` and the matrix shows `differs`. A declared difference whose run
+matches after all is `MATCHES`, an error (the declaration is wrong or stale), as an
 unexpected pass is for an expected failure. Tolerances are never widened for a peer.
 
-An entry matches (backend, fixture, mode) when the backend and mode match its ``fnmatch``
-patterns, the fixture's name matches ``fixture``, every item of ``loss`` equals the
-fixture's loss option (defaults filled: ``name``, ``margin``, ``distance``, ``soft``) and
-``when(fixture)``, if given, is true. ``when`` looks only at the fixture's ``loss`` and
-``inputs``, never at its expected values, so that a changed golden number still fails.
+An entry matches (backend, fixture, mode) when the backend and mode match its `fnmatch`
+patterns, the fixture's name matches `fixture`, every item of `loss` equals the
+fixture's loss option (defaults filled: `name`, `margin`, `distance`, `soft`) and
+`when(fixture)`, if given, is true. `when` looks only at the fixture's `loss` and
+`inputs`, never at its expected values, so that a changed golden number still fails.
 """
 
 from __future__ import annotations
@@ -23,16 +23,7 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
-
-def loss_options(fixture):
-    """The fixture's ``loss`` with the defaults filled: name, margin, distance, soft."""
-    loss = fixture["loss"]
-    return {
-        "name": loss["name"],
-        "margin": loss["margin"],
-        "distance": loss.get("distance", "euclidean"),
-        "soft": bool(loss.get("soft", False)),
-    }
+from tftriplet_conformance.variants import options_of, triple_hinges
 
 
 @dataclass(frozen=True)
@@ -40,12 +31,12 @@ class Difference:
     """One declared difference between a peer and the contract.
 
     Attributes:
-        backend: ``fnmatch`` pattern of the adapter's name.
+        backend: `fnmatch` pattern of the adapter's name.
         reason: why the peer's number is a different quantity, specifically.
-        loss: loss options the fixture must have, e.g. ``{"name": "batch_hard"}``.
-        fixture: ``fnmatch`` pattern of the fixture's name.
-        mode: ``fnmatch`` pattern of the adapter's mode (its configuration).
-        when: a predicate on the fixture (its loss and inputs), or ``None``.
+        loss: loss options the fixture must have, e.g. `{"name": "batch_hard"}`.
+        fixture: `fnmatch` pattern of the fixture's name.
+        mode: `fnmatch` pattern of the adapter's mode (its configuration).
+        when: a predicate on the fixture (its loss and inputs), or `None`.
     """
 
     backend: str
@@ -56,7 +47,7 @@ class Difference:
     when: Callable | None = None
 
     def matches(self, backend, fixture, mode):
-        options = loss_options(fixture)
+        options = options_of(fixture["loss"])
         return (
             fnmatchcase(backend, self.backend)
             and fnmatchcase(fixture["name"], self.fixture)
@@ -67,14 +58,14 @@ class Difference:
 
 
 def declared_difference(adapter, fixture, mode):
-    """The first of ``adapter.differences`` that matches, or ``None``."""
+    """The first of `adapter.differences` that matches, or `None`."""
     for entry in getattr(adapter, "differences", ()):
         if entry.matches(adapter.name, fixture, mode):
             return entry
     return None
 
 
-# Predicates on a fixture's inputs, for ``Difference.when``.
+# Predicates on a fixture's inputs, for `Difference.when`.
 
 
 def _labels_embeddings(fixture):
@@ -89,42 +80,39 @@ def has_zero_row(fixture):
     return bool(np.any(~embeddings.any(axis=1)))
 
 
-def anchor_without_positive_or_negative(fixture):
-    """Some row has no other row of its class, or no row of another class."""
+def _others(fixture):
+    """Per row: how many other rows share its label (positives), and how many do not
+    (negatives)."""
     labels, _ = _labels_embeddings(fixture)
     same = labels[:, None] == labels[None, :]
-    positives = same.sum(axis=1) - 1
-    negatives = (~same).sum(axis=1)
+    return same.sum(axis=1) - 1, (~same).sum(axis=1)
+
+
+def anchor_without_positive_or_negative(fixture):
+    """Some row has no other row of its class, or no row of another class."""
+    positives, negatives = _others(fixture)
     return bool(np.any((positives == 0) | (negatives == 0)))
 
 
 def positive_pair_without_negative(fixture):
     """Some row has a positive but no negative (every row of the batch in its class)."""
-    labels, _ = _labels_embeddings(fixture)
-    same = labels[:, None] == labels[None, :]
-    positives = same.sum(axis=1) - 1
-    negatives = (~same).sum(axis=1)
+    positives, negatives = _others(fixture)
     return bool(np.any((positives > 0) & (negatives == 0)))
 
 
 def no_positive_pair(fixture):
     """No row has a positive: no valid triple, no anchor-positive pair."""
-    labels, _ = _labels_embeddings(fixture)
-    return len(np.unique(labels)) == len(labels)
+    positives, _ = _others(fixture)
+    return not np.any(positives > 0)
 
 
 def has_valid_triple(fixture):
     """Some row has a positive and a negative (else every definition here gives 0)."""
-    labels, _ = _labels_embeddings(fixture)
-    same = labels[:, None] == labels[None, :]
-    positives = same.sum(axis=1) - 1
-    negatives = (~same).sum(axis=1)
+    positives, negatives = _others(fixture)
     return bool(np.any((positives > 0) & (negatives > 0)))
 
 
 def hinge_exactly_zero(fixture):
-    """Some valid triple's hinge ``d(i,j) - d(i,k) + margin`` is exactly 0 (float64)."""
-    from tftriplet_conformance.variants import triple_hinges
-
+    """Some valid triple's hinge `d(i,j) - d(i,k) + margin` is exactly 0 (float64)."""
     labels, embeddings = _labels_embeddings(fixture)
-    return bool(np.any(triple_hinges(labels, embeddings, loss_options(fixture)) == 0.0))
+    return bool(np.any(triple_hinges(labels, embeddings, fixture["loss"]) == 0.0))

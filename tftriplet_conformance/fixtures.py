@@ -7,9 +7,10 @@ import math
 from pathlib import Path
 
 from tftriplet_conformance import FIXTURES_DIR, SCHEMA_PATH
+from tftriplet_conformance.errors import UsageError
 
 #: Golden floats regenerated on another NumPy build may differ in the last bits (summation
-#: order); the drift check and ``generate`` treat differences below this as no change.
+#: order); the drift check and `generate` treat differences below this as no change.
 DRIFT_RTOL = 1e-12
 
 
@@ -18,7 +19,7 @@ def load_schema():
 
 
 def validate(fixture, schema=None):
-    """Raise ``jsonschema.ValidationError`` unless ``fixture`` matches ``schema.json``."""
+    """Raise `jsonschema.ValidationError` unless `fixture` matches `schema.json`."""
     import jsonschema
 
     jsonschema.validate(fixture, schema or load_schema())
@@ -33,12 +34,35 @@ def load_fixture(path):
 
 
 def load_fixtures(directory=None, names=None):
-    """All fixtures in ``directory`` (default: the package's), sorted by name."""
-    fixtures = [load_fixture(path) for path in fixture_paths(directory)]
+    """All fixtures in `directory` (default: the package's), sorted by name; `names`
+    keeps only those.
+
+    Raises `UsageError` when there is none (a missing or empty folder), when a file is
+    not a JSON object with a `name`, when two files share a name, or when a name in
+    `names` is not there.
+    """
+    folder = Path(directory or FIXTURES_DIR)
+    paths = fixture_paths(folder)
+    if not paths:
+        state = "is empty of *.json files" if folder.is_dir() else "does not exist"
+        raise UsageError(f"no fixtures: the folder {folder} {state}")
+    fixtures, seen = [], {}
+    for path in paths:
+        try:
+            fixture = load_fixture(path)
+        except (OSError, ValueError) as err:
+            raise UsageError(f"fixture file {path} cannot be read as JSON: {err}") from err
+        if not isinstance(fixture, dict) or not isinstance(fixture.get("name"), str):
+            raise UsageError(f"fixture file {path} is not a JSON object with a 'name'")
+        if fixture["name"] in seen:
+            raise UsageError(f"two fixtures are named {fixture['name']!r}: {seen[fixture['name']]} "
+                             f"and {path}")
+        seen[fixture["name"]] = path
+        fixtures.append(fixture)
     if names:
-        unknown = set(names) - {f["name"] for f in fixtures}
+        unknown = set(names) - set(seen)
         if unknown:
-            raise ValueError(f"no fixture named {sorted(unknown)} in {directory or FIXTURES_DIR}")
+            raise UsageError(f"no fixture named {sorted(unknown)} in {folder}")
         fixtures = [f for f in fixtures if f["name"] in names]
     return fixtures
 
@@ -62,8 +86,21 @@ def dumps(fixture):
     return _dump(fixture, 0) + "\n"
 
 
+def keep_unchanged(old, new, rtol=DRIFT_RTOL):
+    """`new` with every float that `differences` calls unchanged taken from `old`, so that
+    rewriting a file (a new field, a moved one) never moves a golden number in its last
+    bits (another NumPy's summation order)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {k: keep_unchanged(old[k], v, rtol) if k in old else v for k, v in new.items()}
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [keep_unchanged(a, b, rtol) for a, b in zip(old, new, strict=True)]
+    if isinstance(old, float) and isinstance(new, float) and not differences(old, new, "", rtol):
+        return old
+    return new
+
+
 def differences(old, new, path="", rtol=DRIFT_RTOL):
-    """Human-readable differences between two fixtures; floats within ``rtol`` are equal."""
+    """Human-readable differences between two fixtures; floats within `rtol` are equal."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new), key=str):

@@ -1,8 +1,8 @@
-"""``python -m tftriplet_conformance generate``: compute the golden fixtures from ``cases.py``.
+"""`python -m tftriplet_conformance generate`: the fixtures from `tftriplet_conformance.cases`.
 
-The float64 NumPy reference (:mod:`tftriplet_conformance.reference`, loops) gives every
+The float64 NumPy reference (`tftriplet_conformance.reference`, loops) gives every
 expected output and the gradient. An existing fixture whose golden values would change is left
-alone, and the change shown, unless ``--force`` is given.
+alone, and the change shown, unless `--force` is given.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ import numpy as np
 
 from tftriplet_conformance import FIXTURES_DIR, reference
 from tftriplet_conformance.cases import CASES
-from tftriplet_conformance.fixtures import differences, dumps, load_fixture, validate
+from tftriplet_conformance.fixtures import (
+    differences,
+    dumps,
+    keep_unchanged,
+    load_fixture,
+    validate,
+)
 from tftriplet_conformance.variants import variant_of
-
-#: How a fixture's provenance names the case function ``name`` of
-#: :mod:`tftriplet_conformance.cases` (the conformance suite's cases module).
-GENERATOR_PREFIX = "conformance.cases"
 
 #: A tie-clear case keeps every hinge at least this far from 0, relative to the largest
 #: distance: far above float32 rounding (2**-24), so float32 backends count exactly.
@@ -26,7 +28,7 @@ TIE_CLEARANCE = 2.0**-14
 
 #: Half-precision runs see their inputs rounded (float64 -> float32 -> half, as the
 #: backends cast them). Each case's half tolerances come from the float64 reference on
-#: those rounded inputs: ``HALF_SLACK`` times its deviation from the golden values.
+#: those rounded inputs: `HALF_SLACK` times its deviation from the golden values.
 HALF_SLACK = 2.0
 
 
@@ -41,9 +43,9 @@ def _round_to(embeddings, dtype):
 def half_precision_tolerances(labels, embeddings, loss, result, scale):
     """Tolerances of the float16 and bfloat16 runs of a case, from its rounded inputs.
 
-    ``count_atol``: how far the counts move when the inputs are rounded, plus the rounded
-    case's near-ties (hinges within ``TIE_CLEARANCE`` of 0, which float32 arithmetic may
-    flip). ``atol`` and ``gradient_atol``: ``HALF_SLACK`` times the deviation of the scalars
+    `count_atol`: how far the counts move when the inputs are rounded, plus the rounded
+    case's near-ties (hinges within `TIE_CLEARANCE` of 0, which float32 arithmetic may
+    flip). `atol` and `gradient_atol`: `HALF_SLACK` times the deviation of the scalars
     and of the gradient, plus what each possible flip could add (one hinge in the sum, and
     a change of 1 in the denominator).
     """
@@ -91,8 +93,8 @@ def _decisions(variant, labels, embeddings, loss, distances=None):
 def float32_distances(embeddings, distance):
     """Distances as the Keras loss computes them in float32.
 
-    Euclidean: the ``|a|^2 - 2ab + |b|^2`` expansion clamped at 0 (then ``sqrt``); cosine:
-    ``1 - cos`` of the L2-normalised rows (a zero row stays zero), clipped to ``[0, 2]``.
+    Euclidean: the `|a|^2 - 2ab + |b|^2` expansion clamped at 0 (then `sqrt`); cosine:
+    `1 - cos` of the L2-normalised rows (a zero row stays zero), clipped to `[0, 2]`.
     """
     e = np.asarray(embeddings, dtype=np.float32)
     if distance == "cosine":
@@ -130,8 +132,9 @@ def _check_tie_clear(name, variant, labels, embeddings, loss, scale):
         )
 
 
-def build_fixture(name, spec):
-    """The fixture dict of the case ``name`` from its ``spec`` (what the case returned)."""
+def build_fixture(name, spec, generator):
+    """The fixture dict of the case `name` from its `spec` (what the case returned) and
+    `generator`, the dotted path of the code that made it (`Case.where`)."""
     labels, embeddings, loss = spec["labels"], spec["embeddings"], spec["loss"]
     variant = variant_of({"loss": loss})
     labels_array = np.array(labels, dtype=np.int64)
@@ -156,12 +159,13 @@ def build_fixture(name, spec):
     tolerances = half_precision_tolerances(labels_array, embeddings, loss, result, scale)
     tolerances.update(spec.get("tolerances", {}))
 
-    provenance = {"generator": f"{GENERATOR_PREFIX}.{name}", **spec["provenance"]}
+    provenance = {"generator": generator, **spec["provenance"]}
     fixture = {
         "name": name,
         "description": spec["description"],
         "provenance": provenance,
         "loss": loss,
+        **({"hints": spec["hints"]} if spec.get("hints") else {}),
         "inputs": {"labels": [int(x) for x in labels], "embeddings": embeddings},
         "expected": expected,
         "numerics": {
@@ -176,17 +180,18 @@ def build_fixture(name, spec):
 
 
 def generate_all(names=None):
-    """``{name: fixture}`` for every registered case (or those in ``names``)."""
+    """`{name: fixture}` for every registered case (or those in `names`)."""
     selected = names or list(CASES)
-    return {name: build_fixture(name, CASES[name]()) for name in selected}
+    return {name: build_fixture(name, CASES[name].make(), CASES[name].where) for name in selected}
 
 
 def write_fixtures(out_dir=None, force=False, names=None, log=print):
-    """Write the fixtures into ``out_dir``; returns the number of refused changes.
+    """Write the fixtures into `out_dir`; returns the number of refused changes.
 
     New files are written. A file whose content would change is rewritten only with
-    ``force``; otherwise each difference is printed and counted. Differences within
-    :data:`~conformance.fixtures.DRIFT_RTOL` leave the file as it is.
+    `force` (keeping every float on disk within `fixtures.DRIFT_RTOL` of the new one:
+    `fixtures.keep_unchanged`); otherwise each difference is printed and counted.
+    Differences within `DRIFT_RTOL` alone leave the file as it is.
     """
     out = Path(out_dir or FIXTURES_DIR)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,9 +200,11 @@ def write_fixtures(out_dir=None, force=False, names=None, log=print):
     for name, fixture in fixtures.items():
         path = out / f"{name}.json"
         if path.exists():
-            changes = differences(load_fixture(path), fixture)
+            on_disk = load_fixture(path)
+            changes = differences(on_disk, fixture)
             if not changes:
                 continue
+            fixture = keep_unchanged(on_disk, fixture)
             verb = "rewriting" if force else "REFUSING to change"
             log(f"{verb} {path.name} ({len(changes)} differences):")
             for line in changes[:20]:
@@ -217,7 +224,7 @@ def write_fixtures(out_dir=None, force=False, names=None, log=print):
                     log(f"removing {path.name} (no such case)")
                     path.unlink()
                 else:
-                    log(f"REFUSING to remove {path.name} (no such case in cases.py)")
+                    log(f"REFUSING to remove {path.name} (not in tftriplet_conformance.cases)")
                     refused += 1
     if refused:
         log(f"{refused} fixture(s) would change; rerun with --force to accept.")
@@ -231,7 +238,7 @@ def check_drift(directory=None, log=print):
     problems = []
     on_disk = {p.stem for p in directory.glob("*.json")}
     for name in sorted(on_disk - set(fixtures)):
-        problems.append(f"{name}.json: no such case in cases.py")
+        problems.append(f"{name}.json: no such case in tftriplet_conformance.cases")
     for name, fixture in fixtures.items():
         path = directory / f"{name}.json"
         if not path.exists():

@@ -69,10 +69,13 @@ def _describe(entry):
 
 def render(fixtures, adapters):
     """The report's Markdown text, from running ``adapters`` over ``fixtures``."""
-    matrix, skipped = run(fixtures, adapters=adapters)
+    outcome = run(fixtures, adapters)
+    matrix, skipped = outcome.matrix, {**outcome.skipped, **outcome.broken}
     lines = [HEADER, "## Packages", "", "| peer | versions | status |", "| --- | --- | --- |"]
     for adapter in adapters:
-        if adapter.name in skipped:
+        if adapter.name in outcome.broken:
+            status = f"FAILED: {outcome.broken[adapter.name]}"
+        elif adapter.name in skipped:
             status = f"not available: {skipped[adapter.name]}"
         else:
             cells = matrix[adapter.name].values()

@@ -1,238 +1,330 @@
-"""Run backends over fixtures and summarize: the matrix, the failures, the skips."""
+"""Run backends over fixtures: every call guarded, every return checked, nothing trusted.
+
+A run passes only when every adapter it was asked for by name (or every one, with
+`required`) was available, and was compared on at least one fixture; each comparison
+covers every output the contract requires (`compare`). An adapter's fault, wherever it
+happens, is that adapter's failure (`guard`, `validate`), and the run goes on with the
+others. Adapters get a copy of each fixture without its expected outputs; the runner
+compares against its own.
+"""
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
 
-from tftriplet_conformance.adapters import all_adapters
-from tftriplet_conformance.compare import compare
-from tftriplet_conformance.differs import declared_difference
-from tftriplet_conformance.expected_failures import expected_failure
+from tftriplet_conformance.adapters import BrokenAdapter, Unsupported, all_adapters
+from tftriplet_conformance.cells import (
+    DIFFERS,
+    ERRORS,
+    FAIL,
+    MATCHES,
+    NA,
+    PASS,
+    SKIP,
+    XFAIL,
+    XPASS,
+    Cell,
+    Check,
+    check_run,
+    failed,
+    judge,
+    summary,
+)
+from tftriplet_conformance.errors import AdapterFault, UsageError
+from tftriplet_conformance.guard import DEFAULT_TIMEOUT, Guard, defined_at
+from tftriplet_conformance.matrix import format_report
+from tftriplet_conformance.validate import (
+    check_declarations,
+    check_pair,
+    check_runs,
+    read_declarations,
+)
 
-PASS, FAIL, XFAIL, XPASS, SKIP, NA = "ok", "FAIL", "xfail", "XPASS", "skip", "n/a"
-#: A declared semantic difference of a peer that differs (fine), or that matches (an error).
-DIFFERS, MATCHES = "differs", "MATCHES"
-#: The statuses that make the runner exit 1.
-ERRORS = (FAIL, XPASS, MATCHES)
+__all__ = [
+    "DIFFERS",
+    "ERRORS",
+    "FAIL",
+    "MATCHES",
+    "NA",
+    "PASS",
+    "SKIP",
+    "XFAIL",
+    "XPASS",
+    "Cell",
+    "Check",
+    "Outcome",
+    "check_run",
+    "failed",
+    "format_report",
+    "run",
+    "run_backend",
+    "select",
+]
 
 
 @dataclass
-class Cell:
-    """One (fixture, backend): the worst ratio over its dtypes and modes, and why it failed.
+class Outcome:
+    """What a run found.
 
-    ``modes`` maps each mode (a peer's configuration) to its status, worst over dtypes.
-    A cell whose modes all differ as declared is ``differs``; one where some modes pass
-    and the others differ as declared is ``ok`` (its ratio over the passing ones), and
-    ``differs`` lists the latter.
+    Attributes:
+        matrix: `{backend: {fixture name: Cell}}` for the backends that ran.
+        skipped: `{backend: reason}`, backends not available here (not a failure).
+        broken: `{backend: reason}`, backend-level failures: it could not be loaded,
+            its attributes or `available()` are wrong, it was required but is not
+            available, or it was compared on no fixture.
     """
 
-    status: str = PASS
-    ratio: float = 0.0
-    details: list = field(default_factory=list)
-    modes: dict = field(default_factory=dict)
-    not_compared: list = field(default_factory=list)
-    #: ``{mode: Difference}`` for the modes a declared difference applies to.
-    declared: dict = field(default_factory=dict)
+    matrix: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
+    broken: dict = field(default_factory=dict)
 
     @property
-    def differs(self):
-        return [m for m, s in self.modes.items() if s == DIFFERS]
-
-    def text(self):
-        if self.status in (SKIP, NA, XFAIL, XPASS, DIFFERS, MATCHES):
-            return self.status
-        ratio = "inf" if math.isinf(self.ratio) else f"{self.ratio:.2g}"
-        suffix = " +differs" if self.status == PASS and self.differs else ""
-        return f"{self.status} {ratio}{suffix}"
+    def failed(self):
+        return bool(self.broken) or failed(self.matrix)
 
 
-_RANK = {PASS: 0, NA: 0, SKIP: 0, DIFFERS: 0, XFAIL: 1, FAIL: 2, XPASS: 2, MATCHES: 2}
-#: Within one mode, over dtypes: a declared difference outranks a pass.
-_MODE_RANK = {**_RANK, DIFFERS: 0.5}
+def for_adapter(fixture):
+    """The copy of a fixture an adapter gets: everything but its expected outputs."""
+    return copy.deepcopy({k: v for k, v in fixture.items() if k != "expected"})
 
 
-def check_run(fixture, adapter, dtype, mode, outputs, entries=None):
-    """``(status, ratio, details)`` of one run, expected failures and differences applied."""
-    return _check(fixture, adapter, dtype, mode, outputs, entries)[:3]
+def method(name, *args):
+    """`adapter -> adapter.name(*args)`, for `Guard.call`."""
+    return lambda adapter: getattr(adapter, name)(*args)
 
 
-def _check(fixture, adapter, dtype, mode, outputs, entries=None):
-    printed_only = set(outputs) == {"printed"}
-    if adapter.differentiable and not printed_only and not {"gradient", "error"} & set(outputs):
-        outputs = {**outputs, "error": "a differentiable backend returned no gradient"}
-    not_reported = tuple(getattr(adapter, "not_reported", ()))
-    comparison = compare(fixture, outputs, adapter.name, dtype, not_reported)
-    entry = expected_failure(adapter.name, fixture["name"], dtype, mode, entries)
-    # a declared difference is about the peer's numbers: an error is never one
-    difference = None if "error" in outputs else declared_difference(adapter, fixture, mode)
-    where = f"{dtype}/{mode}"
-    if entry is None and difference is not None:
-        if comparison.passed:
-            status = MATCHES
-            details = [f"{where}: matches, but declared to differ ({difference.reason})"]
-        else:
-            status = DIFFERS
-            details = [f"{where}: differs ({difference.reason}): {comparison.failures[0]}"]
-    elif entry is None:
-        status = PASS if comparison.passed else FAIL
-        details = [f"{where}: {f}" for f in comparison.failures]
-    elif comparison.passed:
-        status = XPASS
-        details = [f"{where}: passed, but declared an expected failure ({entry.reason})"]
-    else:
-        status = XFAIL
-        details = [f"{where}: expected failure ({entry.reason}): {comparison.failures[0]}"]
-    return status, comparison.ratio, details, comparison.not_compared, difference
+def run_backend(adapter, fixtures, entries=None, progress=None, timeout=DEFAULT_TIMEOUT,
+                guard=None):
+    """`{fixture name: Cell}` for one available adapter.
 
-
-def _combine(cell):
-    """The cell's status from its modes' (see :class:`Cell`)."""
-    statuses = set(cell.modes.values())
-    worst = max(statuses, key=_RANK.get, default=PASS)
-    if _RANK[worst] > 0:
-        return worst
-    if statuses == {DIFFERS}:
-        return DIFFERS
-    return PASS
-
-
-def run_backend(adapter, fixtures, entries=None, progress=None):
-    """``{fixture name: Cell}`` for one available adapter.
-
-    ``progress(done, total, fixture_name)``, if given, is called with ``fixture_name``
-    ``None`` before ``prepare``, then before each fixture.
+    Raises `AdapterFault` when its attributes are wrong (then nothing can be compared).
+    `progress(done, total, fixture_name)`, if given, is called with `fixture_name` `None`
+    before `prepare`, then before each fixture.
     """
-    supported = [f for f in fixtures if adapter.supports(f)[0]]
-    cells = {f["name"]: Cell(status=NA, details=[adapter.supports(f)[1]]) for f in fixtures}
-    if progress is not None:
-        progress(0, len(supported), None)
+    guard = guard or Guard(adapter, timeout)
     try:
-        adapter.prepare(supported)
-    except Exception as err:
-        for f in supported:
-            cells[f["name"]] = Cell(FAIL, math.inf, [f"prepare failed: {err}"])
-        return cells
-    for index, fixture in enumerate(supported):
+        declared = _declarations(guard)
+        cells, supported = _supports(guard, fixtures)
         if progress is not None:
-            progress(index, len(supported), fixture["name"])
-        cell, missing = Cell(), {}
-        for dtype in adapter.dtypes:
-            try:
-                runs = adapter.run(fixture, dtype)
-            except Exception as err:
-                runs = {"run": {"error": f"{type(err).__name__}: {err}"}}
-            for mode, outputs in runs.items():
-                status, ratio, details, not_compared, difference = _check(
-                    fixture, adapter, dtype, mode, outputs, entries
-                )
-                if difference is not None:
-                    cell.declared[mode] = difference
-                previous = cell.modes.get(mode, PASS)
-                cell.modes[mode] = max(previous, status, key=_MODE_RANK.get)
-                if status in (PASS, FAIL, MATCHES):
-                    cell.ratio = max(cell.ratio, ratio)
-                cell.details.extend(details)
-                missing[mode] = missing.get(mode, set()) | set(not_compared)
-        # an output is not compared when no mode (configuration) of the backend reported it
-        cell.not_compared = sorted(set.intersection(*missing.values())) if missing else []
-        cell.status = _combine(cell)
-        cells[fixture["name"]] = cell
+            progress(0, len(supported), None)
+        limit = guard.timeout * max(1, len(supported))
+        copies = [for_adapter(f) for f in supported]
+        _, fault = guard.call(method("prepare", copies), "prepare(fixtures)", limit)
+        for index, fixture in enumerate(supported):
+            if progress is not None:
+                progress(index, len(supported), fixture["name"])
+            if fault is not None:
+                cells[fixture["name"]] = Cell(FAIL, math.inf, [fault.message])
+                continue
+            cells[fixture["name"]] = _run_fixture(guard, declared, fixture, entries)
+    finally:
+        guard.close()
     if progress is not None:
         progress(len(supported), len(supported), "")
     return cells
 
 
-def run(fixtures, backends=None, adapters=None, entries=None, log=None):
-    """Run the selected backends. Returns ``(matrix, skipped)``.
+def _declarations(guard):
+    raw, fault = guard.call(read_declarations, "reading its attributes")
+    if fault is not None:
+        raise AdapterFault(fault.message)
+    declared, problem = check_declarations(raw)
+    if problem:
+        raise AdapterFault(problem)
+    return declared
 
-    ``matrix`` is ``{backend: {fixture: Cell}}`` for the backends that ran, ``skipped`` is
-    ``{backend: reason}`` for the selected ones that are not available here. ``log``, if
-    given, receives progress lines (which backend and fixture it is on, and timings).
-    """
-    adapters = adapters if adapters is not None else all_adapters()
-    if backends:
-        unknown = set(backends) - {a.name for a in adapters}
-        if unknown:
-            raise ValueError(
-                f"unknown backend(s) {sorted(unknown)}; known: {[a.name for a in adapters]}"
-            )
-        adapters = [a for a in adapters if a.name in backends]
-    matrix, skipped = {}, {}
-    for number, adapter in enumerate(adapters, 1):
-        where = f"[{number}/{len(adapters)}] {adapter.name}"
-        ok, reason = adapter.available()
-        if not ok:
-            skipped[adapter.name] = reason
-            if log is not None:
-                log(f"{where}: not available: {reason}")
+
+def _supports(guard, fixtures):
+    """Cells (`n/a`, or `FAIL` where `supports` misbehaved) and the supported fixtures."""
+    cells, supported = {}, []
+    for fixture in fixtures:
+        what = f"supports(fixture {fixture['name']!r})"
+        value, fault = guard.call(method("supports", for_adapter(fixture)), what)
+        pair, problem = (None, fault.message) if fault else check_pair(value, what)
+        if problem:
+            cells[fixture["name"]] = Cell(FAIL, math.inf, [problem])
+        elif pair[0]:
+            supported.append(fixture)
+        else:
+            cells[fixture["name"]] = Cell(status=NA, details=[pair[1]])
+    return cells, supported
+
+
+def _run_fixture(guard, declared, fixture, entries):
+    """One fixture's Cell over the adapter's dtypes and modes."""
+    cell, missing, unsupported = Cell(), {}, {}
+    place = defined_at(guard.adapter, "run")
+    where = f"run() at {place}" if place else "run()"
+    for dtype in declared.dtypes:
+        what = f"run(fixture {fixture['name']!r}, {dtype!r})"
+        value, fault = guard.call(method("run", for_adapter(fixture), dtype), what)
+        if fault is not None and isinstance(fault.error, Unsupported):
+            unsupported[dtype] = str(fault.error)
             continue
-        progress = None
-        if log is not None:
+        for mode, check in _checks(value, fault, fixture, declared, dtype, where, entries):
+            cell.add(mode, check)
+            missing[mode] = missing.get(mode, set()) | set(check.not_compared)
+    if unsupported:
+        return _unsupported(cell, unsupported, declared)
+    # an output is not compared when no mode (configuration) of the backend reported it
+    cell.not_compared = sorted(set.intersection(*missing.values())) if missing else []
+    cell.finish()
+    return cell
 
-            def progress(done, total, name, where=where):
-                if name is None:
-                    log(f"{where}: preparing {total} fixtures ({len(fixtures) - total} n/a)")
-                elif name:
-                    log(f"{where}: fixture {done + 1}/{total} {name}")
 
+def _checks(value, fault, fixture, declared, dtype, where, entries):
+    """`(mode, Check)` for what one `run` call gave: a fault, or its checked return."""
+    runs = None
+    try:
+        runs = check_runs(value, fixture, declared, where) if fault is None else None
+    except Exception as err:  # a value nothing in validate.py foresaw: still not a crash
+        fault = f"{where} returned something that cannot be checked: {err!r}"
+    if runs is None:
+        runs = {"run": {"error": getattr(fault, "message", fault)}}
+    for mode, outputs in runs.items():
+        try:
+            check = judge(fixture, declared, dtype, mode, outputs, entries)
+        except Exception as err:
+            check = Check(FAIL, math.inf, [f"{dtype}/{mode}: cannot be compared: {err!r}"])
+        yield mode, check
+
+
+def _unsupported(cell, unsupported, declared):
+    """`n/a` when the implementation said so for every dtype, else a failure."""
+    reasons = sorted(set(unsupported.values()))
+    if len(unsupported) == len(declared.dtypes):
+        return Cell(status=NA, details=reasons)
+    ran = [d for d in declared.dtypes if d not in unsupported]
+    message = (
+        f"unsupported in {sorted(unsupported)} ({'; '.join(reasons)}) but computed in {ran}: "
+        "a fixture is supported in every declared dtype or in none"
+    )
+    return Cell(FAIL, math.inf, [message, *cell.details])
+
+
+def select(adapters, names):
+    """The adapters named in `names`, in the order given; a `UsageError` for an unknown one."""
+    known = {}
+    for adapter in adapters:
+        known.setdefault(_label(adapter), []).append(adapter)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(f"unknown backend(s) {unknown}; known: {list(known)}")
+    return [a for n in dict.fromkeys(names) for a in known[n]]
+
+
+def _label(adapter):
+    """The adapter's name for messages, whatever its `name` attribute holds."""
+    try:
+        name = adapter.name
+    except Exception:
+        name = None
+    return name if isinstance(name, str) and name else f"<{type(adapter).__name__}>"
+
+
+def run(fixtures, adapters=None, *, required=False, entries=None, log=None,
+        timeout=DEFAULT_TIMEOUT):
+    """Run `adapters` (default: every one) over `fixtures`; returns an `Outcome`.
+
+    With `required` (adapters named on the command line, or `--strict`), an adapter that
+    is not available, or that is compared on no fixture, fails the run; otherwise an
+    unavailable one is only listed as skipped. `timeout` limits each call for one fixture
+    (seconds). `log`, if given, receives progress lines.
+    """
+    if not fixtures:
+        raise UsageError("no fixtures to run: expected at least one fixture file (*.json)")
+    adapters = all_adapters() if adapters is None else list(adapters)
+    session = _Session(fixtures, Outcome(), required, entries, log, timeout)
+    for number, adapter in enumerate(adapters, 1):
+        where = f"[{number}/{len(adapters)}] {_label(adapter)}"
         start = time.perf_counter()
-        matrix[adapter.name] = cells = run_backend(adapter, fixtures, entries, progress)
-        if log is not None:
-            log(f"{where}: {_summary(cells.values())} in {time.perf_counter() - start:.1f} s")
-    return matrix, skipped
+        name, problem = session.run(adapter, where)
+        if problem is not None:
+            session.outcome.broken[name] = problem
+            session.say(f"{where}: FAILED: {problem}")
+        elif name in session.outcome.matrix:
+            cells = session.outcome.matrix[name].values()
+            session.say(f"{where}: {summary(cells)} in {time.perf_counter() - start:.1f} s")
+    return session.outcome
 
 
-def _summary(cells):
-    counts = {}
-    for cell in cells:
-        counts[cell.status] = counts.get(cell.status, 0) + 1
-    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+@dataclass
+class _Session:
+    """What `run` shares with each adapter's run."""
+
+    fixtures: list
+    outcome: Outcome
+    required: bool
+    entries: object
+    log: object
+    timeout: float
+
+    def say(self, line):
+        if self.log is not None:
+            self.log(line)
+
+    def run(self, adapter, where):
+        """Run one adapter into the outcome: `(its name, None)`, or `(name, why it failed
+        as a whole)`."""
+        label = _unique(_label(adapter), self.outcome)
+        if isinstance(adapter, BrokenAdapter):
+            return label, adapter.fault
+        guard = Guard(adapter, self.timeout)
+        try:
+            value, fault = guard.call(method("available"), "available()")
+            pair, problem = (None, fault.message) if fault else check_pair(value, "available()")
+            if problem is not None:
+                return label, problem
+            if not pair[0]:
+                self.say(f"{where}: not available: {pair[1]}")
+                if not self.required:
+                    self.outcome.skipped[label] = pair[1]
+                    return label, None
+                return label, f"was asked for but is not available: {pair[1]}"
+            name = _unique(_label(adapter), self.outcome)  # a process learns it when started
+            progress = _progress(self.log, where, self.fixtures)
+            try:
+                cells = run_backend(adapter, self.fixtures, self.entries, progress, guard=guard)
+            except AdapterFault as err:
+                return name, str(err)
+            self.outcome.matrix[name] = cells
+            return name, _nothing_compared(cells) if self.required else None
+        finally:
+            guard.close()
 
 
-def failed(matrix):
-    return any(c.status in ERRORS for cells in matrix.values() for c in cells.values())
+def _unique(name, outcome):
+    """`name`, or `name#2`... when an adapter of that name already ran."""
+    taken = set(outcome.matrix) | set(outcome.skipped) | set(outcome.broken)
+    if name not in taken:
+        return name
+    number = 2
+    while f"{name}#{number}" in taken:
+        number += 1
+    return f"{name}#{number}"
 
 
-def format_report(fixtures, matrix, skipped, verbose=False):
-    """The matrix (fixture x backend, worst error / tolerance), the failures, the skips."""
-    backends = list(matrix)
-    names = [f["name"] for f in fixtures]
-    width = max([len("fixture")] + [len(n) for n in names])
-    cols = [max(10, len(b)) for b in backends]
-    header = "  ".join(b.ljust(c) for b, c in zip(backends, cols, strict=True))
-    lines = [
-        "worst error / tolerance per fixture and backend (over dtypes and modes; <= 1 passes)",
-        "fixture".ljust(width) + "  " + header,
-    ]
-    for name in names:
-        cells = [matrix[b][name].text().ljust(c) for b, c in zip(backends, cols, strict=True)]
-        lines.append(name.ljust(width) + "  " + "  ".join(cells).rstrip())
-    problems = [
-        (b, n, c)
-        for b in backends
-        for n, c in matrix[b].items()
-        if c.status in ERRORS or (verbose and c.status in (XFAIL, DIFFERS))
-    ]
-    if problems:
-        lines.append("")
-        lines.append("failures:" if failed(matrix) or not verbose else "details:")
-        for backend, name, cell in problems:
-            lines.append(f"  {backend} / {name}: {cell.status}")
-            lines.extend(f"      {d}" for d in cell.details[:8])
-            if len(cell.details) > 8:
-                lines.append(f"      ... and {len(cell.details) - 8} more")
-    for backend in backends:
-        reasons = {}
-        for cell in matrix[backend].values():
-            if cell.status == NA:
-                reason = "; ".join(cell.details)
-                reasons[reason] = reasons.get(reason, 0) + 1
-        for reason, count in reasons.items():
-            lines.append(f"n/a {backend} ({count} fixtures): {reason}")
-    for backend, reason in skipped.items():
-        lines.append(f"skipped backend {backend}: {reason}")
-    summary = _summary(cell for cells in matrix.values() for cell in cells.values())
-    lines.append(f"{len(fixtures)} fixtures x {len(backends)} backends: {summary}")
-    return "\n".join(lines)
+def _nothing_compared(cells):
+    """Why an adapter asked for was compared on no fixture, or `None`."""
+    if any(c.status in (PASS, *ERRORS) for c in cells.values()):
+        return None
+    return (
+        f"was compared on no fixture ({summary(cells.values())}): it must pass or fail "
+        "at least one"
+    )
+
+
+def _progress(log, where, fixtures):
+    if log is None:
+        return None
+
+    def progress(done, total, name):
+        if name is None:
+            log(f"{where}: preparing {total} fixtures ({len(fixtures) - total} n/a)")
+        elif name:
+            log(f"{where}: fixture {done + 1}/{total} {name}")
+
+    return progress

@@ -1,10 +1,10 @@
-"""The one table of loss variants: how each backend computes a fixture's ``loss`` object.
+"""The one table of loss variants: how each backend computes a fixture's `loss` object.
 
-A fixture names its loss as ``{"name": "batch_hard", "margin": 0.2, "distance": "cosine",
-"soft": true}``. Each strategy (``batch_all``, ``batch_hard``, ``semi_hard``) is one entry in
-:data:`VARIANTS` (plus its name in ``schema.json``): a float64 reference, a factory of Keras
+A fixture names its loss as `{"name": "batch_hard", "margin": 0.2, "distance": "cosine",
+"soft": true}`. Each strategy (`batch_all`, `batch_hard`, `semi_hard`) is one entry in
+`VARIANTS` (plus its name in `schema.json`): a float64 reference, a factory of Keras
 callables, the C program's loss id if the C backend implements it, and the quantities whose
-signs decide its counts and selections. The options ``distance`` and ``soft`` are passed
+signs decide its counts and selections. The options `distance` and `soft` are passed
 through to both sides. Backends never branch on the name.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 
 def squared_from(loss):
-    """``True`` for ``"squared_euclidean"``, ``False`` for ``"euclidean"``."""
+    """`True` for `"squared_euclidean"`, `False` for `"euclidean"`."""
     distance = loss.get("distance", "euclidean")
     if distance not in ("euclidean", "squared_euclidean"):
         raise ValueError(f"distance {distance!r} is not supported by this variant")
@@ -23,15 +23,15 @@ def squared_from(loss):
 
 
 def loss_dtype(dtype):
-    """The ``dtype`` to give a Keras ``Loss``: its output is float32 unless asked for float64."""
+    """The `dtype` to give a Keras `Loss`: its output is float32 unless asked for float64."""
     return "float64" if dtype == "float64" else None
 
 
 def options_of(loss):
-    """A fixture's ``loss`` object as keyword arguments: ``strategy`` (the fixture's
-    ``name``), ``margin``, ``distance`` and ``soft``, defaults filled."""
+    """A fixture's `loss` object with its defaults filled: `name`, `margin`, `distance`
+    (`"euclidean"`) and `soft` (`False`)."""
     return {
-        "strategy": loss["name"],
+        "name": loss["name"],
         "margin": loss["margin"],
         "distance": loss.get("distance", "euclidean"),
         "soft": bool(loss.get("soft", False)),
@@ -40,27 +40,32 @@ def options_of(loss):
 
 def _reference(labels, embeddings, loss):
     """The float64 loop reference of any strategy
-    (:func:`tftriplet_conformance.reference.triplet_loss`)."""
+    (`tftriplet_conformance.reference.triplet_loss`)."""
     from tftriplet_conformance import reference
 
-    return reference.triplet_loss(labels, embeddings, **options_of(loss))
+    options = options_of(loss)
+    return reference.triplet_loss(labels, embeddings, options.pop("name"), **options)
+
+
+#: The keys of a fixture's optional `hints` object: how tftriplet's own kernels evaluate
+#: the loss (`method`: batch-all's dense or sorted form; `anchor_block`: anchors per block
+#: of a blocked form). The result is the same; other implementations ignore them.
+HINTS = ("method", "anchor_block")
 
 
 def _keras_factory(class_name, statistics_name, has_soft=True):
-    """``(loss, dtype) -> (loss_fn, statistics_fn)``: the public Loss class and statistics."""
+    """`(loss, dtype, hints=None) -> (loss_fn, statistics_fn)`: the public Loss class and
+    statistics, with the fixture's `hints` passed on as keyword arguments."""
 
-    def factory(loss, dtype):
+    def factory(loss, dtype, hints=None):
         import tftriplet
 
         options = options_of(loss)
-        options.pop("strategy")
+        options.pop("name")
         if not has_soft:
             if options.pop("soft"):
                 raise ValueError(f"{class_name} has no soft-margin form")
-        if "method" in loss:  # batch_all: how the triples are evaluated (same result)
-            options["method"] = loss["method"]
-        if "anchor_block" in loss:  # batch_all: anchors per block of a blocked form
-            options["anchor_block"] = loss["anchor_block"]
+        options.update({key: hints[key] for key in HINTS if key in (hints or {})})
         loss_object = getattr(tftriplet, class_name)(**options, dtype=loss_dtype(dtype))
         statistics_fn = getattr(tftriplet, statistics_name)
 
@@ -73,7 +78,7 @@ def _keras_factory(class_name, statistics_name, has_soft=True):
 
 
 def triple_hinges(labels, embeddings, loss, distances=None):
-    """The fixture's hinge arguments (:func:`tftriplet_conformance.reference.triple_hinges`)."""
+    """The fixture's hinge arguments (`tftriplet_conformance.reference.triple_hinges`)."""
     from tftriplet_conformance import reference
 
     distance = loss.get("distance", "euclidean")
@@ -82,14 +87,14 @@ def triple_hinges(labels, embeddings, loss, distances=None):
 
 def mining_decisions(labels, embeddings, loss, distances=None):
     """What decides a mining strategy: hinges, row differences, Euclidean distances
-    (:func:`tftriplet_conformance.reference.decision_values`)."""
+    (`tftriplet_conformance.reference.decision_values`)."""
     from tftriplet_conformance import reference
 
     options = options_of(loss)
     return reference.decision_values(
         labels,
         embeddings,
-        options["strategy"],
+        options["name"],
         options["margin"],
         options["distance"],
         distances=distances,
@@ -101,18 +106,19 @@ class Variant:
     """How to compute one loss variant.
 
     Attributes:
-        reference: ``(labels, embeddings, loss) -> dict`` in float64 NumPy, with the outputs
-            named in ``outputs`` plus ``gradient``.
-        keras: ``(loss, dtype) -> (loss_fn, statistics_fn)``; ``loss_fn(labels, embeddings)`` is the
-            scalar loss (the public ``keras.losses.Loss``), ``statistics_fn`` returns a dict
-            of the non-gradient outputs.
-        c_name: the loss id the C program takes, or ``None`` if it does not implement it.
+        reference: `(labels, embeddings, loss) -> dict` in float64 NumPy, with the outputs
+            named in `outputs` plus `gradient`.
+        keras: `(loss, dtype, hints=None) -> (loss_fn, statistics_fn)`;
+            `loss_fn(labels, embeddings)` is the scalar loss (the public
+            `keras.losses.Loss`), `statistics_fn` returns a dict of the non-gradient
+            outputs.
+        c_name: the loss id the C program takes, or `None` if it does not implement it.
         outputs: the scalar outputs a fixture stores for this variant.
         counts: those outputs that are integer counts (compared exactly by default).
-        hinges: ``(labels, embeddings, loss) -> 1-D array`` of the float64 hinge arguments
-            whose sign decides ``num_positive``; random cases pick their margin clear of them.
-        decisions: ``(labels, embeddings, loss, distances=None) -> 1-D array`` of every value
-            whose sign decides a count or a selection (``hinges`` if ``None``); tie-clear
+        hinges: `(labels, embeddings, loss) -> 1-D array` of the float64 hinge arguments
+            whose sign decides `num_positive`; random cases pick their margin clear of them.
+        decisions: `(labels, embeddings, loss, distances=None) -> 1-D array` of every value
+            whose sign decides a count or a selection (`hinges` if `None`); tie-clear
             cases keep all of them away from 0, with the same signs in float32.
         denominator: the count the loss is divided by with the hinge (half-precision
             tolerances allow for one near-tie flip in it).
@@ -160,8 +166,14 @@ VARIANTS = {
 }
 
 
+def keras_callables(fixture, dtype):
+    """`(loss_fn, statistics_fn)` of the tftriplet Keras loss for `fixture` in `dtype`: its
+    variant's `keras` factory with the fixture's `loss` and `hints`."""
+    return variant_of(fixture).keras(fixture["loss"], dtype, fixture.get("hints"))
+
+
 def variant_of(case):
-    """The :class:`Variant` of a fixture, or a ``KeyError`` naming the known ones."""
+    """The `Variant` of a fixture, or a `KeyError` naming the known ones."""
     name = case["loss"]["name"]
     try:
         return VARIANTS[name]

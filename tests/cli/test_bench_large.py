@@ -4,14 +4,14 @@ import json
 
 import numpy as np
 
-from tftriplet.cli.bench import LARGE_PRESET
+from tftriplet_cli.bench import LARGE_PRESET
 
 
 def test_matmul_and_cross_replica_rows(tmp_path, capsys):
     """Each row in its own process: the matmul floor, the sorted step, and the
     cross-replica step on 2 logical CPU replicas, whose summed loss is the one-device loss
     of the same global batch."""
-    from tftriplet.cli import main
+    from tftriplet_cli import main
 
     path = tmp_path / "bench.json"
     args = ["bench", "--sizes", "24", "--methods", "matmul,sorted,cross_replica", "--dim", "4",

@@ -14,9 +14,9 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
 import tftriplet  # noqa: E402
-from tftriplet import cli  # noqa: E402
-from tftriplet.cli import demo  # noqa: E402
+import tftriplet_cli as cli  # noqa: E402
 from tftriplet.retrieval import retrieval_metrics  # noqa: E402
+from tftriplet_cli import demo  # noqa: E402
 
 METRIC_KEYS = ("recall@1", "recall@5", "map@r")
 
@@ -217,6 +217,16 @@ def test_each_strategy_builds_its_class_with_the_margin(strategy, cls):
         demo.make_loss(strategy, -1)
 
 
+def test_demo_help_names_each_strategys_loss_class(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["demo", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps the help's lines
+    for strategy, cls in demo.STRATEGIES.items():
+        assert f"{strategy} = {cls.__name__}" in text
+    assert "<class" not in text
+
+
 @keras.saving.register_keras_serializable(package="tftriplet_tests")
 class StandInDifficulty(keras.metrics.Metric):
     """Shaped like TripletDifficulty: result() is a dict of easy / semi_hard / hard."""
@@ -235,7 +245,8 @@ class StandInDifficulty(keras.metrics.Metric):
 
 
 def test_a_dict_metric_is_picked_up_logged_and_plotted(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "METRICS", (tftriplet.FractionPositiveTriplets, StandInDifficulty))
+    metrics = (tftriplet.FractionPositiveTriplets, StandInDifficulty)
+    monkeypatch.setattr(demo.model, "METRICS", metrics)
     assert [type(m).__name__ for m in demo.make_metrics(0.2)] == [
         "FractionPositiveTriplets",
         "StandInDifficulty",

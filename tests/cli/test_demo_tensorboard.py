@@ -10,8 +10,8 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 tf = pytest.importorskip("tensorflow")
 
-from tftriplet.cli import demo  # noqa: E402
 from tftriplet.retrieval import retrieval_metrics  # noqa: E402
+from tftriplet_cli import demo  # noqa: E402
 
 EPOCHS = 2
 
@@ -178,9 +178,9 @@ def test_projector_files_are_present_and_readable(run):
 
 
 def test_tensorboard_without_the_package_is_refused_with_the_fix(tmp_path, monkeypatch):
-    real = demo.importlib.util.find_spec
+    real = demo.tensorboard_logs.importlib.util.find_spec
     monkeypatch.setattr(
-        demo.importlib.util,
+        demo.tensorboard_logs.importlib.util,
         "find_spec",
         lambda name, *a: None if name == "tensorboard" else real(name, *a),
     )

@@ -14,7 +14,7 @@ import pytest
 
 from tftriplet_conformance.adapters import all_adapters, backend_names
 from tftriplet_conformance.fixtures import load_fixtures
-from tftriplet_conformance.runner import FAIL, NA, XPASS, format_report, run_backend
+from tftriplet_conformance.runner import FAIL, NA, XPASS, Outcome, format_report, run_backend
 
 FIXTURES = load_fixtures()
 SELECTED = [
@@ -50,7 +50,7 @@ def backend_results(request):
     if reporter is not None and capture is not None and cache:
         with capture.global_and_fixture_disabled():  # teardown output is captured otherwise
             reporter.write_line("")
-            for line in format_report(FIXTURES, matrix, skipped).splitlines():
+            for line in format_report(FIXTURES, Outcome(matrix, skipped)).splitlines():
                 reporter.write_line(line)
 
 

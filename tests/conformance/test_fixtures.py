@@ -38,7 +38,7 @@ def test_fixture_is_valid_and_named_after_its_file(path):
     fixture = load_fixture(path)
     validate(fixture)
     assert fixture["name"] == path.stem
-    assert fixture["provenance"]["generator"] == f"conformance.cases.{path.stem}"
+    assert fixture["provenance"]["generator"] == CASES[path.stem].where
     b = len(fixture["inputs"]["labels"])
     assert len(fixture["inputs"]["embeddings"]) == b
     assert len({len(row) for row in fixture["inputs"]["embeddings"]}) == 1
@@ -53,6 +53,26 @@ def test_names_and_descriptions_are_unique():
     descriptions = [f["description"] for f in FIXTURES]
     assert len(descriptions) == len(set(descriptions))
     assert sorted(names) == sorted(CASES)
+
+
+def _resolve(where):
+    """The object a provenance `generator` names: `module.function` or
+    `module.TABLE['name']`."""
+    import ast
+    import importlib
+
+    path, _, key = where.partition("[")
+    module, _, attribute = path.rpartition(".")
+    found = getattr(importlib.import_module(module), attribute)
+    return found[ast.literal_eval(key.removesuffix("]"))] if key else found
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda f: f["name"])
+def test_the_generator_named_in_the_provenance_exists_and_makes_the_case(fixture):
+    found = _resolve(fixture["provenance"]["generator"])
+    make = CASES[fixture["name"]].make
+    # a case function itself, or the table's record its builder was given
+    assert found is make or getattr(make, "args", None) == (found,)
 
 
 def test_the_suite_covers_what_issue_3_lists():
@@ -146,11 +166,27 @@ def test_floats_round_trip_through_the_files():
         assert json.loads(dumps(fixture)) == fixture
 
 
-def test_no_drift_between_generator_and_fixtures(tmp_path):
-    """Regenerate into a temporary folder and compare with the committed fixtures."""
+def test_no_drift_between_generator_and_fixtures(tmp_path, run_conformance):
+    """Regenerate into a temporary folder and compare with the committed fixtures; the
+    drift check from the command line (`generate --check`) finds no difference."""
     assert write_fixtures(tmp_path, log=lambda line: None) == 0
     assert sorted(p.name for p in tmp_path.glob("*.json")) == [p.name for p in fixture_paths()]
-    assert check_drift(FIXTURES_DIR, log=lambda line: None) == []
+    check = run_conformance("generate", "--check", "--out", str(FIXTURES_DIR))
+    assert check.returncode == 0 and check.stdout.startswith("0 difference(s)"), (
+        check.stdout + check.stderr
+    )
+
+
+def test_the_drift_check_reports_a_changed_fixture(tmp_path):
+    for path in fixture_paths():
+        shutil.copy(path, tmp_path)
+    _copy_with_changed_loss(tmp_path)
+    problems = check_drift(tmp_path, log=lambda line: None)
+    assert problems == [
+        "random_b5_d7_c3_squared.json: expected.loss: "
+        f"{BY_NAME['random_b5_d7_c3_squared']['expected']['loss'] * (1 + 1e-6)!r} -> "
+        f"{BY_NAME['random_b5_d7_c3_squared']['expected']['loss']!r}"
+    ]
 
 
 def _copy_with_changed_loss(tmp_path, name="random_b5_d7_c3_squared", factor=1.0 + 1e-6):
@@ -171,6 +207,22 @@ def test_generate_refuses_to_change_a_golden_value_without_force(tmp_path):
     assert load_fixture(tmp_path / f"{changed['name']}.json") == BY_NAME[changed["name"]]
 
 
+def test_force_rewrites_what_changed_and_keeps_every_last_bit_of_the_rest(tmp_path):
+    """A forced rewrite (say, of a provenance string) keeps the golden floats on disk that
+    agree with the regenerated ones to the drift tolerance, bit for bit."""
+    name = "random_b5_d7_c3_squared"
+    fixture = load_fixture(FIXTURES_DIR / f"{name}.json")
+    fixture["provenance"]["generator"] = "somewhere.else"
+    nudged = math.nextafter(fixture["expected"]["gradient"][0][0], math.inf)
+    fixture["expected"]["gradient"][0][0] = nudged
+    (tmp_path / f"{name}.json").write_text(dumps(fixture))
+    assert write_fixtures(tmp_path, force=True, names=[name], log=lambda line: None) == 0
+    rewritten = load_fixture(tmp_path / f"{name}.json")
+    assert rewritten["provenance"] == BY_NAME[name]["provenance"]
+    assert rewritten["expected"]["gradient"][0][0] == nudged
+    assert rewritten == {**fixture, "provenance": BY_NAME[name]["provenance"]}
+
+
 def test_changing_one_golden_number_makes_the_runner_fail(run_conformance, tmp_path):
     shutil.copy(FIXTURES_DIR / "random_b3_d2_c2.json", tmp_path)
     ok = run_conformance("--backend", "numpy", "--fixtures", str(tmp_path))
@@ -186,8 +238,8 @@ def test_an_unexpected_pass_is_an_error():
     adapter = NumpyAdapter()
     entry = ExpectedFailure("numpy", fixture["name"], reason="pretend it fails")
     outputs = adapter.run(fixture, "float64")["loops"]
-    status, _, details = check_run(fixture, adapter, "float64", "loops", outputs, [entry])
-    assert status == XPASS and "pretend it fails" in details[0]
+    check = check_run(fixture, adapter, "float64", "loops", outputs, [entry])
+    assert check.status == XPASS and "pretend it fails" in check.details[0]
     assert failed({"numpy": run_backend(adapter, [fixture], [entry])})
 
 
@@ -200,14 +252,14 @@ def test_expected_failures_name_real_backends_and_fixtures_with_reasons():
 
 def _loss_float64(labels, embeddings, loss):
     """The loss value alone: the batch-all hinge from its hinges, the rest from the loops."""
-    from tftriplet_conformance import reference
-    from tftriplet_conformance.variants import options_of, variant_of
+    from tftriplet_conformance.variants import variant_of
 
+    variant = variant_of({"loss": loss})
     if loss["name"] == "batch_all" and not loss.get("soft") and loss["distance"] != "cosine":
-        hinges = variant_of({"loss": loss}).hinges(labels, embeddings, loss)
+        hinges = variant.hinges(labels, embeddings, loss)
         positive = hinges[hinges > 0]
         return positive.sum() / (positive.size + 1e-12)
-    return reference.triplet_loss(labels, embeddings, **options_of(loss))["loss"]
+    return variant.reference(labels, embeddings, loss)["loss"]
 
 
 def _clearance(fixture):
@@ -276,16 +328,15 @@ def test_a_duplicate_case_name_is_an_error():
         case(seed_c_program)
 
 
-def test_runner_names_a_skipped_backend_and_strict_fails(tmp_path):
+def test_a_named_backend_that_is_not_available_fails_the_run(tmp_path):
     shutil.copy(FIXTURES_DIR / "random_b3_d2_c2.json", tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO), "CC": "no-such-compiler-xyz"}
     args = [sys.executable, "-m", "tftriplet_conformance", "--backend", "c"]
     args += ["--fixtures", str(tmp_path)]
-    plain = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO)
-    assert plain.returncode == 0, plain.stdout + plain.stderr
-    assert "skipped backend c: no C compiler ('no-such-compiler-xyz' not on PATH)" in plain.stdout
-    strict = subprocess.run([*args, "--strict"], capture_output=True, text=True, env=env, cwd=REPO)
-    assert strict.returncode == 1 and "not available" in strict.stdout
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    reason = "no C compiler ('no-such-compiler-xyz' not on PATH)"
+    assert f"c: FAILED: was asked for but is not available: {reason}" in proc.stdout
 
 
 def _decision_values_by_loops(labels, embeddings, strategy, margin, distance):
@@ -324,34 +375,74 @@ def test_mining_decisions_are_the_definitions_decision_values(fixture):
     mine = variant_of(fixture).decisions(labels, embeddings, fixture["loss"])
     options = options_of(fixture["loss"])
     options.pop("soft")
-    loops = _decision_values_by_loops(labels, embeddings, **options)
+    loops = _decision_values_by_loops(labels, embeddings, options.pop("name"), **options)
     np.testing.assert_array_equal(np.sort(mine), np.sort(loops))
 
 
 def test_c_backend_declares_the_variants_it_lacks():
+    """``supports`` and triplet.c's own 'unsupported' replies (process protocol) agree."""
+    from tftriplet_conformance.adapters import Unsupported
     from tftriplet_conformance.adapters.c import CAdapter
 
     adapter = CAdapter()
-    reasons = {f["name"]: adapter.supports(f) for f in FIXTURES}
+    if not adapter.available()[0]:
+        pytest.skip(adapter.available()[1])
     for fixture in FIXTURES:
-        ok, reason = reasons[fixture["name"]]
+        ok, reason = adapter.supports(fixture)
         name, distance, soft = _options(fixture)
         core = name == "batch_all" and not soft and distance != "cosine"
         assert ok == core, fixture["name"]
-        if not ok:
-            assert ("soft" in reason) or (name in reason) or (distance in reason), reason
+        if ok:
+            assert "loss" in adapter.run(fixture, "float64")["triplet.c"], fixture["name"]
+            continue
+        assert ("soft" in reason) or (name in reason) or (distance in reason), reason
+        with pytest.raises(Unsupported) as answer:
+            adapter.run(fixture, "float64")
+        assert str(answer.value) == reason
+    adapter.close()
 
 
 @pytest.mark.parametrize(
     "change",
-    [{"soft": True}, {"method": "sorted"}, {"name": "no_such_loss"}],
-    ids=["soft", "method", "name"],
+    [
+        {"loss": {"soft": True}},
+        {"loss": {"name": "no_such_loss"}},
+        {"hints": {"method": "sorted"}},  # hints are batch-all's
+        {"loss": {"method": "sorted"}},  # a hint is not part of the loss
+    ],
+    ids=["soft", "name", "hints", "method-in-loss"],
 )
 def test_schema_rejects_what_semi_hard_does_not_have(change):
     import jsonschema
 
     fixture = json.loads(json.dumps(BY_NAME["semi_hard_b8_d4_c3"]))
     validate(fixture)
-    fixture["loss"].update(change)
+    for key, value in change.items():
+        fixture.setdefault(key, {}).update(value)
     with pytest.raises(jsonschema.ValidationError):
         validate(fixture)
+
+
+@pytest.mark.parametrize(
+    "hints", [{}, {"method": "fast"}, {"anchor_block": 0}, {"row_sort": "merged"}]
+)
+def test_schema_rejects_unknown_or_empty_hints(hints):
+    import jsonschema
+
+    fixture = json.loads(json.dumps(BY_NAME["batch_all_sorted_one_class"]))
+    validate(fixture)
+    fixture["hints"] = hints
+    with pytest.raises(jsonschema.ValidationError):
+        validate(fixture)
+
+
+def test_hints_reach_the_keras_loss():
+    """tftriplet's own backends honour `hints` (every other implementation may ignore it)."""
+    from tftriplet_conformance.variants import keras_callables
+
+    hinted = [f for f in FIXTURES if "hints" in f]
+    assert {key for f in hinted for key in f["hints"]} == {"method", "anchor_block"}
+    for fixture in hinted:
+        loss_fn, _ = keras_callables(fixture, "float32")
+        config = loss_fn.get_config()
+        assert {k: config[k] for k in fixture["hints"]} == fixture["hints"], fixture["name"]

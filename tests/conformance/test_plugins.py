@@ -78,9 +78,19 @@ def test_a_bad_adapter_spec_is_named(spec, message, monkeypatch):
         load_adapter(spec)
 
 
-def test_a_bad_adapter_spec_exits_with_usage_error(run_conformance, tmp_path):
-    proc = run_conformance("--adapter", "no_such_module_xyz:A", cwd=tmp_path, path=[HERE])
-    assert proc.returncode == 2 and "cannot import 'no_such_module_xyz'" in proc.stderr
+def test_a_malformed_adapter_spec_is_a_usage_error(run_conformance, tmp_path):
+    proc = run_conformance("--adapter", "plugin_example", cwd=tmp_path, path=[HERE])
+    assert proc.returncode == 2 and "expects 'package.module:Name'" in proc.stderr
+
+
+def test_an_adapter_that_cannot_be_imported_fails_the_run_and_the_others_go_on(
+    run_conformance, tmp_path
+):
+    proc = run_conformance("--adapter", "no_such_module_xyz:A", "--backend", "numpy", "-q",
+                           "--fixture", "seed_c_program", cwd=tmp_path, path=[HERE])
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "no_such_module_xyz:A: FAILED: could not be loaded: cannot import" in proc.stdout
+    assert re.search(r"seed_c_program\s+ok ", proc.stdout), proc.stdout  # numpy still ran
 
 
 def test_docs_show_the_tested_example():

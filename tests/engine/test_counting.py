@@ -537,7 +537,7 @@ def test_sorted_under_other_keras_backends(case_clear_of_ties, backend):
 
 
 def test_bench_cli_prints_a_table_and_writes_json(tmp_path, capsys):
-    from tftriplet.cli import main
+    from tftriplet_cli import main
 
     path = tmp_path / "bench.json"
     methods = "dense,sorted,pml"
@@ -587,7 +587,7 @@ def test_bench_cli_prints_a_table_and_writes_json(tmp_path, capsys):
 
 def test_bench_reports_which_sorted_kernel_ran(tmp_path, capsys):
     """4 per class: 3 positives per anchor is <= 24 // 8 but not <= 16 // 8."""
-    from tftriplet.cli import main
+    from tftriplet_cli import main
 
     losses = {}
     for row_sort in ("auto", "merged"):
@@ -606,7 +606,7 @@ def test_bench_reports_which_sorted_kernel_ran(tmp_path, capsys):
 
 
 def test_bench_skips_dense_where_it_would_not_fit(capsys):
-    from tftriplet.cli import main
+    from tftriplet_cli import main
 
     assert main(["bench", "--sizes", "4096", "--methods", "dense", "--max-gb", "1"]) == 0
     text = capsys.readouterr().out
@@ -614,7 +614,7 @@ def test_bench_skips_dense_where_it_would_not_fit(capsys):
 
 
 def test_bench_rejects_unknown_methods():
-    from tftriplet.cli import main
+    from tftriplet_cli import main
 
     with pytest.raises(SystemExit):
         main(["bench", "--methods", "dense,fastest"])

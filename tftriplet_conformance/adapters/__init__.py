@@ -1,7 +1,7 @@
 """Backend adapters: one small interface, one module per backend.
 
 An adapter has a ``name``, the ``dtypes`` it runs, whether it is ``differentiable`` (then it
-must return the gradient), and four methods:
+must return the gradient), and these methods:
 
 - ``available() -> (bool, reason)``: can it run here (compiler, framework installed)?
 - ``supports(fixture) -> (bool, reason)``: does it implement the fixture's loss variant?
@@ -9,12 +9,28 @@ must return the gradient), and four methods:
 - ``run(fixture, dtype) -> {mode: outputs}``: outputs is a dict like the fixture's
   ``expected`` (scalars, ``gradient`` as nested lists, maybe ``printed``), or
   ``{"error": message}``. A backend with several execution modes (eager, tf.function,
-  XLA) returns one entry per mode.
+  XLA) returns one entry per mode. It may raise `Unsupported` instead of ``supports``
+  saying so beforehand (a process learns it from its implementation's reply).
+- ``close()``: release what ``prepare`` started (a process); called once at the end.
+
+The fixture an adapter receives is a copy without ``expected``.
 """
 
 from __future__ import annotations
 
 from tftriplet_conformance.variants import variant_of
+
+
+class Unsupported(Exception):
+    """Raised by ``run`` for a fixture the implementation does not implement (``n/a``),
+    with the reason. It must then be raised for every dtype of that fixture."""
+
+
+class BrokenAdapter:
+    """Stands for an adapter that could not be loaded: its failure, under its name."""
+
+    def __init__(self, name, fault):
+        self.name, self.fault = name, fault
 
 
 class Adapter:
@@ -43,6 +59,9 @@ class Adapter:
 
     def run(self, fixture, dtype):
         raise NotImplementedError
+
+    def close(self):
+        """Nothing to release by default."""
 
 
 def all_adapters():
@@ -104,36 +123,75 @@ def load_adapter(spec):
     """An adapter from ``"package.module:Name"``: an :class:`Adapter` instance, or a class
     whose constructor takes no arguments.
 
-    Raises ``ValueError`` naming what is wrong with ``spec``.
+    Raises ``UsageError`` when ``spec`` is not of that form, and ``ValueError`` naming what
+    is wrong when the module, the name or the object is (with the file and line of an
+    exception its import or constructor raised).
     """
     import importlib
 
+    from tftriplet_conformance.errors import UsageError
+    from tftriplet_conformance.guard import describe
+
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
-        raise ValueError(f"--adapter expects 'package.module:Name'; got {spec!r}")
+        raise UsageError(f"--adapter expects 'package.module:Name'; got {spec!r}")
     try:
         module = importlib.import_module(module_name)
-    except Exception as err:
-        raise ValueError(f"--adapter {spec}: cannot import {module_name!r}: {err}") from err
+    except ModuleNotFoundError as err:
+        if module_name != err.name and not module_name.startswith(f"{err.name}."):
+            raise ValueError(f"cannot import {module_name!r}: {describe(err)}") from err
+        raise ValueError(f"cannot import {module_name!r}: {err} (is it on PYTHONPATH?)") from err
+    except Exception as err:  # the module's own code raised: where, with its file and line
+        raise ValueError(f"cannot import {module_name!r}: {describe(err)}") from err
     try:
         obj = getattr(module, attribute)
     except AttributeError:
-        raise ValueError(f"--adapter {spec}: {module_name!r} has no {attribute!r}") from None
-    adapter = obj() if isinstance(obj, type) else obj
+        raise ValueError(f"{module_name!r} has no {attribute!r}") from None
+    if isinstance(obj, type):
+        try:
+            obj = obj()
+        except Exception as err:
+            raise ValueError(f"its constructor {describe(err, obj)}") from err
     missing = [
         a for a in ("name", "dtypes", "differentiable", "available", "supports", "prepare", "run")
-        if not hasattr(adapter, a)
+        if not hasattr(obj, a)
     ]
-    if missing or not getattr(adapter, "name", ""):
+    if missing:
         raise ValueError(
-            f"--adapter {spec}: not an adapter (missing {missing or ['name']}); "
+            f"{attribute!r} is not an adapter (missing {missing}); "
             "subclass tftriplet_conformance.adapters.Adapter"
         )
-    return adapter
+    return obj
+
+
+def load_or_broken(spec, name=None):
+    """:func:`load_adapter`, or a :class:`BrokenAdapter` named ``name`` (default: ``spec``)
+    carrying why it could not be loaded. A ``UsageError`` (a malformed spec) propagates."""
+    try:
+        return load_adapter(spec)
+    except ValueError as err:
+        from tftriplet_conformance.errors import UsageError
+
+        if isinstance(err, UsageError):
+            raise
+        return BrokenAdapter(name or spec, f"could not be loaded: {err}")
 
 
 def entry_point_adapters():
-    """Adapters installed packages register under :data:`ENTRY_POINT_GROUP`."""
+    """Adapters installed packages register under :data:`ENTRY_POINT_GROUP`; one that
+    cannot be loaded is a :class:`BrokenAdapter` under its entry point's name."""
     from importlib.metadata import entry_points
 
-    return [load_adapter(ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    adapters = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        where = f"entry point {ep.name!r} ({ep.value}"
+        dist = getattr(ep, "dist", None)
+        where += f", from {dist.name} {dist.version})" if dist is not None else ")"
+        try:
+            adapters.append(load_or_broken(ep.value, ep.name))
+        except ValueError as err:  # a malformed value in the distribution's metadata
+            adapters.append(BrokenAdapter(ep.name, f"{where} could not be loaded: {err}"))
+            continue
+        if isinstance(adapters[-1], BrokenAdapter):
+            adapters[-1].fault = f"{where} {adapters[-1].fault}"
+    return adapters

@@ -1,10 +1,13 @@
 """The project's C implementation (``conformance/c/triplet.c``), built with the system ``cc``.
 
-The runner compiles it once per process into a temporary folder (``$CC`` or ``cc``) and
-runs it on every fixture through its text format (see the header of ``triplet.c``). For
-the fixture that records the seed program's printed line it also compiles and runs the
-seed program itself (``seed_program.c``, which draws its inputs with the C library's
-``rand()``; only glibc's matches the fixture, so that run needs glibc).
+The first user of the process protocol (`adapters.process`): the runner compiles
+``triplet.c`` once per adapter into a temporary folder (``$CC`` or ``cc``) and exchanges JSON
+messages with it, one request per fixture and dtype. It implements only the batch-all
+hinge with (squared) Euclidean distances: ``supports`` says so beforehand, and the program
+itself answers ``unsupported`` for the rest. For the fixture that records the
+seed program's printed line (``seed_c_program``) it also compiles and runs the seed program
+itself (``seed_program.c``, which draws its inputs with the C library's ``rand()``; only
+glibc's matches the fixture, so that run needs glibc).
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import tempfile
 from pathlib import Path
 
 from tftriplet_conformance import C_DIR
-from tftriplet_conformance.adapters import Adapter
-from tftriplet_conformance.variants import squared_from, variant_of
+from tftriplet_conformance.adapters.process import ProcessAdapter
+from tftriplet_conformance.guard import ImplementationFault
+from tftriplet_conformance.variants import variant_of
 
 CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
+#: The fixture whose ``printed`` line is the seed program's own output.
+SEED_FIXTURE = "seed_c_program"
 
 
 def compiler():
@@ -38,48 +44,14 @@ def compile_c(source, out_dir):
     return exe
 
 
-def format_input(fixture):
-    """A fixture in ``triplet.c``'s text format (``%.17g`` round-trips float64)."""
-    loss = fixture["loss"]
-    inputs = fixture["inputs"]
-    embeddings = inputs["embeddings"]
-    lines = [
-        f"{variant_of(fixture).c_name} {len(embeddings)} {len(embeddings[0])} "
-        f"{loss['margin']!r} {int(squared_from(loss))}",
-        " ".join(str(int(x)) for x in inputs["labels"]),
-    ]
-    lines.extend(" ".join(repr(float(x)) for x in row) for row in embeddings)
-    return "\n".join(lines) + "\n"
-
-
-def parse_output(text, counts):
-    """``triplet.c``'s printed outputs as a dict; the keys in ``counts`` are integers."""
-    outputs, rows, in_gradient = {}, [], False
-    for line in text.splitlines():
-        if in_gradient:
-            rows.append([float(x) for x in line.split()])
-            continue
-        key, _, value = line.partition(" ")
-        if key == "gradient":
-            in_gradient = True
-        elif key == "printed":
-            outputs["printed"] = value
-        elif key in counts:
-            outputs[key] = int(value)
-        else:
-            outputs[key] = float(value)
-    outputs["gradient"] = rows
-    return outputs
-
-
-class CAdapter(Adapter):
-    name = "c"
-    dtypes = ("float64",)
-    differentiable = True
+class CAdapter(ProcessAdapter):
+    """``triplet.c`` through the process protocol (float64, analytic gradient)."""
 
     def __init__(self):
+        super().__init__([], name="c")
+        # what triplet.c announces; checked against its start reply in prepare()
+        self.dtypes, self.differentiable, self.not_reported = ("float64",), True, ()
         self._dir = None
-        self._exe = None
         self._seed_line = None
 
     def available(self):
@@ -88,7 +60,8 @@ class CAdapter(Adapter):
         return True, ""
 
     def supports(self, fixture):
-        """Only the batch-all hinge with Euclidean or squared distances (the seed's loss)."""
+        """What ``triplet.c`` answers ``unsupported`` to, known beforehand (a test checks
+        that the two agree): only the batch-all hinge with Euclidean or squared distances."""
         ok, reason = super().supports(fixture)
         if not ok:
             return ok, reason
@@ -102,23 +75,30 @@ class CAdapter(Adapter):
         return True, ""
 
     def prepare(self, fixtures):
-        if self._exe is not None:
-            return
-        self._dir = tempfile.TemporaryDirectory(prefix="conformance-c-")
-        self._exe = compile_c(C_DIR / "triplet.c", self._dir.name)
-        if platform.libc_ver()[0] == "glibc":
-            seed = compile_c(C_DIR / "seed_program.c", self._dir.name)
-            run = subprocess.run([str(seed)], capture_output=True, text=True, check=True)
-            self._seed_line = run.stdout.strip()
+        if not self.argv:
+            self._dir = tempfile.TemporaryDirectory(prefix="conformance-c-")
+            self.argv = [str(compile_c(C_DIR / "triplet.c", self._dir.name))]
+            if platform.libc_ver()[0] == "glibc":
+                seed = compile_c(C_DIR / "seed_program.c", self._dir.name)
+                run = subprocess.run([str(seed)], capture_output=True, text=True, check=True)
+                self._seed_line = run.stdout.strip()
+        if self._proc is None:
+            declared = (self.dtypes, self.differentiable, self.not_reported)
+            self.start()
+            announced = (self.dtypes, self.differentiable, self.not_reported)
+            if announced != declared:
+                raise ImplementationFault(f"triplet.c announced {announced}, not {declared}")
+
+    def close(self):
+        """Stop the program and remove what `prepare` compiled."""
+        super().close()
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir, self.argv = None, []
 
     def run(self, fixture, dtype):
         self.prepare([fixture])
-        proc = subprocess.run(
-            [str(self._exe)], input=format_input(fixture), capture_output=True, text=True
-        )
-        if proc.returncode != 0:
-            return {"triplet.c": {"error": proc.stderr.strip()}}
-        runs = {"triplet.c": parse_output(proc.stdout, variant_of(fixture).counts)}
-        if "printed" in fixture["expected"] and self._seed_line is not None:
+        runs = super().run(fixture, dtype)
+        if fixture["name"] == SEED_FIXTURE and self._seed_line is not None:
             runs["seed_program.c"] = {"printed": self._seed_line}
         return runs

@@ -1,13 +1,13 @@
 """The tftriplet Keras loss under one Keras 3 backend, run in a subprocess.
 
-Keras fixes its backend once per process (``KERAS_BACKEND``), so each backend runs every
-fixture in its own ``python -m tftriplet_conformance.adapters.keras_worker`` process and returns the
+Keras fixes its backend once per process (`KERAS_BACKEND`), so each backend runs every
+fixture in its own `python -m tftriplet_conformance.adapters.keras_worker` process and returns the
 outputs as JSON. The parent never imports a framework.
 
-JAX: the subprocess sets ``JAX_ENABLE_X64=1``. Without it JAX has no float64 (the float64
-fixtures would silently run in float32) and converts int64 labels to int32, which wraps
-labels above 2**31 (``2**40 + k`` becomes ``k``, the int64 extremes collide). tftriplet
-users on JAX with such labels must enable x64 the same way.
+JAX: the subprocess sets `JAX_ENABLE_X64=1`. Without it JAX has no float64 (the float64
+fixtures would silently run in float32) and converts int64 labels to int32, keeping their
+low 32 bits: labels equal mod 2**32 (`2**40 + k` and `k`) would merge. tftriplet refuses
+such labels without x64 (`tftriplet.inputs`); users on JAX with them must enable x64.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ import sys
 import keras
 import numpy as np
 
-from tftriplet_conformance.variants import variant_of
+from tftriplet_conformance.guard import describe
+from tftriplet_conformance.variants import keras_callables
 
 
 def _outputs(loss, gradient, statistics, as_numpy):
@@ -40,7 +41,7 @@ class TensorFlowRunner:
 
     def run(self, fixture, dtype, mode):
         tf = self.tf
-        loss_fn, statistics_fn = variant_of(fixture).keras(fixture["loss"], dtype)
+        loss_fn, statistics_fn = keras_callables(fixture, dtype)
 
         def compute(labels, embeddings):
             with tf.GradientTape() as tape:
@@ -74,7 +75,7 @@ class JaxRunner:
         jax = self.jax
         import jax.numpy as jnp
 
-        loss_fn, statistics_fn = variant_of(fixture).keras(fixture["loss"], dtype)
+        loss_fn, statistics_fn = keras_callables(fixture, dtype)
         labels = jnp.asarray(np.array(fixture["inputs"]["labels"], dtype=np.int64))
         embeddings = jnp.asarray(np.array(fixture["inputs"]["embeddings"], np.float64))
         embeddings = embeddings.astype(dtype)
@@ -99,7 +100,7 @@ class TorchRunner:
 
     def run(self, fixture, dtype, mode):
         torch = self.torch
-        loss_fn, statistics_fn = variant_of(fixture).keras(fixture["loss"], dtype)
+        loss_fn, statistics_fn = keras_callables(fixture, dtype)
         labels = torch.tensor(np.array(fixture["inputs"]["labels"], dtype=np.int64))
         embeddings = torch.tensor(np.array(fixture["inputs"]["embeddings"], np.float64))
         embeddings = embeddings.to(getattr(torch, dtype)).requires_grad_(True)
@@ -127,7 +128,7 @@ def main():
                 try:
                     outputs = runner.run(fixture, dtype, mode)
                 except Exception as err:  # reported per cell; the worker goes on
-                    outputs = {"error": f"{type(err).__name__}: {err}"[:500]}
+                    outputs = {"error": describe(err)[:500]}  # with the file and line
                 per_dtype.setdefault(dtype, {})[mode] = outputs
     json.dump(results, sys.stdout)
 

@@ -35,15 +35,14 @@ def normalising_changes_the_result(fixture):
     """
     import numpy as np
 
-    from tftriplet_conformance import reference
-    from tftriplet_conformance.variants import options_of
+    from tftriplet_conformance.variants import variant_of
 
     labels = np.array(fixture["inputs"]["labels"], dtype=np.int64)
     raw = np.asarray(fixture["inputs"]["embeddings"], dtype=np.float64)
     norms = np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
-    options = options_of(fixture["loss"])
-    a = reference.triplet_loss(labels, raw, **options)
-    b = reference.triplet_loss(labels, raw / norms, **options)
+    reference = variant_of(fixture).reference
+    a = reference(labels, raw, fixture["loss"])
+    b = reference(labels, raw / norms, fixture["loss"])
     same_loss = np.isclose(a["loss"], b["loss"], rtol=1e-9, atol=1e-12)
     same_gradient = np.allclose(a["gradient"], b["gradient"], rtol=1e-9, atol=1e-12)
     return not (same_loss and same_gradient)
@@ -94,9 +93,9 @@ class PyTorchMetricLearningAdapter(TorchPeerAdapter):
     differences = DIFFERENCES
 
     def configurations(self, loss):
-        from tftriplet_conformance.differs import loss_options
+        from tftriplet_conformance.variants import options_of
 
-        options = loss_options({"loss": loss})
+        options = options_of(loss)
         # semi-hard has no matching configuration: the closest one runs, declared different
         closest = "closest" if options["name"] == "semi_hard" else "matched"
         configs = {closest: self._matched(options)}

@@ -44,6 +44,20 @@ DIFFERENCES = (
     ),
     Difference(
         NAME,
+        "BatchHardTripletLoss clips with tl[tl < 0] = 0, so a hinge of exactly 0 keeps its "
+        "slope 1 in the gradient; the contract takes the subgradient 0",
+        loss={"name": "batch_hard", "soft": False},
+        when=hinge_exactly_zero,
+    ),
+    Difference(
+        NAME,
+        "BatchSemiHardTripletLoss clips with torch.max(loss, 0), whose gradient at a hinge "
+        "of exactly 0 is split, slope 1/2; the contract takes the subgradient 0",
+        loss={"name": "semi_hard"},
+        when=hinge_exactly_zero,
+    ),
+    Difference(
+        NAME,
         "BatchHard(SoftMargin)TripletLoss averages over every row of the batch: a row "
         "without a positive or a negative still adds a term (hardest positive distance 0, "
         "or the row's own largest distance as its negative); the contract averages over "
@@ -83,9 +97,9 @@ class SentenceTransformersAdapter(TorchPeerAdapter):
         return "sentence-transformers has no soft-margin batch-all loss"
 
     def configurations(self, loss):
-        from tftriplet_conformance.differs import loss_options
+        from tftriplet_conformance.variants import options_of
 
-        options = loss_options({"loss": loss})
+        options = options_of(loss)
         name, soft = options["name"], options["soft"]
         if name == "batch_all" and soft:
             return {}

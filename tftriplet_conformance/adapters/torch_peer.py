@@ -13,6 +13,7 @@ import importlib.metadata
 import importlib.util
 
 from tftriplet_conformance.adapters import Adapter
+from tftriplet_conformance.guard import describe
 
 
 class TorchPeerAdapter(Adapter):
@@ -82,7 +83,7 @@ class TorchPeerAdapter(Adapter):
                 value, counts = fn(labels, embeddings)
                 (gradient,) = torch.autograd.grad(value, embeddings, allow_unused=True)
             except Exception as err:
-                runs[mode] = {"error": f"{type(err).__name__}: {err}"}
+                runs[mode] = {"error": describe(err)}
                 continue
             if gradient is None:  # the loss does not depend on the embeddings (no triple)
                 gradient = torch.zeros_like(embeddings)

@@ -2,19 +2,17 @@
 
 TensorFlow writes start-up lines to stderr when it is imported (oneDNN, cpu_feature_guard,
 "Could not find cuda drivers", and absl's "All log messages before absl::InitializeLog() is
-called are written to STDERR"). ``TF_CPP_MIN_LOG_LEVEL=3`` silences most of them, but only if
+called are written to STDERR"). `TF_CPP_MIN_LOG_LEVEL=3` silences most of them, but only if
 it is set before TensorFlow is imported, and the oneDNN and absl lines are written at import
-whatever its value (``TF_ENABLE_ONEDNN_OPTS=0`` would hide the oneDNN line too, but it turns
+whatever its value (`TF_ENABLE_ONEDNN_OPTS=0` would hide the oneDNN line too, but it turns
 the oneDNN kernels off and so changes speed and rounding: it is left alone).
 
-``tftriplet ...`` and ``python -m tftriplet ...`` import this package, and with it Keras and
-TensorFlow, before their ``main`` runs, so ``tftriplet/__init__.py`` calls
-:func:`quiet_command_line_start` first. When, and only when, the process is that command
-without ``--verbose``, it sets the environment (inherited by the subprocesses the commands
-start) and imports Keras with stderr filtered: the known start-up lines are dropped, every
-other line is written through. A library user's ``import tftriplet`` is not affected.
+`tftriplet_cli.main` calls `quiet_start` before it imports the library: unless the command
+has `--verbose`, it sets the environment (inherited by the subprocesses the commands start)
+and imports Keras with stderr filtered: the known start-up lines are dropped, every other
+line is written through. The library never imports this module.
 
-Standard library only: this module runs before anything else of the package.
+Standard library only: this module runs before any framework is imported.
 """
 
 from __future__ import annotations
@@ -39,38 +37,12 @@ START_UP_LINE = re.compile(
     r"|E\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\] (failed call to cuInit|Unable to register cu)"
 )
 
-COMMANDS = ("tftriplet",)
-
-
-def started_as_command(argv=None, orig_argv=None):
-    """Whether this process is ``tftriplet ...`` (console script) or ``python -m tftriplet``."""
-    argv = sys.argv if argv is None else argv
-    orig_argv = getattr(sys, "orig_argv", []) if orig_argv is None else orig_argv
-    if argv and os.path.basename(argv[0]) in COMMANDS:
-        return True
-    # The interpreter's own options come first; the first other argument decides.
-    options = orig_argv[1:]
-    i = 0
-    while i < len(options):
-        arg = options[i]
-        if arg == "-m":
-            return i + 1 < len(options) and options[i + 1] in COMMANDS
-        if arg.startswith("-m"):
-            return arg[2:] in COMMANDS
-        if arg in ("-W", "-X", "--check-hash-based-pycs"):  # options taking a value
-            i += 2
-        elif arg.startswith("-") and arg != "-" and not arg.startswith("-c"):
-            i += 1
-        else:  # -c, a script, or stdin
-            return False
-    return False
-
 
 def quiet_framework_logs(verbose=False):
-    """Set :data:`QUIET_ENVIRONMENT` (where unset) unless ``verbose``; return whether set.
+    """Set `QUIET_ENVIRONMENT` (where unset) unless `verbose`; return whether set.
 
     Call it before TensorFlow is imported, and before starting subprocesses, which inherit
-    the environment. Python-side framework loggers are set to ERROR when ``verbose`` is off.
+    the environment. Python-side framework loggers are set to ERROR when `verbose` is off.
     """
     if verbose:
         return False
@@ -84,7 +56,7 @@ def quiet_framework_logs(verbose=False):
 @contextlib.contextmanager
 def start_up_lines_filtered():
     """Capture file descriptor 2 (C++ writes there directly); on exit write back every line
-    that is not a :data:`START_UP_LINE`."""
+    that is not a `START_UP_LINE`."""
     fd = 2  # C++ logging writes to the process's file descriptor 2, whatever sys.stderr is
     try:
         saved = os.dup(fd)
@@ -114,15 +86,12 @@ def _flush_stderr():
         sys.stderr.flush()
 
 
-def quiet_command_line_start():
-    """For the ``tftriplet`` command without ``--verbose``: quiet environment, Keras (and so
-    TensorFlow) imported with its start-up lines dropped. Does nothing otherwise."""
-    if not started_as_command() or "--verbose" in sys.argv[1:] or "keras" in sys.modules:
+def quiet_start(verbose=False):
+    """Quiet the command's frameworks unless `verbose`: set the environment and the loggers
+    (`quiet_framework_logs`), then import Keras, and so its backend, with the start-up lines
+    dropped. Keras imported already (a test calling `tftriplet_cli.main`) is left as it is.
+    """
+    if not quiet_framework_logs(verbose) or "keras" in sys.modules:
         return
-    quiet_framework_logs()
     with start_up_lines_filtered():
         import keras  # noqa: F401  (imports the backend: TensorFlow, JAX or PyTorch)
-
-
-# Runs when tftriplet/__init__.py imports this module, before it imports Keras.
-quiet_command_line_start()

@@ -1,0 +1,70 @@
+"""What the two P x K samplers share: their argument checks, and the record of a sampler
+that a backup keeps so that a restart with another sampler is refused."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+
+def check_pk(x, y, classes_per_batch, samples_per_class):
+    """Check ``(x, y, P, K)``; return ``x``, ``y`` as arrays and the sorted classes."""
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"y must be a 1-D array of class ids; got shape {y.shape}.")
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"y must hold integer class ids; got dtype {y.dtype}.")
+    if x.ndim < 1 or x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"x must have one row per label: y has {y.shape[0]} labels, x has shape {x.shape}."
+        )
+    classes = np.unique(y)
+    if not 2 <= classes_per_batch <= len(classes):
+        raise ValueError(
+            f"classes_per_batch (P) must be in 2..{len(classes)} (the number of classes "
+            f"in y); got {classes_per_batch}."
+        )
+    if samples_per_class < 2:
+        raise ValueError(
+            f"samples_per_class (K) must be >= 2 so that anchors have positives; got "
+            f"{samples_per_class}."
+        )
+    return x, y, classes
+
+
+def _digest(*arrays):
+    """A hash of the arrays' contents, shapes and dtypes (strings and objects by value)."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(f"{a.shape}{a.dtype.str}".encode())
+        if a.dtype.kind == "O":
+            for item in a.reshape(-1):
+                h.update(repr(item).encode())
+        else:
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def sampler_config(kind, x, y, classes, p, k, batches_per_epoch, seed):
+    """What a backup records of a sampler, to refuse a restart with another one."""
+    return {
+        "sampler": kind,
+        "classes_per_batch": int(p),
+        "samples_per_class": int(k),
+        "batches_per_epoch": batches_per_epoch,
+        "seed": int(seed),
+        "num_samples": int(y.shape[0]),
+        "num_classes": len(classes),
+        "data_digest": _digest(x, y),
+    }
+
+
+NOT_THIS_SAMPLER = (
+    "the batches fit trained on did not come from the sampler given to "
+    "tftriplet.BackupAndRestore: pass fit the same PKBatches, or the dataset pk_dataset "
+    "returned (transformed or not)."
+)

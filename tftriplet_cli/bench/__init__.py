@@ -1,0 +1,40 @@
+"""`tftriplet bench`: time and peak memory of batch-all loss + gradient, per method.
+
+Each measurement (one method at one batch size) runs in a fresh Python subprocess, so that
+its peak resident memory (`getrusage(RUSAGE_SELF).ru_maxrss`) is its own and the numbers
+of different methods never mix. The child builds the inputs, runs loss + gradient once to
+trace/compile and warm up, then `repeats` times, and reports the median wall time, the
+median CPU time of the process (user + system: less sensitive than wall time to other load
+on a shared machine) and its peak RSS, plus the loss value so that methods can be checked
+against each other.
+
+Methods:
+    `dense`: the seed's `(B, B, B)` form (`method="dense"`), Keras backend of choice.
+    `sorted`: the exact `O(B^2)`-memory form (`method="sorted"`).
+    `pml`: pytorch-metric-learning's `TripletMarginLoss` over all triplets (no miner,
+        `triplets_per_anchor="all"`), reducer `AvgNonZeroReducer` (the mean over the
+        positive hinges, the seed's denominator), `LpDistance(p=2, power=1,
+        normalize_embeddings=False)` (plain Euclidean, as here), margin as given. It
+        materialises a `B^3` mask and the indices of every valid triple.
+    `matmul`: not a loss: one `B x B x D` product `e @ e^T` (no gradient), the floor
+        a batch-all step is compared with (its distance matrix alone costs one).
+    `cross_replica`: `BatchAllTripletLoss(cross_replica=True)` under
+        `tf.distribute.MirroredStrategy` over `--replicas` logical CPU devices (set up
+        in the worker before TensorFlow starts), the global batch `B` split evenly: one
+        step of every replica's loss share and its gradient (TensorFlow only).
+
+`--preset large` runs the large-batch rows: the matmul and sorted at B=8192, sorted at
+B=32768, and sorted against cross_replica at B=4096.
+
+Inputs: `B` embeddings of dimension `D` drawn from N(0, 1/D) (fixed seed), labels with
+`per_class` samples per class in a shuffled order (the P x K batches of metric learning).
+
+One module a job: `options` (the command's options and presets), `runner` (the parent:
+one subprocess a measurement, the rows it skips), `worker` (the measurement child),
+`methods` (one loss + gradient step a method), `kernel` (which kernel a row ran, for the
+table), `report` (the machine line and the table).
+"""
+
+from tftriplet_cli.bench.options import LARGE_PRESET, add_parser
+
+__all__ = ["LARGE_PRESET", "add_parser"]

@@ -1,0 +1,98 @@
+"""`tftriplet bench`'s options, and the rows of its presets."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_SIZES = (32, 128, 512, 768, 2048, 8192)
+DEFAULT_METHODS = ("dense", "sorted", "pml")
+EXTRA_METHODS = ("matmul", "cross_replica")
+
+#: `--preset large`: (batch size, method) rows, each in its own process.
+LARGE_PRESET = (
+    (8192, "matmul"),
+    (8192, "sorted"),
+    (32768, "sorted"),
+    (4096, "sorted"),
+    (4096, "cross_replica"),
+)
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def add_parser(subparsers):
+    """Add the `bench` subcommand to the `tftriplet` command line."""
+    from tftriplet_cli.bench.runner import run
+
+    parser = subparsers.add_parser(
+        "bench", help="time and peak memory of loss + gradient: dense, sorted, pml"
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_arguments(parser):
+    """The options of `tftriplet bench`."""
+    parser.add_argument(
+        "--sizes", type=_int_list, default=list(DEFAULT_SIZES),
+        help="comma-separated batch sizes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--methods", type=_method_list, default=list(DEFAULT_METHODS),
+        help="comma-separated among dense,sorted,pml,matmul,cross_replica "
+        "(default: dense,sorted,pml)",
+    )
+    parser.add_argument(
+        "--preset", choices=("large",), default=None,
+        help="large: the large-batch rows (matmul and sorted at 8192, sorted at 32768, "
+        "sorted and cross_replica at 4096) instead of --sizes x --methods",
+    )
+    parser.add_argument(
+        "--replicas", type=int, default=2,
+        help="cross_replica: logical CPU replicas (default: 2)",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs (median)")
+    parser.add_argument("--dim", type=int, default=128, help="embedding dimension D")
+    parser.add_argument("--per-class", type=int, default=8, help="samples per class")
+    parser.add_argument("--margin", type=float, default=0.2)
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="tensorflow",
+        help="Keras backend for dense and sorted (pml always runs in PyTorch)",
+    )
+    parser.add_argument("--xla", action="store_true", help="TensorFlow: jit_compile=True")
+    parser.add_argument(
+        "--row-sort", choices=("auto", "merged", "positives"), default="auto",
+        help="sorted: sort only each anchor's positives, whole rows, or pick (default: auto)",
+    )
+    parser.add_argument(
+        "--max-gb", type=float, default=12.0,
+        help="skip a method whose estimated peak memory exceeds this (default: 12)",
+    )
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--verbose", action="store_true", help="print each result as it comes")
+
+
+def _int_list(text):
+    """Positive integers from `"32,128"`, or an error naming the text."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers; got {text!r}"
+        ) from err
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive batch sizes; got {text!r}")
+    return values
+
+
+def _method_list(text):
+    """Known method names from `"dense,sorted"`, or an error naming the known ones."""
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    known = DEFAULT_METHODS + EXTRA_METHODS
+    bad = [m for m in methods if m not in known]
+    if bad or not methods:
+        raise argparse.ArgumentTypeError(
+            f"methods must be among {', '.join(known)}; got {text!r}"
+        )
+    return methods

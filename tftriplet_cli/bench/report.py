@@ -1,0 +1,100 @@
+"""What `tftriplet bench` prints: the machine it ran on, and the table of its results."""
+
+from __future__ import annotations
+
+import os
+
+from tftriplet_cli.bench.kernel import kernel_note
+
+
+def machine_description():
+    """The machine in one line: architecture, CPU model, usable cores, load at the start,
+    and the TensorFlow CPU allocator when it is set."""
+    import platform
+
+    cpus = os.cpu_count()
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = cpus
+    try:
+        load = os.getloadavg()
+        load_text = f", load average {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} at start"
+    except OSError:
+        load_text = ""
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        model = names[0] if names else ""
+    except OSError:
+        pass
+    model = f" ({model})" if model else ""
+    # TensorFlow's CPU allocator choice moves large-batch times by up to 3x (README).
+    bfc = os.environ.get("TF_CPU_ALLOCATOR_USE_BFC")
+    bfc_text = f", TF_CPU_ALLOCATOR_USE_BFC={bfc}" if bfc else ""
+    return (
+        f"{platform.machine()} {platform.system()}{model}, {affinity} usable CPU cores"
+        f"{load_text}{bfc_text}"
+    )
+
+
+def format_table(results):
+    """A plain-text table, with the speed-up of sorted over dense at equal batch size and,
+    where a `matmul` row was measured at the same batch size, each step's time in
+    multiples of it (CPU time: less sensitive to other load than wall time)."""
+    dense_time = {
+        r["batch_size"]: r["median_s"]
+        for r in results
+        if r["method"] == "dense" and r["status"] == "ok"
+    }
+    matmul_cpu = {
+        r["batch_size"]: r["median_cpu_s"]
+        for r in results
+        if r["method"] == "matmul" and r["status"] == "ok"
+    }
+    header = ("B", "method", "median", "cpu", "peak RSS", "load", "loss", "vs dense", "note")
+    rows = []
+    for r in results:
+        if r["status"] != "ok":
+            rows.append(
+                (str(r["batch_size"]), r["method"], "-", "-", "-", "-", "-", "-", r["reason"])
+            )
+            continue
+        speedup = "-"
+        if r["method"] != "dense" and r["batch_size"] in dense_time:
+            speedup = f"{dense_time[r['batch_size']] / r['median_s']:.1f}x"
+        notes = [kernel_note(r)]
+        if r.get("anchor_block"):
+            notes.append(f"anchor blocks of {r['anchor_block']}")
+        if r["method"] != "matmul" and r["batch_size"] in matmul_cpu:
+            notes.append(f"{r['median_cpu_s'] / matmul_cpu[r['batch_size']]:.1f}x matmul (cpu)")
+        load = r.get("load_average")
+        rows.append((
+            str(r["batch_size"]),
+            _label(r),
+            _fmt_seconds(r["median_s"]),
+            f"{r['median_cpu_s']:.2f} s",
+            f"{r['peak_rss_bytes'] / 1e9:.2f} GB",
+            "-" if load is None else f"{load:.1f}",
+            "-" if r.get("loss") is None else f"{r['loss']:.6f}",
+            speedup,
+            ", ".join(n for n in notes if n),
+        ))
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = [" | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("-+-".join("-" * w for w in widths))
+    for row in rows:
+        lines.append(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _label(result):
+    if result["method"] == "pml":
+        return "pml (torch)"
+    xla = ", XLA" if result.get("jit_compile") and result["backend"] == "tensorflow" else ""
+    return f"{result['method']} ({result['backend']}{xla})"
+
+
+def _fmt_seconds(seconds):
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"

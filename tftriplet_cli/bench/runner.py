@@ -1,0 +1,112 @@
+"""The `tftriplet bench` command: one fresh subprocess a measurement, and the rows it skips
+(estimated too large for `--max-gb`, pytorch-metric-learning missing, failed, timed out)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tftriplet_cli.bench.options import LARGE_PRESET
+from tftriplet_cli.bench.report import format_table, machine_description
+
+
+def run(args):
+    """The `tftriplet bench` command: measure every row, print the table, write the JSON."""
+    results = []
+    machine = machine_description()
+    print(
+        f"batch-all loss + gradient, float32, D={args.dim}, {args.per_class} per class, "
+        f"margin {args.margin:g}, median of {args.repeats}; {machine}",
+        flush=True,
+    )
+    if args.preset == "large":
+        rows = list(LARGE_PRESET)
+    else:
+        rows = [(b, m) for b in args.sizes for m in args.methods]
+    for batch_size, method in rows:
+        result = run_one(method, batch_size, args)
+        results.append(result)
+        if args.verbose:
+            print(json.dumps(result), flush=True)
+    print(format_table(results))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"machine": machine, "results": results}, f, indent=2)
+    return 0
+
+
+def run_one(method, batch_size, args):
+    """Run one measurement in a fresh subprocess; returns its result dict."""
+    limit = args.max_gb * 1e9
+    if method == "dense" and dense_bytes_estimate(batch_size) > limit:
+        gb = dense_bytes_estimate(batch_size) / 1e9
+        return skipped(method, batch_size, f"would need {gb:,.0f} GB (limit {args.max_gb:g} GB)")
+    if method == "pml":
+        if not pml_installed():
+            return skipped(method, batch_size, "pytorch-metric-learning is not installed")
+        need = pml_bytes_estimate(batch_size, args.per_class)
+        if need > limit:
+            return skipped(
+                method, batch_size, f"would need {need / 1e9:,.0f} GB (limit {args.max_gb:g} GB)"
+            )
+    worker_args = {
+        "method": method,
+        "batch_size": batch_size,
+        "dim": args.dim,
+        "per_class": args.per_class,
+        "repeats": args.repeats,
+        "margin": args.margin,
+        "backend": args.backend,
+        "jit": args.xla,
+        "row_sort": args.row_sort,
+        "replicas": args.replicas,
+    }
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["KERAS_BACKEND"] = "torch" if method == "pml" else args.backend
+    cmd = [sys.executable, "-m", "tftriplet_cli.bench.worker", json.dumps(worker_args)]
+    try:
+        proc = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=args.timeout
+        )
+    except subprocess.TimeoutExpired:
+        return skipped(method, batch_size, f"timed out after {args.timeout:g} s")
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return skipped(method, batch_size, f"failed (exit {proc.returncode}): {tail[0][:200]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def skipped(method, batch_size, reason):
+    """The result of a row that was not measured, with the reason."""
+    return {"method": method, "batch_size": batch_size, "status": "skipped", "reason": reason}
+
+
+def dense_bytes_estimate(batch_size):
+    """Peak memory of the dense form: at most three live `B^3` float32 tensors.
+
+    Measured (README section "Large batches", TensorFlow, loss + gradient, peak RSS with
+    about 0.75 GB of imported framework): 1.85 GB at B=512, 4.44 GB at B=768, i.e. about two
+    `B^3` tensors at the peak; three leave room for the allocator.
+    """
+    return 3 * 4 * batch_size**3
+
+
+def pml_bytes_estimate(batch_size, per_class):
+    """Peak memory of pytorch-metric-learning's all-triplets loss: a `B^3` uint8 mask and
+    about 48 bytes per valid triple (three int64 index vectors, built twice)."""
+    positives = max(per_class - 1, 0)
+    triples = batch_size * positives * max(batch_size - per_class, 0)
+    return batch_size**3 + 48 * triples
+
+
+def pml_installed():
+    """Whether pytorch-metric-learning can be imported."""
+    try:
+        import importlib.util
+
+        return importlib.util.find_spec("pytorch_metric_learning") is not None
+    except (ImportError, ValueError):
+        return False

@@ -1,0 +1,52 @@
+"""The demo's network, its loss (`--strategy`) and its training metrics."""
+
+from __future__ import annotations
+
+from tftriplet import (
+    BatchAllTripletLoss,
+    BatchHardTripletLoss,
+    FractionPositiveTriplets,
+    SemiHardTripletLoss,
+    TripletDifficulty,
+)
+from tftriplet_cli.demo.options import DemoError
+
+# --strategy name -> loss class; every class takes `margin=`.
+STRATEGIES = {
+    "batch_all": BatchAllTripletLoss,
+    "batch_hard": BatchHardTripletLoss,
+    "semi_hard": SemiHardTripletLoss,
+}
+# Metrics, each built with `margin=`. A metric's result may be a scalar or a dict of
+# scalars (Keras logs each key of a dict result as its own entry).
+METRICS = (FractionPositiveTriplets, TripletDifficulty)
+
+
+def make_loss(strategy, margin):
+    """The loss of `strategy` (a key of `STRATEGIES`), built with `margin`."""
+    if strategy not in STRATEGIES:
+        raise DemoError(f"--strategy must be one of {sorted(STRATEGIES)}; got {strategy!r}.")
+    try:
+        return STRATEGIES[strategy](margin=margin)
+    except ValueError as err:
+        raise DemoError(f"--margin {margin}: {err}") from err
+
+
+def make_metrics(margin):
+    """One instance of each metric of `METRICS`, built with `margin`."""
+    return [cls(margin=margin) for cls in METRICS]
+
+
+def build_model(input_dim, embedding_dim=32, hidden_units=128):
+    """Dense -> ReLU -> Dense -> L2 normalisation: embeddings on the unit sphere."""
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.Input(shape=(input_dim,)),
+            keras.layers.Dense(hidden_units, activation="relu", name="hidden"),
+            keras.layers.Dense(embedding_dim, name="projection"),
+            keras.layers.UnitNormalization(name="l2_normalize"),
+        ],
+        name="embedding_network",
+    )
