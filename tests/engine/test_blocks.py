@@ -410,3 +410,48 @@ def test_blocked_forms_under_other_keras_backends(random_case, backend):
         np.testing.assert_allclose(out[name]["gradient"], expected["gradient"], rtol=1e-4,
                                    atol=1e-6, err_msg=name)
     assert out["empty"] == [0.0, 0.0]
+
+
+# --- columns left out: a fixed-size pool with empty slots ------------------------------
+
+
+@pytest.mark.parametrize("mode", ["eager", "function", "xla"])
+@pytest.mark.parametrize("kernel", [
+    {"method": "dense"}, {"method": "dense", "soft": True},
+    {"method": "sorted", "row_sort": "positives"}, {"method": "sorted", "row_sort": "merged"},
+])
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_invalid_columns_are_left_out(random_case, distance, kernel, mode):
+    """Sums over a pool whose rows `valid` marks are those of the pool without the other
+    rows (anchors renumbered), whatever the kernel; the left-out rows get no gradient."""
+    from tftriplet import engine
+
+    rng = np.random.default_rng(31)
+    labels, x = random_case(rng, 20, 3, 4)
+    valid = np.ones(20, bool)
+    valid[[2, 5, 11, 12, 19]] = False
+    anchors = np.array([0, 3, 4, 6, 9, 13, 17], "int32")
+    options = dict(kernel, anchor_block=3)
+    soft = options.pop("soft", False)
+
+    def sums(y, e, index, mask):
+        def step(y, e):
+            with tf.GradientTape() as tape:
+                tape.watch(e)
+                got = engine.batch_all_sums(y, e, 0.3, distance, soft, anchor_index=index,
+                                            valid=mask, **options)
+                terms = got.terms + tf.reduce_sum(tf.stop_gradient(got.gradient) * e)
+            return got, tape.gradient(terms, e)
+
+        if mode != "eager":
+            step = tf.function(step, jit_compile=(mode == "xla"))
+        got, grad = step(tf.constant(y), tf.constant(e))
+        return [float(v) for v in got[:3]], grad.numpy()
+
+    masked, masked_grad = sums(labels, x, anchors, tf.constant(valid))
+    kept = np.flatnonzero(valid)
+    renumbered = np.searchsorted(kept, anchors).astype("int32")
+    compact, compact_grad = sums(labels[kept], x[kept], renumbered, None)
+    np.testing.assert_allclose(masked, compact, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(masked_grad[kept], compact_grad, rtol=1e-10, atol=1e-12)
+    assert np.all(masked_grad[~valid] == 0.0)

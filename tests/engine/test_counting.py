@@ -596,12 +596,12 @@ def test_bench_reports_which_sorted_kernel_ran(tmp_path, capsys):
         args += ["--dim", "8", "--repeats", "1", "--row-sort", row_sort, "--json", str(path)]
         assert main(args) == 0
         results = json.loads(path.read_text())["results"]
-        kernels = {r["batch_size"]: r["sorted_kernel"] for r in results}
+        kernels = {r["batch_size"]: r["kernel"] for r in results}
         assert kernels == (
-            {16: "merged", 24: "positives"} if row_sort == "auto" else {16: "merged", 24: "merged"}
+            {16: "merged", 24: "search"} if row_sort == "auto" else {16: "merged", 24: "merged"}
         )
         losses[row_sort] = [r["loss"] for r in results]
-    assert "sorts the positives" in capsys.readouterr().out
+    assert "sorts the positives, searches" in capsys.readouterr().out
     np.testing.assert_allclose(losses["auto"], losses["merged"], rtol=1e-6)
 
 

@@ -35,7 +35,7 @@ __all__ = [
 
 def batch_all_sums(labels, embeddings, margin, distance, soft=False, *, method="auto",
                    anchor_block=None, row_sort="auto", plan=None, anchor_index=None,
-                   with_gradient=True):
+                   with_gradient=True, valid=None):
     """Batch-all `TripletSums` of standardized inputs, by the kernel the plan chooses.
 
     Args:
@@ -50,6 +50,8 @@ def batch_all_sums(labels, embeddings, margin, distance, soft=False, *, method="
         plan: a `Plan` made already (the other options are then not read).
         anchor_index: int32 `(A,)` anchors mined against the whole batch, or None for all.
         with_gradient: compute the gradient (`TripletSums.gradient`).
+        valid: bool `(B,)`, the rows that take part as positives and negatives (the
+            anchors among them), or None for all: a fixed-size pool with empty slots.
 
     Returns:
         `TripletSums`; the terms and `num_positive` are NaN when an embedding is not
@@ -59,7 +61,7 @@ def batch_all_sums(labels, embeddings, margin, distance, soft=False, *, method="
         plan = plan_batch_all(embeddings.shape[0], soft=soft, method=method,
                               anchor_block=anchor_block, row_sort=row_sort)
     sums = blocks.batch_all_sums(labels, embeddings, margin, distance, soft, plan,
-                                 anchor_index, with_gradient)
+                                 anchor_index, with_gradient, valid)
     finite = ops.all(ops.isfinite(embeddings))
     nan = ops.cast(float("nan"), sums.terms.dtype)
     return sums._replace(terms=ops.where(finite, sums.terms, nan),

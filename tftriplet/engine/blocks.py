@@ -75,7 +75,7 @@ def _weights_fn(plan, table, margin, soft, k):
 
 
 def batch_all_sums(labels, embeddings, margin, distance, soft, plan, anchor_index=None,
-                   with_gradient=True):
+                   with_gradient=True, valid=None):
     """Batch-all sums over the anchors `anchor_index`, mined against the whole batch.
 
     Args:
@@ -87,6 +87,8 @@ def batch_all_sums(labels, embeddings, margin, distance, soft, plan, anchor_inde
         plan: the `tftriplet.engine.plan.Plan`.
         anchor_index: int32 `(A,)` distinct anchors, or None for every row.
         with_gradient: also compute the gradient (two more `B x B x D` products).
+        valid: bool `(B,)`, the rows that take part as positives and negatives (the
+            anchors among them), or None for all.
 
     Returns:
         `TripletSums` over the anchors' valid triples: the terms, the valid and positive
@@ -100,13 +102,13 @@ def batch_all_sums(labels, embeddings, margin, distance, soft, plan, anchor_inde
     if all_anchors:
         anchor_index = ops.arange(b, dtype="int32")
     anchor_index = ops.cast(anchor_index, "int32")
-    table = label_table(labels)
+    table = label_table(labels, valid)
     points = distance.prepare(e)
     padded = type(points)(*(None if x is None else one_more(x) for x in points))
-    anchor_positives = ops.take(table.num_positives, anchor_index)
-    n = ops.cast(anchor_positives, dtype)
-    num_valid = ops.sum(n * (ops.cast(b - 1, dtype) - n))
-    k = ops.max(anchor_positives, initial=0) + 1  # slots per anchor: its class
+    n = ops.cast(ops.take(table.num_positives, anchor_index), dtype)
+    columns = ops.cast(b, dtype) if valid is None else ops.sum(ops.cast(valid, dtype))
+    num_valid = ops.sum(n * (columns - 1.0 - n))  # positives x negatives, per anchor
+    k = ops.max(ops.take(table.class_size, anchor_index), initial=1)  # slots per anchor
     k = concrete_int(k) if concrete_int(k) is not None else k
     weights = _weights_fn(plan, table, margin, soft, k)
     num_anchors = ops.shape(anchor_index)[0]

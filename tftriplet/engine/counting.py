@@ -57,8 +57,12 @@ class Rows(NamedTuple):
         index: int32 `(A,)`, the anchors' rows in the batch.
         labels: `(A,)`, the anchors' labels.
         columns: `(B,)`, every column's label.
-        num_positives: int32 `(A,)`, the anchors' positives (class size - 1).
+        num_positives: int32 `(A,)`, the anchors' positives (valid columns of their class
+            other than themselves).
         class_start: int32 `(A,)`, where the anchors' classes begin in `LabelTable.order`.
+        class_size: int32 `(A,)`, the anchors' class sizes (themselves and invalid columns
+            included): the slots to read from `order`.
+        valid: bool `(B,)`, the columns that take part, or None for all.
     """
 
     index: object
@@ -66,16 +70,24 @@ class Rows(NamedTuple):
     columns: object
     num_positives: object
     class_start: object
+    class_size: object
+    valid: object = None
 
     def same(self):
         """bool `(A, B)`: the column has the anchor's label (the anchor itself too)."""
         return ops.equal(ops.expand_dims(self.labels, 1), ops.expand_dims(self.columns, 0))
 
     def not_self(self):
-        """bool `(A, B)`: the column is not the anchor."""
+        """bool `(A, B)`: the column is not the anchor (nor an invalid column)."""
         columns = gpu_comparable(ops.arange(ops.shape(self.columns)[0], dtype="int32"))
-        return ops.not_equal(ops.expand_dims(gpu_comparable(self.index), 1),
-                             ops.expand_dims(columns, 0))
+        not_self = ops.not_equal(ops.expand_dims(gpu_comparable(self.index), 1),
+                                 ops.expand_dims(columns, 0))
+        return not_self if self.valid is None else ops.logical_and(not_self, self.valid)
+
+    def negative(self):
+        """bool `(A, B)`: the column is a negative of the anchor."""
+        negative = ops.logical_not(self.same())
+        return negative if self.valid is None else ops.logical_and(negative, self.valid)
 
 
 class LabelTable(NamedTuple):
@@ -88,32 +100,47 @@ class LabelTable(NamedTuple):
     Attributes:
         labels: `(B,)`, comparable on the GPU (`tftriplet.backend_ops.gpu_comparable`).
         row_labels: `(B + 1,)`, the same padded.
-        num_positives: int32 `(B + 1,)`, each sample's class size - 1.
+        num_positives: int32 `(B + 1,)`, each sample's positives (valid columns of its
+            class other than itself).
         class_start: int32 `(B + 1,)`, where each sample's class begins in `order`.
+        class_size: int32 `(B + 1,)`, each sample's class size, itself included.
         order: int32 `(B + 1,)`, the samples sorted by label: each class a contiguous run.
+        valid: bool `(B,)`, the columns that take part, or None for all.
     """
 
     labels: object
     row_labels: object
     num_positives: object
     class_start: object
+    class_size: object
     order: object
+    valid: object = None
 
     def rows(self, index):
         """The `Rows` of the anchors `index` (int32 `(A,)`)."""
         return Rows(index, ops.take(self.row_labels, index), self.labels,
-                    ops.take(self.num_positives, index), ops.take(self.class_start, index))
+                    *(ops.take(x, index) for x in (self.num_positives, self.class_start,
+                                                    self.class_size)),
+                    valid=self.valid)
 
 
-def label_table(labels):
-    """The `LabelTable` of class ids `labels` `(B,)`."""
+def label_table(labels, valid=None):
+    """The `LabelTable` of class ids `labels` `(B,)`; `valid` (bool `(B,)`, or None for all)
+    marks the columns that take part (the anchors must be among them)."""
     order = ops.cast(ops.argsort(labels), "int32")
     ordered = ops.take(labels, order)
     start = sorted_searchsorted(ordered, labels, side="left")
     size = sorted_searchsorted(ordered, labels, side="right") - start
+    if valid is None:
+        positives = size - 1
+    else:  # the valid members of each class, from a prefix count along `order`
+        taking = ops.cast(valid, "int32")
+        count = ops.concatenate([ops.zeros((1,), "int32"),
+                                 ops.cumsum(ops.take(taking, order))], axis=0)
+        positives = ops.take(count, start + size) - ops.take(count, start) - taking
     comparable = gpu_comparable(labels)
-    return LabelTable(comparable, one_more(comparable), one_more(size - 1), one_more(start),
-                      one_more(order))
+    return LabelTable(comparable, one_more(comparable), one_more(positives), one_more(start),
+                      one_more(size), one_more(order), valid)
 
 
 def one_more(x):
@@ -122,17 +149,20 @@ def one_more(x):
 
 
 def positive_slots(rows, order, slots):
-    """The columns of the anchors' positive slots `slots` (int32 `(S,)`), `(A, S)`, and
-    whether each is a positive (inside the class and not the anchor itself).
+    """The columns of the anchors' positive slots `slots` (int32 `(S,)`), `(A, S)`, whether
+    each is in the class, and whether it is a positive (in the class, valid, not the
+    anchor itself).
 
     Slot `t` of an anchor is position `class_start + t` of `order` (`LabelTable.order`):
     its class's samples, the anchor among them."""
     last = ops.shape(order)[0] - 1
     position = ops.expand_dims(rows.class_start, 1) + ops.expand_dims(slots, 0)
     columns = ops.take(order, ops.minimum(position, last))
-    inside = ops.less(ops.expand_dims(slots, 0), ops.expand_dims(rows.num_positives + 1, 1))
+    inside = ops.less(ops.expand_dims(slots, 0), ops.expand_dims(rows.class_size, 1))
+    if rows.valid is not None:
+        inside = ops.logical_and(inside, ops.take(one_more(rows.valid), columns))
     valid = ops.logical_and(inside, ops.not_equal(columns, ops.expand_dims(rows.index, 1)))
-    return columns, valid
+    return columns, inside, valid
 
 
 def search_weights(d, rows, order, margin, k):
@@ -142,7 +172,8 @@ def search_weights(d, rows, order, margin, k):
     `s_ik = #{keys <= d_ik}`, so `r_ik = n_i - s_ik` for a negative, and `c` of the
     positive at sorted position `p` is the number of negatives with `s_ik <= p`: the
     histogram of every column's `s`, less that of the anchor's own class (read off the
-    `k` class slots), so no `B x B` label mask is needed. The class columns' weights are
+    `k` class slots), so no `B x B` label mask is needed (invalid columns, where some
+    are, get `s = n`: weight 0, and a bin no real position counts). The class columns' weights are
     then written over: `c` at the positives, 0 at the anchor.
 
     Args:
@@ -154,8 +185,7 @@ def search_weights(d, rows, order, margin, k):
     """
     dtype = d.dtype
     slots = ops.arange(k, dtype="int32")
-    columns, valid = positive_slots(rows, order, slots)
-    in_class = ops.less(ops.expand_dims(slots, 0), ops.expand_dims(rows.num_positives + 1, 1))
+    columns, in_class, valid = positive_slots(rows, order, slots)
     at_slots = ops.take_along_axis(d, columns, axis=1)
     # not positives (the anchor, other classes' columns) sort last as +inf
     keys = ops.where(valid, at_slots + margin, np.inf)
@@ -164,7 +194,9 @@ def search_weights(d, rows, order, margin, k):
     columns = ops.take_along_axis(columns, by_key, axis=1)
     n = ops.expand_dims(rows.num_positives, 1)
     s = row_searchsorted(keys, d, side="right")
-    # the class's own columns, in the last bin (no real position p < n reaches it)
+    if rows.valid is not None:  # invalid columns: weight 0, in a bin no real p < n counts
+        s = ops.where(rows.valid, s, n)
+    # the class's own valid columns, in the last bin (no real position p < n reaches it)
     s_class = ops.where(in_class, row_searchsorted(keys, at_slots, side="right"), k)
     below = ops.cumsum(row_bincount(s, k + 1) - row_bincount(s_class, k + 1), axis=1)[:, :k]
     real = ops.less(ops.expand_dims(slots, 0), n)
@@ -185,11 +217,11 @@ def compare_weights(d, rows, order, margin, k):
     Arguments as `search_weights`; `k` may be a tensor (the loop runs `k` times).
     """
     dtype = d.dtype
-    negative = ops.logical_not(rows.same())
+    negative = rows.negative()
     columns_of_row = ops.expand_dims(ops.arange(ops.shape(d)[1], dtype="int32"), 0)
 
     def one_slot(t, w):
-        column, valid = positive_slots(rows, order, ops.reshape(t, (1,)))
+        column, _, valid = positive_slots(rows, order, ops.reshape(t, (1,)))
         key = ops.where(valid, ops.take_along_axis(d, column, axis=1) + margin, -np.inf)
         hinge = ops.logical_and(negative, ops.greater(key, d))  # (i, slot, k) positive
         c = ops.sum(ops.cast(hinge, dtype), axis=1, keepdims=True)

@@ -123,6 +123,12 @@ class Plan:
                 block = ops.maximum(COUNT_BLOCK_ENTRIES // b, 1)
         return ops.maximum(ops.minimum(block, ops.cast(num_anchors, "int32")), 1)
 
+    def kernel_for(self, num_positives, batch_size):
+        """The kernel that runs when no anchor has more than `num_positives` positives."""
+        if self.merged_above is not None and num_positives > batch_size // self.merged_above:
+            return "merged"
+        return self.kernel
+
     def describe(self, batch_size=None):
         """One line for tables and logs: the kernel, its fallback and the blocks."""
         text = self.kernel
