@@ -115,6 +115,22 @@ def bitcast(x, dtype):
     raise NotImplementedError(f"no bitcast for the {name} backend in this Keras version")
 
 
+def matmul_t(a, b, transpose_a=False, transpose_b=False):
+    """`a @ b` with either factor transposed in the product itself.
+
+    Under TensorFlow the transposes are the product's flags, so the same kernel runs
+    eagerly and in a graph (Grappler folds a separate transpose into the product only in a
+    graph, and the two kernels round differently) and no transposed copy is made. JAX and
+    PyTorch take the transposed views as they are.
+    """
+    if backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+    return ops.matmul(ops.transpose(a) if transpose_a else a,
+                      ops.transpose(b) if transpose_b else b)
+
+
 def divide_or_zero(numerator, denominator):
     """``numerator / denominator``, 0 where the denominator is 0 (not differentiated).
 
@@ -239,14 +255,70 @@ def sequential_loop(num_iterations, body, initial):
 
 
 def with_gradient_of(value, gradient, embeddings):
-    """`value` whose gradient with respect to `embeddings` is `gradient`.
+    """`value`, whose gradient with respect to `embeddings` is `gradient`.
 
-    `value + sum(stop_gradient(gradient) * e) - stop_gradient(same)`: the value is
-    unchanged and the gradient is `gradient` on every Keras backend (the analytic kernels
-    compute their gradient themselves instead of differentiating through a sort).
+    The analytic kernels compute their gradient themselves instead of differentiating
+    through a sort; this attaches it with each backend's custom gradient, so the value is
+    `value` exactly (a surrogate `value + s - stop_gradient(s)` may be reassociated by an
+    optimizer such as TensorFlow's Grappler, which moves the value by an ulp).
+
+    Args:
+        value: a scalar computed without a gradient path to `embeddings`.
+        gradient: `(B, D)`, d value / d embeddings.
+        embeddings: `(B, D)`, the tensor the gradient flows to.
     """
+    name = backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        @tf.custom_gradient
+        def attach(value, gradient, embeddings):
+            def backward(upstream):
+                return upstream, tf.zeros_like(gradient), upstream * gradient
+
+            return tf.identity(value), backward
+
+        return attach(value, gradient, embeddings)
+    if name == "jax":
+        return _jax_attach()(value, gradient, embeddings)
+    if name == "torch":
+        return _torch_attach().apply(value, gradient, embeddings)
     surrogate = ops.sum(ops.stop_gradient(gradient) * embeddings)
     return value + (surrogate - ops.stop_gradient(surrogate))
+
+
+def _jax_attach():
+    import jax
+
+    @jax.custom_vjp
+    def attach(value, gradient, embeddings):
+        return value
+
+    def forward(value, gradient, embeddings):
+        return value, gradient
+
+    def backward(gradient, upstream):
+        return upstream, jax.numpy.zeros_like(gradient), upstream * gradient
+
+    attach.defvjp(forward, backward)
+    return attach
+
+
+def _torch_attach():
+    import torch
+
+    class Attach(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, value, gradient, embeddings):
+            ctx.save_for_backward(gradient)
+            return value.clone()
+
+        @staticmethod
+        def backward(ctx, upstream):
+            (gradient,) = ctx.saved_tensors
+            return upstream, None, upstream * gradient
+
+    return Attach
 
 
 def execution_mode():

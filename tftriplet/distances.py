@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from keras import ops
 
-from tftriplet.backend_ops import divide_or_zero
+from tftriplet.backend_ops import divide_or_zero, matmul_t
 
 #: The distance names every loss and metric accepts.
 DISTANCES = ("euclidean", "squared_euclidean", "cosine")
@@ -176,7 +176,7 @@ class SquaredEuclidean(Distance):
     name = "squared_euclidean"
 
     def between(self, points, rows, whole=False):
-        minus_two_dot = ops.matmul(-2.0 * rows.values, ops.transpose(points.values))
+        minus_two_dot = matmul_t(-2.0 * rows.values, points.values, transpose_b=True)
         if whole:  # -2 |e|^2 scaled back exactly (a power of two)
             sq_norm = -0.5 * ops.diagonal(minus_two_dot)
             row_norm = col_norm = sq_norm
@@ -216,7 +216,7 @@ class Cosine(Distance):
         return Points(embeddings * inv_norm, inv_norm=inv_norm)
 
     def between(self, points, rows, whole=False):
-        return ops.clip(1.0 - ops.matmul(rows.values, ops.transpose(points.values)), 0.0, 2.0)
+        return ops.clip(1.0 - matmul_t(rows.values, points.values, transpose_b=True), 0.0, 2.0)
 
     def slopes(self, weights, distances):
         return weights

@@ -7,6 +7,7 @@ import tensorflow as tf
 from helpers import spy_on_kernels
 
 import tftriplet
+from tftriplet import engine
 from tftriplet.engine import plan as plans
 from tftriplet.engine.plan import (
     CLASS_KERNEL,
@@ -57,7 +58,8 @@ def test_the_soft_margin_runs_triple_by_triple_in_bounded_blocks():
 
 
 def test_automatic_count_blocks_keep_a_block_within_its_budget():
-    for b in (100, 1448, 8192, 32768):
+    assert plan_batch_all(100, mode="eager").block_size(100, 100) == 100  # whole
+    for b in (1448, 8192, 32768):
         block = plan_batch_all(b, mode="eager").block_size(b, b)
         assert block & (block - 1) == 0  # a power of two
         assert block * b <= COUNT_BLOCK_ENTRIES < 2 * block * b
@@ -113,7 +115,7 @@ def test_the_kernel_that_runs_is_the_planned_one(monkeypatch, mode, num_classes,
     calls = spy_on_kernels(monkeypatch)
     planned = []
     original = plans.plan_batch_all
-    monkeypatch.setattr(plans, "plan_batch_all",
+    monkeypatch.setattr(engine, "plan_batch_all",
                         lambda *a, **k: planned.append(original(*a, **k)) or planned[-1])
     labels = pk(num_classes, per_class)
     x = np.random.default_rng(1).normal(size=(len(labels), 5))

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from keras import ops
 
-from tftriplet.backend_ops import add_to_rows, concrete_int, sequential_loop
+from tftriplet.backend_ops import add_to_rows, concrete_int, matmul_t, sequential_loop
 from tftriplet.distances import get_distance
 from tftriplet.engine import counting
 from tftriplet.engine.counting import label_table, one_more
@@ -154,12 +154,11 @@ def batch_all_sums(labels, embeddings, margin, distance, soft, plan, anchor_inde
 def _add_gradient(totals, distance, points, row_points, index, g, keep):
     """Add one block's `sum G dd/dp` by rows and by columns (`G = slopes(W, d)`)."""
     keep = ops.expand_dims(keep, 1)
-    # columns: G^T @ rows (TensorFlow folds the transpose into the product's flags)
-    by_columns = totals.by_columns - ops.matmul(ops.transpose(g), row_points.values * keep)
+    by_columns = totals.by_columns - matmul_t(g, row_points.values * keep, transpose_a=True)
     row_part = ops.matmul(g, points.values)
     column_scale = totals.column_scale
     if distance.norm_term:
-        column_scale = column_scale + ops.squeeze(ops.matmul(ops.transpose(keep), g), 0)
+        column_scale = column_scale + ops.squeeze(matmul_t(keep, g, transpose_a=True), 0)
         row_part = row_part - ops.expand_dims(ops.sum(g, axis=1), 1) * row_points.values
     by_rows = add_to_rows(totals.by_rows, index, -row_part * keep)
     return totals._replace(by_rows=by_rows, by_columns=by_columns, column_scale=column_scale)

@@ -117,10 +117,10 @@ class Plan:
         if block is None:  # unknown batch size: the same rule, as a tensor
             b = ops.maximum(ops.cast(batch_size, "int32"), 1)
             if self.budget == "matrix":
-                block = ops.minimum(ops.maximum(TRIPLE_BLOCK_ENTRIES // (b * b), 1),
+                block = ops.minimum(_power_of_two(TRIPLE_BLOCK_ENTRIES // (b * b)),
                                     DENSE_MAX_BATCH)
             else:
-                block = ops.maximum(COUNT_BLOCK_ENTRIES // b, 1)
+                block = _power_of_two(COUNT_BLOCK_ENTRIES // b)
         return ops.maximum(ops.minimum(block, ops.cast(num_anchors, "int32")), 1)
 
     def kernel_for(self, num_positives, batch_size):
@@ -138,6 +138,14 @@ class Plan:
         if not isinstance(block, int):
             return text + ", blocks from the batch size"
         return text if block >= batch_size else f"{text}, blocks of {block}"
+
+
+def _power_of_two(x):
+    """The largest power of two at most `x` (an int32 tensor), at least 1."""
+    x = ops.maximum(x, 1)
+    for shift in (1, 2, 4, 8, 16):  # every bit below the highest set
+        x = ops.bitwise_or(x, ops.right_shift(x, shift))
+    return x - ops.right_shift(x, 1)
 
 
 def _auto_block(batch_size, budget):

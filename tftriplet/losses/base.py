@@ -69,6 +69,13 @@ class TripletLoss(keras.losses.Loss):
             raise ValueError(f"{type(self).__name__} has no soft-margin form; got soft=True.")
         self.margin = check_margin(margin)
         self.soft = bool(soft)
+        implements = type(self).sums is not TripletLoss.sums or (
+            type(self).anchor_terms is not TripletLoss.anchor_terms)
+        if cross_replica and not implements:
+            raise ValueError(
+                f"{type(self).__name__} does not implement anchor_terms() (nor sums()), so "
+                "cross_replica=True is not available for it; got cross_replica=True."
+            )
         self.cross_replica = bool(cross_replica)
         self.distance = resolve_distance(distance, squared)
         self.squared = self.distance == "squared_euclidean"
