@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tftriplet.inputs import check_class_ids
 from tftriplet.retrieval import retrieval_metrics
 
 
@@ -62,13 +63,16 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     ):
         super().__init__()
         self.x = x
-        self.y = _labels(y, "y")
+        self.y = check_class_ids(y, "y", num_rows=_num_rows(x), rows="x")
         if gallery is not None:
             if not (isinstance(gallery, (tuple, list)) and len(gallery) == 2):
                 raise ValueError(
                     f"gallery must be a pair (x_gallery, y_gallery); got {type(gallery).__name__}."
                 )
-            gallery = (gallery[0], _labels(gallery[1], "gallery labels"))
+            gallery_y = check_class_ids(
+                gallery[1], "gallery labels", num_rows=_num_rows(gallery[0]), rows="gallery inputs"
+            )
+            gallery = (gallery[0], gallery_y)
         self.gallery = gallery
         self.ks = tuple(int(k) for k in ks)
         if not self.ks or min(self.ks) < 1:
@@ -132,13 +136,9 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         return embeddings
 
 
-def _labels(y, what):
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1 or y.dtype.kind not in "iu":
-        raise ValueError(
-            f"{what} must be integer class ids of shape (N,); got shape {y.shape} and dtype "
-            f"{y.dtype}."
-        )
-    return y
+def _num_rows(x):
+    """The number of rows of an array-like `x`; `None` for what has no shape (a dataset)."""
+    shape = getattr(x, "shape", None)
+    if shape is None or len(shape) < 1 or shape[0] is None:
+        return None
+    return int(shape[0])

@@ -31,25 +31,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from tftriplet.inputs import check_class_ids
+
 _CHUNK = 512  # queries per block: keeps memory at O(chunk * N), not O(N^2)
 
 
 def _check(embeddings, labels, name="", min_samples=2):
     embeddings = np.asarray(embeddings)
-    labels = np.asarray(labels)
     if embeddings.ndim != 2:
         raise ValueError(f"{name}embeddings must have shape (N, D); got shape {embeddings.shape}.")
     if embeddings.dtype.kind not in "iuf":
         raise TypeError(f"{name}embeddings must be numeric; got dtype {embeddings.dtype}.")
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.ndim != 1 or labels.shape[0] != embeddings.shape[0]:
-        raise ValueError(
-            f"{name}labels must have shape (N,) with N={embeddings.shape[0]} (the number of "
-            f"{name}embeddings); got shape {labels.shape}."
-        )
-    if labels.dtype.kind not in "iu":
-        raise TypeError(f"{name}labels must be integer class ids; got dtype {labels.dtype}.")
+    labels = check_class_ids(
+        labels, f"{name}labels", num_rows=embeddings.shape[0], rows=f"{name}embeddings"
+    )
     embeddings = embeddings.astype(np.float64)
     if not np.all(np.isfinite(embeddings)):
         raise ValueError(f"{name}embeddings contain NaN or inf.")
