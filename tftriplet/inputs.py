@@ -71,16 +71,16 @@ def compute_dtype_for(embeddings_dtype):
 
 
 def standardize_inputs(labels, embeddings):
-    """Check and normalise ``labels`` and ``embeddings`` for a triplet loss.
+    """Check and normalise `labels` and `embeddings` for a triplet loss.
 
     Args:
-        labels: integer class ids of shape ``(B,)`` or ``(B, 1)``; floats holding integers are
+        labels: integer class ids of shape `(B,)` or `(B, 1)`; floats holding integers are
             accepted and compared as they are (never cast).
-        embeddings: shape ``(B, D)``, any float dtype (integers are converted to float32).
+        embeddings: shape `(B, D)`, any float dtype (integers are converted to float32).
 
     Returns:
-        ``(labels, embeddings)``: labels of shape ``(B,)`` in their own dtype, embeddings
-        of shape ``(B, D)`` in float32 (float64 stays float64).
+        `(labels, embeddings)`: labels of shape `(B,)` in their own dtype, embeddings
+            of shape `(B, D)` in float32 (float64 stays float64).
 
     Raises:
         ValueError: on a rank or shape that is not the expected one, naming both.
@@ -154,8 +154,10 @@ def check_class_ids(labels, what="labels", num_rows=None, *, rows="the data", in
         TypeError: on ids that are not integers.
 
     Example:
+        ```pycon
         >>> check_class_ids([[3], [1], [3]], "y", num_rows=3)
         array([3, 1, 3])
+        ```
     """
     labels = np.asarray(labels)
     if labels.ndim == 2 and labels.shape[1] == 1:

@@ -11,7 +11,7 @@ from tftriplet.inputs import check_class_ids
 
 
 def check_pk(x, y, classes_per_batch, samples_per_class):
-    """Check ``(x, y, P, K)``; return ``x``, ``y`` as arrays and the sorted classes."""
+    """Check `(x, y, P, K)`; return `x`, `y` as arrays and the sorted classes."""
     x = np.asarray(x)
     if x.ndim < 1:
         raise ValueError(f"x must be an array (N, ...) with one row per label; got a scalar {x}.")
