@@ -1,6 +1,6 @@
-"""The few primitives ``keras.ops`` lacks, one implementation per Keras backend.
+"""The few primitives `keras.ops` lacks, one implementation per Keras backend.
 
-Everything else in tftriplet is written with ``keras.ops``; these functions reach for the
+Everything else in tftriplet is written with `keras.ops`; these functions reach for the
 backend's own op where Keras has none (a row-wise binary search, a per-row histogram, a
 bitcast on old Keras versions) or where its generic form costs several passes.
 """
@@ -12,18 +12,18 @@ from keras import backend, ops
 
 
 def row_searchsorted(sorted_rows, values, side="right"):
-    """Per row, where ``values[i, j]`` would go in ``sorted_rows[i]``.
+    """Per row, where `values[i, j]` would go in `sorted_rows[i]`.
 
-    ``side="right"`` counts the entries ``<= value`` (``"left"``: ``< value``), like
-    ``numpy.searchsorted`` applied row by row.
+    `side="right"` counts the entries `<= value` (`"left"`: `< value`), like
+    `numpy.searchsorted` applied row by row.
 
     Args:
-        sorted_rows: ``(B, N)``, each row sorted ascending.
-        values: ``(B, Q)``, the same dtype.
-        side: ``"right"`` or ``"left"``.
+        sorted_rows: `(B, N)`, each row sorted ascending.
+        values: `(B, Q)`, the same dtype.
+        side: `"right"` or `"left"`.
 
     Returns:
-        int32 ``(B, Q)`` counts in ``[0, N]``.
+        int32 `(B, Q)` counts in `[0, N]`.
     """
     if side not in ("left", "right"):
         raise ValueError(f"side must be 'left' or 'right'; got {side!r}.")
@@ -48,9 +48,9 @@ def row_searchsorted(sorted_rows, values, side="right"):
 
 
 def sorted_searchsorted(sorted_values, values, side):
-    """``ops.searchsorted`` of a 1-D sorted tensor, as int32, with an unknown length too.
+    """`ops.searchsorted` of a 1-D sorted tensor, as int32, with an unknown length too.
 
-    Keras' TensorFlow wrapper before 3.7 takes ``len()`` of the sequence, which fails on an
+    Keras' TensorFlow wrapper before 3.7 takes `len()` of the sequence, which fails on an
     unknown batch size in a graph; there TensorFlow's own op is used.
     """
     if backend.backend() == "tensorflow":
@@ -61,14 +61,14 @@ def sorted_searchsorted(sorted_values, values, side):
 
 
 def row_bincount(ids, num_bins):
-    """Per row, how often each of ``0 .. num_bins - 1`` occurs in ``ids``.
+    """Per row, how often each of `0 .. num_bins - 1` occurs in `ids`.
 
     Args:
-        ids: int32 ``(B, N)`` with values in ``[0, num_bins)``.
+        ids: int32 `(B, N)` with values in `[0, num_bins)`.
         num_bins: the number of bins.
 
     Returns:
-        int32 ``(B, num_bins)``.
+        int32 `(B, num_bins)`.
     """
     name = backend.backend()
     if name == "tensorflow":
@@ -91,11 +91,11 @@ def row_bincount(ids, num_bins):
 
 
 def bitcast(x, dtype):
-    """``x`` reinterpreted as ``dtype`` of the same width (``ops.view``).
+    """`x` reinterpreted as `dtype` of the same width (`ops.view`).
 
-    Keras' TensorFlow ``view`` tests the last dimension in Python, which fails on an
+    Keras' TensorFlow `view` tests the last dimension in Python, which fails on an
     unknown batch size; a static last dimension of 1 sidesteps that. Keras before 3.12 has
-    no ``ops.view``: there each backend's own bitcast does the same.
+    no `ops.view`: there each backend's own bitcast does the same.
     """
     if hasattr(ops, "view"):
         return ops.reshape(ops.view(ops.reshape(x, (-1, 1)), dtype), ops.shape(x))
@@ -132,11 +132,11 @@ def matmul_t(a, b, transpose_a=False, transpose_b=False):
 
 
 def divide_or_zero(numerator, denominator):
-    """``numerator / denominator``, 0 where the denominator is 0 (not differentiated).
+    """`numerator / denominator`, 0 where the denominator is 0 (not differentiated).
 
-    One pass each in TensorFlow (``DivNoNan``) and PyTorch (a division, then
-    ``nan_to_num``, several times faster than Keras' ``divide_no_nan`` there); a ``where``
-    elsewhere (XLA fuses it under ``jax.jit``).
+    One pass each in TensorFlow (`DivNoNan`) and PyTorch (a division, then
+    `nan_to_num`, several times faster than Keras' `divide_no_nan` there); a `where`
+    elsewhere (XLA fuses it under `jax.jit`).
     """
     name = backend.backend()
     if name == "tensorflow":
@@ -150,7 +150,7 @@ def divide_or_zero(numerator, denominator):
 
 
 def concrete_int(x):
-    """``x`` as a Python int if its value is known now (eager, or a constant), else None."""
+    """`x` as a Python int if its value is known now (eager, or a constant), else None."""
     if x is None:
         return None
     if isinstance(x, (int, np.integer)):
@@ -172,11 +172,11 @@ def concrete_int(x):
 
 
 def gpu_comparable(x):
-    """``x`` for an element-wise comparison that runs on the GPU: int32 widened to int64
+    """`x` for an element-wise comparison that runs on the GPU: int32 widened to int64
     under TensorFlow, unchanged otherwise.
 
-    TensorFlow's GPU kernels of element-wise int32 ops (``Equal``, ``NotEqual``...) keep
-    their inputs and outputs in host memory, so outside XLA a ``B x B`` comparison of int32
+    TensorFlow's GPU kernels of element-wise int32 ops (`Equal`, `NotEqual`...) keep
+    their inputs and outputs in host memory, so outside XLA a `B x B` comparison of int32
     labels or indices runs on the CPU; the int64 kernels run on the GPU. The widening is
     exact, so every comparison gives the same result.
     """
@@ -188,8 +188,8 @@ def gpu_comparable(x):
 def in_graph_without_xla():
     """True while tracing a TensorFlow graph that XLA will not compile.
 
-    There an op such as ``top_k`` can take a ``k`` known only when the graph runs; under
-    XLA (and ``jax.jit``) it must be known when compiling.
+    There an op such as `top_k` can take a `k` known only when the graph runs; under
+    XLA (and `jax.jit`) it must be known when compiling.
     """
     if backend.backend() != "tensorflow":
         return False
@@ -205,17 +205,17 @@ def in_graph_without_xla():
 
 
 def add_to_rows(accumulator, index, updates):
-    """``accumulator`` with ``updates[a]`` added to its row ``index[a]`` (a scatter-add).
+    """`accumulator` with `updates[a]` added to its row `index[a]` (a scatter-add).
 
     Args:
-        accumulator: ``(B, D)``.
-        index: int32 ``(A,)`` row indices (repeats add up).
-        updates: ``(A, D)``, the dtype of ``accumulator``.
+        accumulator: `(B, D)`.
+        index: int32 `(A,)` row indices (repeats add up).
+        updates: `(A, D)`, the dtype of `accumulator`.
 
     Returns:
-        The ``(B, D)`` sum, without a ``(B, D)`` temporary of zeros where the backend can add
-        in place (TensorFlow's ``tensor_scatter_nd_add``, JAX's ``.at[].add``, PyTorch's
-        ``index_add``).
+        The `(B, D)` sum, without a `(B, D)` temporary of zeros where the backend can add
+        in place (TensorFlow's `tensor_scatter_nd_add`, JAX's `.at[].add`, PyTorch's
+        `index_add`).
     """
     name = backend.backend()
     if name == "tensorflow":

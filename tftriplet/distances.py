@@ -248,7 +248,9 @@ def pairwise_distances(embeddings, squared=False, distance=None):
         A `(B, B)` tensor with a zero diagonal, in the dtype of `embeddings`.
 
     Example:
-        >>> d = pairwise_distances([[0.0, 0.0], [3.0, 4.0]])   # [[0, 5], [5, 0]]
+        ```python
+        d = pairwise_distances([[0.0, 0.0], [3.0, 4.0]])   # [[0, 5], [5, 0]]
+        ```
 
     Reference:
         Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832 (section 3).
@@ -274,6 +276,8 @@ def anchor_distances(embeddings, anchor_index, squared=False, distance=None):
         An `(A, B)` tensor, 0 at `[a, anchor_index[a]]`.
 
     Example:
-        >>> anchor_distances([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]], [1])  # [[5., 0., 4.24]]
+        ```python
+        anchor_distances([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]], [1])  # [[5., 0., 4.24]]
+        ```
     """
     return get_distance(resolve_distance(distance, squared)).matrix(embeddings, anchor_index)

@@ -29,8 +29,8 @@ def reject_sample_weight(metric, sample_weight):
 class FractionPositiveTriplets(keras.metrics.Mean):
     """Fraction of valid triples whose hinge is positive, averaged over batches.
 
-    ``num_positive / num_valid``: the share of valid
-    (anchor, positive, negative) triples with ``d(a, p) - d(a, n) + margin > 0``. It falls
+    `num_positive / num_valid`: the share of valid
+    (anchor, positive, negative) triples with `d(a, p) - d(a, n) + margin > 0`. It falls
     towards 0 as training makes triples easy; values near 1 mean a batch of mostly hard or
     semi-hard triples. Each batch's fraction is one value of the mean.
 
@@ -39,16 +39,18 @@ class FractionPositiveTriplets(keras.metrics.Mean):
         method: `"auto"`, `"dense"` or `"sorted"`, as for `tftriplet.BatchAllTripletLoss`
             (the same numbers).
         anchor_block: anchors per block, as for `tftriplet.BatchAllTripletLoss`.
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: shorthand for ``distance="squared_euclidean"``.
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+        squared: shorthand for `distance="squared_euclidean"`.
         name: the metric name.
         dtype: the dtype of the result.
 
-    ``y_true``: integer class ids ``(B,)`` or ``(B, 1)``; ``y_pred``: embeddings ``(B, D)``.
+    `y_true`: integer class ids `(B,)` or `(B, 1)`; `y_pred`: embeddings `(B, D)`.
 
     Example:
-        >>> model.compile(optimizer="adam", loss=tftriplet.BatchAllTripletLoss(),
-        ...               metrics=[tftriplet.FractionPositiveTriplets(margin=0.2)])
+        ```python
+        model.compile(optimizer="adam", loss=tftriplet.BatchAllTripletLoss(),
+                      metrics=[tftriplet.FractionPositiveTriplets(margin=0.2)])
+        ```
 
     Reference:
         Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832
@@ -122,28 +124,30 @@ def difficulty_counts(rows, margin):
 class TripletDifficulty(keras.metrics.Metric):
     """Shares of valid triples that are easy, semi-hard and hard (FaceNet's taxonomy).
 
-    For a valid triple (anchor a, positive p, negative n)::
+    For a valid triple (anchor a, positive p, negative n):
 
         hard       d_an <= d_ap
         semi_hard  d_ap < d_an < d_ap + margin
         easy       d_an >= d_ap + margin
 
-    (at margin 0 a tie is hard, so the three shares always sum to 1). ``result()`` is a dict
-    ``{"easy", "semi_hard", "hard"}`` of fractions of all valid triples seen since the last
+    (at margin 0 a tie is hard, so the three shares always sum to 1). `result()` is a dict
+    `{"easy", "semi_hard", "hard"}` of fractions of all valid triples seen since the last
     reset: the counts are accumulated over batches and divided at the end, so a batch with
     more triples weighs more (not a mean of per-batch fractions). Counting sorts each
-    anchor's negatives and bisects, so memory is ``O(B^2)``, never a ``(B, B, B)`` tile.
+    anchor's negatives and bisects, so memory is `O(B^2)`, never a `(B, B, B)` tile.
 
     Args:
         margin: the margin of the loss being watched.
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: shorthand for ``distance="squared_euclidean"``.
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+        squared: shorthand for `distance="squared_euclidean"`.
         name: the metric name.
         dtype: the dtype of the result.
 
     Example:
-        >>> model.compile(optimizer="adam", loss=tftriplet.SemiHardTripletLoss(),
-        ...               metrics=[tftriplet.TripletDifficulty(margin=0.2)])
+        ```python
+        model.compile(optimizer="adam", loss=tftriplet.SemiHardTripletLoss(),
+                      metrics=[tftriplet.TripletDifficulty(margin=0.2)])
+        ```
 
     Reference:
         Schroff et al., "FaceNet", CVPR 2015, section 3.2 (semi-hard negatives).
@@ -184,7 +188,7 @@ class TripletDifficulty(keras.metrics.Metric):
 
 
 class _MeanPairDistance(keras.metrics.Metric):
-    """Mean distance over the pairs of :meth:`pair_mask`, accumulated as sum and count."""
+    """Mean distance over the pairs of `pair_mask`, accumulated as sum and count."""
 
     default_name = None
 
@@ -216,22 +220,24 @@ class _MeanPairDistance(keras.metrics.Metric):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MeanPositiveDistance(_MeanPairDistance):
-    """Mean ``d(i, j)`` over ordered anchor-positive pairs (``i != j``, same label).
+    """Mean `d(i, j)` over ordered anchor-positive pairs (`i != j`, same label).
 
     Accumulated over batches (sum of distances / number of pairs). Watched together with
-    :class:`MeanNegativeDistance`: both falling towards 0 while the loss sits at the margin
+    `MeanNegativeDistance`: both falling towards 0 while the loss sits at the margin
     is embedding collapse.
 
     Args:
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: shorthand for ``distance="squared_euclidean"``.
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+        squared: shorthand for `distance="squared_euclidean"`.
         name: the metric name.
         dtype: the dtype of the result.
 
     Example:
-        >>> model.compile(optimizer="adam", loss=tftriplet.BatchHardTripletLoss(),
-        ...               metrics=[tftriplet.MeanPositiveDistance(),
-        ...                        tftriplet.MeanNegativeDistance()])
+        ```python
+        model.compile(optimizer="adam", loss=tftriplet.BatchHardTripletLoss(),
+                      metrics=[tftriplet.MeanPositiveDistance(),
+                               tftriplet.MeanNegativeDistance()])
+        ```
 
     Reference:
         Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",
@@ -246,19 +252,21 @@ class MeanPositiveDistance(_MeanPairDistance):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MeanNegativeDistance(_MeanPairDistance):
-    """Mean ``d(i, k)`` over ordered anchor-negative pairs (different labels).
+    """Mean `d(i, k)` over ordered anchor-negative pairs (different labels).
 
     Accumulated over batches (sum of distances / number of pairs). See
-    :class:`MeanPositiveDistance`.
+    `MeanPositiveDistance`.
 
     Args:
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: shorthand for ``distance="squared_euclidean"``.
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+        squared: shorthand for `distance="squared_euclidean"`.
         name: the metric name.
         dtype: the dtype of the result.
 
     Example:
-        >>> metric = tftriplet.MeanNegativeDistance(distance="cosine")
+        ```python
+        metric = tftriplet.MeanNegativeDistance(distance="cosine")
+        ```
 
     Reference:
         Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",

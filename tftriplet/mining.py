@@ -1,13 +1,13 @@
 """Per-anchor selections of positives and negatives, at O(A * B) memory for A anchors.
 
 Batch-hard and semi-hard mining pick, for each anchor (or anchor-positive pair), one
-negative out of the anchor's row of the distance matrix (``(B, B)`` for all anchors,
-``(A, B)`` for some, e.g. one replica's against the global batch); the difficulty metric
+negative out of the anchor's row of the distance matrix (`(B, B)` for all anchors,
+`(A, B)` for some, e.g. one replica's against the global batch); the difficulty metric
 counts, for each anchor-positive pair, how many negatives fall below a threshold. A
-``(B, B, B)`` comparison tile (how TF Addons did semi-hard) would do both in one line but costs
+`(B, B, B)` comparison tile (how TF Addons did semi-hard) would do both in one line but costs
 cubic memory. Here each anchor's negative distances are sorted once and every query is
-answered by a row-wise binary search over that sorted row: ``O(A B log B)`` work and
-``O(A B)`` memory. Indices are found on gradient-stopped distances; the selected distances
+answered by a row-wise binary search over that sorted row: `O(A B log B)` work and
+`O(A B)` memory. Indices are found on gradient-stopped distances; the selected distances
 are then gathered from the differentiable matrix, so the gradient reaches exactly the
 selected entries.
 """
@@ -24,18 +24,18 @@ from tftriplet.masks import anchor_negative_mask, anchor_pair_masks, anchor_posi
 class AnchorRows:
     """Rows of a distance matrix with their masks and each anchor's negatives sorted.
 
-    The rows are those of the anchors ``anchor_index`` against all ``B`` samples (all
-    ``B`` anchors, the square matrix, when ``anchor_index`` is None), so mining ``A``
-    anchors costs ``O(A * B)`` memory.
+    The rows are those of the anchors `anchor_index` against all `B` samples (all
+    `B` anchors, the square matrix, when `anchor_index` is None), so mining `A`
+    anchors costs `O(A * B)` memory.
 
     Attributes:
-        distances: the differentiable ``(A, B)`` distances.
-        positive: bool ``(A, B)``, ``[a, j]``: j is not the anchor itself and has its label.
-        negative: bool ``(A, B)``, ``[a, k]``: k has another label.
-        num_negatives: int32 ``(A,)``, negatives per anchor.
-        negative_order: int32 ``(A, B)``, row a's column indices by increasing distance,
+        distances: the differentiable `(A, B)` distances.
+        positive: bool `(A, B)`, `[a, j]`: j is not the anchor itself and has its label.
+        negative: bool `(A, B)`, `[a, k]`: k has another label.
+        num_negatives: int32 `(A,)`, negatives per anchor.
+        negative_order: int32 `(A, B)`, row a's column indices by increasing distance,
             negatives first.
-        sorted_negatives: ``(A, B)`` gradient-stopped negative distances in that order,
+        sorted_negatives: `(A, B)` gradient-stopped negative distances in that order,
             non-negatives padded with a value above every distance.
     """
 
@@ -55,14 +55,14 @@ class AnchorRows:
         self.sorted_negatives = ops.take_along_axis(keyed, self.negative_order, axis=1)
 
     def negatives_below(self, thresholds, inclusive):
-        """``(A, Q)`` counts of anchor i's negatives ``<`` (or ``<=``) ``thresholds[i, q]``."""
+        """`(A, Q)` counts of anchor i's negatives `<` (or `<=`) `thresholds[i, q]`."""
         side = "right" if inclusive else "left"
         counts = row_searchsorted(self.sorted_negatives, thresholds, side)
         # The padding sits above every distance but not above every threshold (d + margin).
         return ops.minimum(counts, ops.expand_dims(self.num_negatives, 1))
 
     def negative_distance_at_rank(self, rank):
-        """Distance from anchor i to its ``rank[i, q]``-th closest negative (differentiable)."""
+        """Distance from anchor i to its `rank[i, q]`-th closest negative (differentiable)."""
         columns = ops.take_along_axis(self.negative_order, rank, axis=1)
         return ops.take_along_axis(self.distances, columns, axis=1)
 
@@ -79,22 +79,22 @@ def anchor_rows(labels, embeddings, distance, anchor_index=None):
 
 
 def hardest_positive_distance(rows):
-    """``max_j d(i, j)`` over anchor i's positives; 0 where it has none. Shape ``(A,)``."""
+    """`max_j d(i, j)` over anchor i's positives; 0 where it has none. Shape `(A,)`."""
     # Distances are >= 0, so a masked-out 0 never beats a real positive (initial=0: a
     # replica may have no anchors).
     return ops.max(ops.where(rows.positive, rows.distances, 0.0), axis=1, initial=0.0)
 
 
 def hardest_negative_distance(rows):
-    """``min_k d(i, k)`` over anchor i's negatives (any value where it has none). ``(A,)``."""
+    """`min_k d(i, k)` over anchor i's negatives (any value where it has none). `(A,)`."""
     rank = ops.zeros((ops.shape(rows.distances)[0], 1), dtype="int32")
     return ops.squeeze(rows.negative_distance_at_rank(rank), axis=1)
 
 
 def semi_hard_negative_distance(rows):
-    """FaceNet's semi-hard negative for every anchor-positive pair ``(i, j)``, ``(A, B)``.
+    """FaceNet's semi-hard negative for every anchor-positive pair `(i, j)`, `(A, B)`.
 
-    The closest negative of anchor i strictly farther than ``d(i, j)``; if none is farther,
+    The closest negative of anchor i strictly farther than `d(i, j)`; if none is farther,
     the farthest negative of i. Meaningful only where i has a negative.
     """
     anchor_positive = ops.stop_gradient(rows.distances)

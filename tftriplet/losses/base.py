@@ -24,24 +24,24 @@ from tftriplet.statistics import mean, normalising_count, over_positive
 class TripletLoss(keras.losses.Loss):
     """Base class of the triplet losses: label handling, configuration and Keras plumbing.
 
-    ``y_true`` holds integer class ids of shape ``(B,)`` or ``(B, 1)`` and ``y_pred`` the
-    embeddings ``(B, D)``. Keras' ``Loss.__call__`` converts ``y_true`` to the loss dtype
-    (float32), which merges class ids above 2**24; this class keeps ``y_true`` in its own
+    `y_true` holds integer class ids of shape `(B,)` or `(B, 1)` and `y_pred` the
+    embeddings `(B, D)`. Keras' `Loss.__call__` converts `y_true` to the loss dtype
+    (float32), which merges class ids above 2**24; this class keeps `y_true` in its own
     dtype instead. The loss is one scalar for the batch: a triple couples three samples, so
-    ``sample_weight`` has no per-sample meaning and is rejected.
+    `sample_weight` has no per-sample meaning and is rejected.
 
     A subclass sets `strategy` and implements `sums(labels, embeddings, anchor_index)` on
     standardized inputs: the `TripletSums` of the anchors `anchor_index` (all when None)
     mined against the whole batch.
 
     Args:
-        margin: the margin ``m``, at least 0.
-        soft: use the soft margin ``softplus(d_ap - d_an)`` instead of the hinge (only
-            where the subclass sets ``supports_soft``).
-        cross_replica: under ``tf.distribute``, mine each replica's anchors against the
+        margin: the margin `m`, at least 0.
+        soft: use the soft margin `softplus(d_ap - d_an)` instead of the hinge (only
+            where the subclass sets `supports_soft`).
+        cross_replica: under `tf.distribute`, mine each replica's anchors against the
             global batch (`tftriplet.distributed`).
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: shorthand for ``distance="squared_euclidean"``.
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+        squared: shorthand for `distance="squared_euclidean"`.
         name: the loss name.
         reduction: accepted for Keras compatibility; the loss is one scalar per batch, so
             every reduction returns it unchanged.
@@ -92,10 +92,10 @@ class TripletLoss(keras.losses.Loss):
             return self.call(y_true, y_pred)
 
     def call(self, y_true, y_pred):
-        """The loss of this replica's batch, in ``self.dtype``.
+        """The loss of this replica's batch, in `self.dtype`.
 
-        Outside a multi-replica ``tf.distribute`` context: ``compute`` on the batch. Inside
-        one, with ``cross_replica``: this replica's share of the global-batch loss (the
+        Outside a multi-replica `tf.distribute` context: `compute` on the batch. Inside
+        one, with `cross_replica`: this replica's share of the global-batch loss (the
         shares sum to it); without: the replica's own loss divided by the number of
         replicas, Keras' convention for its own losses.
         """

@@ -38,9 +38,10 @@ def batch_all_triplet_statistics(
         (counts as floats in the loss's dtype: exact below 2**24 triples in float32).
 
     Example:
-        >>> stats = batch_all_triplet_statistics([0, 0, 1], [[0.0], [0.1], [1.0]])
-        >>> float(stats["num_valid"])
-        2.0
+        ```python
+        stats = batch_all_triplet_statistics([0, 0, 1], [[0.0], [0.1], [1.0]])
+        float(stats["num_valid"])  # 2.0
+        ```
     """
     labels, embeddings = standardize_inputs(labels, embeddings)
     return engine.batch_all_statistics(
@@ -96,7 +97,9 @@ def batch_all_triplet_loss(
         `(loss, fraction_positive)`, two scalars.
 
     Example:
-        >>> loss, fraction = batch_all_triplet_loss([0, 0, 1], [[0.0], [0.1], [1.0]])
+        ```python
+        loss, fraction = batch_all_triplet_loss([0, 0, 1], [[0.0], [0.1], [1.0]])
+        ```
 
     Reference:
         Schroff, Kalenichenko, Philbin. "FaceNet: A Unified Embedding for Face Recognition
@@ -140,9 +143,11 @@ class BatchAllTripletLoss(TripletLoss):
     `y_true`: integer class ids `(B,)` or `(B, 1)`; `y_pred`: embeddings `(B, D)`.
 
     Example:
-        >>> model.compile(optimizer="adam",
-        ...               loss=tftriplet.BatchAllTripletLoss(margin=0.2),
-        ...               metrics=[tftriplet.FractionPositiveTriplets(margin=0.2)])
+        ```python
+        model.compile(optimizer="adam",
+                      loss=tftriplet.BatchAllTripletLoss(margin=0.2),
+                      metrics=[tftriplet.FractionPositiveTriplets(margin=0.2)])
+        ```
 
     Reference:
         Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832 ;

@@ -36,8 +36,8 @@ def batch_hard_triplet_statistics(
     """Like `batch_hard_triplet_loss`, with the counts.
 
     Returns:
-        A dict of scalars: ``loss``, ``num_anchors`` (anchors with a positive and a
-        negative) and ``num_positive`` (those with ``d_p - d_n + margin > 0``), the counts
+        A dict of scalars: `loss`, `num_anchors` (anchors with a positive and a
+        negative) and `num_positive` (those with `d_p - d_n + margin > 0`), the counts
         as floats in the loss's dtype.
     """
     labels, embeddings = standardize_inputs(labels, embeddings)
@@ -51,28 +51,30 @@ def batch_hard_triplet_loss(
 ):
     """Batch-hard triplet loss: the hardest positive against the hardest negative.
 
-    For each anchor ``i`` with at least one positive and one negative::
+    For each anchor `i` with at least one positive and one negative:
 
         d_p(i) = max_{j: y_j = y_i, j != i} d(i, j)      (hardest positive)
         d_n(i) = min_{k: y_k != y_i} d(i, k)             (hardest negative)
         l(i)   = max(d_p(i) - d_n(i) + margin, 0)        (soft: softplus(d_p(i) - d_n(i)))
 
-    and the loss is the mean of ``l(i)`` over those anchors. Anchors lacking a positive or
+    and the loss is the mean of `l(i)` over those anchors. Anchors lacking a positive or
     a negative are left out (not counted as zero); with none left the loss is 0.
 
     Args:
-        labels: integer class ids, shape ``(B,)`` or ``(B, 1)``.
-        embeddings: float tensor ``(B, D)``.
-        margin: the margin ``m`` (unused when ``soft``).
-        squared: shorthand for ``distance="squared_euclidean"``.
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        soft: ``softplus(d_p - d_n)`` instead of the hinge.
+        labels: integer class ids, shape `(B,)` or `(B, 1)`.
+        embeddings: float tensor `(B, D)`.
+        margin: the margin `m` (unused when `soft`).
+        squared: shorthand for `distance="squared_euclidean"`.
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+        soft: `softplus(d_p - d_n)` instead of the hinge.
 
     Returns:
         The scalar loss.
 
     Example:
-        >>> loss = batch_hard_triplet_loss([0, 0, 1, 1], [[0.0], [0.5], [1.0], [2.0]])
+        ```python
+        loss = batch_hard_triplet_loss([0, 0, 1, 1], [[0.0], [0.5], [1.0], [2.0]])
+        ```
 
     Reference:
         Hermans, Beyer, Leibe. "In Defense of the Triplet Loss for Person
@@ -86,24 +88,26 @@ def batch_hard_triplet_loss(
 class BatchHardTripletLoss(TripletLoss):
     """Batch-hard triplet loss as a Keras loss.
 
-    Per anchor with a positive and a negative: ``max(d_p - d_n + m, 0)`` with the hardest
-    positive distance ``d_p`` and the hardest negative distance ``d_n`` (``softplus(d_p -
-    d_n)`` with ``soft=True``); the mean over those anchors. See
-    :func:`batch_hard_triplet_loss`.
+    Per anchor with a positive and a negative: `max(d_p - d_n + m, 0)` with the hardest
+    positive distance `d_p` and the hardest negative distance `d_n` (`softplus(d_p -
+    d_n)` with `soft=True`); the mean over those anchors. See
+    `batch_hard_triplet_loss`.
 
     Args:
-        margin: the margin ``m`` (default 0.2; unused when ``soft``).
+        margin: the margin `m` (default 0.2; unused when `soft`).
         soft: the soft margin instead of the hinge.
-        cross_replica: under ``tf.distribute``, each replica mines its anchors against the
-            global batch (:mod:`tftriplet.distributed`).
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: shorthand for ``distance="squared_euclidean"``.
+        cross_replica: under `tf.distribute`, each replica mines its anchors against the
+            global batch (`tftriplet.distributed`).
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+        squared: shorthand for `distance="squared_euclidean"`.
         name: the loss name.
         reduction: accepted for Keras compatibility; the loss is one scalar per batch.
         dtype: the dtype of the returned loss (computed in float32 at least).
 
     Example:
-        >>> model.compile(optimizer="adam", loss=tftriplet.BatchHardTripletLoss(soft=True))
+        ```python
+        model.compile(optimizer="adam", loss=tftriplet.BatchHardTripletLoss(soft=True))
+        ```
 
     Reference:
         Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",

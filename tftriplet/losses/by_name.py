@@ -23,14 +23,14 @@ def triplet_statistics(
     squared=False,
     anchor_block=None,
 ):
-    """The statistics of ``strategy``: a dict with ``loss`` and the strategy's counts.
+    """The statistics of `strategy`: a dict with `loss` and the strategy's counts.
 
     Args:
-        labels: integer class ids, shape ``(B,)`` or ``(B, 1)``.
-        embeddings: float tensor ``(B, D)``.
-        strategy: ``"batch_all"``, ``"batch_hard"`` or ``"semi_hard"``.
-        margin: the margin ``m``.
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
+        labels: integer class ids, shape `(B,)` or `(B, 1)`.
+        embeddings: float tensor `(B, D)`.
+        strategy: `"batch_all"`, `"batch_hard"` or `"semi_hard"`.
+        margin: the margin `m`.
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
         soft: the soft margin (batch-all and batch-hard only).
         method: how batch-all is evaluated, `"auto"`, `"dense"` or `"sorted"`; the
             other strategies have one method and accept only `"auto"`.
@@ -39,9 +39,9 @@ def triplet_statistics(
             no blocks and accept only None).
 
     Returns:
-        The dict of :func:`~tftriplet.batch_all_triplet_statistics`,
-        :func:`~tftriplet.batch_hard_triplet_statistics` or
-        :func:`~tftriplet.semi_hard_triplet_statistics`.
+        The dict of `tftriplet.batch_all_triplet_statistics`,
+        `tftriplet.batch_hard_triplet_statistics` or
+        `tftriplet.semi_hard_triplet_statistics`.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}.")
@@ -79,18 +79,20 @@ def triplet_loss(
     squared=False,
     anchor_block=None,
 ):
-    """The triplet loss of ``strategy``, chosen by name.
+    """The triplet loss of `strategy`, chosen by name.
 
-    ``triplet_loss(labels, embeddings, strategy="batch_hard", soft=True)`` equals
-    ``batch_hard_triplet_loss(labels, embeddings, soft=True)``; every option is passed on
-    (see :func:`triplet_statistics` for the arguments).
+    `triplet_loss(labels, embeddings, strategy="batch_hard", soft=True)` equals
+    `batch_hard_triplet_loss(labels, embeddings, soft=True)`; every option is passed on
+    (see `triplet_statistics` for the arguments).
 
     Returns:
         The scalar loss.
 
     Example:
-        >>> loss = triplet_loss([0, 0, 1, 1], [[0.0], [0.5], [1.0], [2.0]],
-        ...                     strategy="semi_hard", margin=0.3)
+        ```python
+        loss = triplet_loss([0, 0, 1, 1], [[0.0], [0.5], [1.0], [2.0]],
+                            strategy="semi_hard", margin=0.3)
+        ```
     """
     return triplet_statistics(
         labels, embeddings, strategy, margin, distance, soft, method, squared=squared,
