@@ -7,6 +7,8 @@ For a difference `x = d_ap - d_an` (positive minus negative distance) the term i
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from keras import ops
 
 
@@ -40,14 +42,22 @@ def is_positive(diff, margin):
     return ops.greater(diff + margin, 0.0)
 
 
-def masked_terms(diff, mask, margin, soft):
-    """The terms of `diff` where `mask`, and the counted and positive flags.
+class MaskedTerms(NamedTuple):
+    """Per-anchor (or per-pair) terms with their flags, each the shape of the differences.
 
-    Returns:
-        `(terms, counted, positive)`, each the shape of `diff`: the terms (0 where the
-        mask is False), the mask and `mask and diff + margin > 0` as 0/1 in the dtype of
-        `diff`.
+    Attributes:
+        terms: the terms, 0 where not counted.
+        counted: 1 where counted, else 0.
+        positive: 1 where counted and `diff + margin > 0`, else 0.
     """
+
+    terms: object
+    counted: object
+    positive: object
+
+
+def masked_terms(diff, mask, margin, soft):
+    """The `MaskedTerms` of `diff` where `mask` (flags as 0/1 in the dtype of `diff`)."""
     terms = ops.where(mask, term(diff, margin, soft), ops.zeros_like(diff))
     positive = ops.logical_and(mask, is_positive(diff, margin))
-    return terms, ops.cast(mask, diff.dtype), ops.cast(positive, diff.dtype)
+    return MaskedTerms(terms, ops.cast(mask, diff.dtype), ops.cast(positive, diff.dtype))

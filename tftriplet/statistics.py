@@ -82,7 +82,6 @@ def fraction_positive(sums):
     return sums.num_positive / ops.maximum(sums.num_counted, 1.0)
 
 
-def sum_parts(terms, counted, positive):
-    """`TripletSums` of per-anchor (or per-pair) terms and their 0/1 counted and positive
-    flags (`tftriplet.margins.masked_terms`)."""
-    return TripletSums(ops.sum(terms), ops.sum(counted), ops.sum(positive))
+def sum_parts(parts):
+    """`TripletSums` of per-anchor (or per-pair) `tftriplet.margins.MaskedTerms`."""
+    return TripletSums(ops.sum(parts.terms), ops.sum(parts.counted), ops.sum(parts.positive))

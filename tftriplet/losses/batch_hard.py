@@ -20,9 +20,8 @@ from tftriplet.statistics import statistics, sum_parts
 
 
 def batch_hard_terms(labels, embeddings, margin, distance, soft, anchor_index=None):
-    """Per-anchor terms `(A,)` and counted and positive flags
-    (`tftriplet.margins.masked_terms`), for the anchors `anchor_index` (int32 `(A,)`;
-    None: all `B`) mined against the batch."""
+    """Per-anchor `tftriplet.margins.MaskedTerms` `(A,)` of the anchors `anchor_index`
+    (int32 `(A,)`; None: all `B`) mined against the batch."""
     rows = anchor_rows(labels, embeddings, distance, anchor_index)
     diff = hardest_positive_distance(rows) - hardest_negative_distance(rows)
     has_positive = ops.any(rows.positive, axis=1)
@@ -43,7 +42,7 @@ def batch_hard_triplet_statistics(
     labels, embeddings = standardize_inputs(labels, embeddings)
     distance = resolve_distance(distance, squared)
     parts = batch_hard_terms(labels, embeddings, check_margin(margin), distance, soft)
-    return statistics(sum_parts(*parts), False, "num_anchors")
+    return statistics(sum_parts(parts), False, "num_anchors")
 
 
 def batch_hard_triplet_loss(
@@ -118,6 +117,6 @@ class BatchHardTripletLoss(TripletLoss):
     supports_soft = True
 
     def sums(self, labels, embeddings, anchor_index=None):
-        return sum_parts(*batch_hard_terms(
+        return sum_parts(batch_hard_terms(
             labels, embeddings, self.margin, self.distance, self.soft, anchor_index
         ))

@@ -21,8 +21,8 @@ from tftriplet.statistics import statistics, sum_parts
 
 
 def semi_hard_terms(labels, embeddings, margin, distance, anchor_index=None):
-    """Per anchor-positive pair terms `(A, B)`, counted and positive flags, for the
-    anchors `anchor_index` (int32 `(A,)`; None: all `B`) mined against the batch."""
+    """Per anchor-positive pair `tftriplet.margins.MaskedTerms` `(A, B)` of the anchors
+    `anchor_index` (int32 `(A,)`; None: all `B`) mined against the batch."""
     rows = anchor_rows(labels, embeddings, distance, anchor_index)
     diff = rows.distances - semi_hard_negative_distance(rows)
     has_negative = ops.expand_dims(ops.greater(rows.num_negatives, 0), 1)
@@ -40,7 +40,7 @@ def semi_hard_triplet_statistics(labels, embeddings, margin=0.2, squared=False, 
     labels, embeddings = standardize_inputs(labels, embeddings)
     distance = resolve_distance(distance, squared)
     parts = semi_hard_terms(labels, embeddings, check_margin(margin), distance)
-    return statistics(sum_parts(*parts), False, "num_pairs")
+    return statistics(sum_parts(parts), False, "num_pairs")
 
 
 def semi_hard_triplet_loss(labels, embeddings, margin=0.2, squared=False, distance=None):
@@ -107,6 +107,6 @@ class SemiHardTripletLoss(TripletLoss):
     strategy = "semi_hard"
 
     def sums(self, labels, embeddings, anchor_index=None):
-        return sum_parts(*semi_hard_terms(
+        return sum_parts(semi_hard_terms(
             labels, embeddings, self.margin, self.distance, anchor_index
         ))
