@@ -39,9 +39,9 @@ def run(labels, x, margin=0.3, mode="eager", dtype="float64", **options):
             stats = tftriplet.batch_all_triplet_statistics(y, e, margin, **options)
         return stats, tape.gradient(stats["loss"], e)
 
-    if mode == "unknown":
+    if mode in ("unknown", "xla unknown"):
         spec = [tf.TensorSpec([None], yt.dtype), tf.TensorSpec([None, xt.shape[1]], dtype)]
-        step = tf.function(step, input_signature=spec)
+        step = tf.function(step, input_signature=spec, jit_compile=(mode == "xla unknown"))
     elif mode != "eager":
         step = tf.function(step, jit_compile=(mode == "xla"))
     stats, grad = step(yt, xt)
@@ -87,7 +87,7 @@ def test_dense_blocks_match_the_reference(random_case, distance, block, soft):
     assert_same(got, want(labels, x, distance=distance, soft=soft))
 
 
-@pytest.mark.parametrize("mode", ["function", "unknown", "xla"])
+@pytest.mark.parametrize("mode", ["function", "unknown", "xla", "xla unknown"])
 @pytest.mark.parametrize("distance, soft", [("euclidean", False), ("cosine", False),
                                             ("euclidean", True)])
 def test_blocks_in_graphs_match_the_reference(random_case, mode, distance, soft):
@@ -303,7 +303,9 @@ VARIANTS = [
     ("cosine", False, ("auto", "dense", "sorted")),
     ("euclidean", True, ("auto", "dense")),
 ]
-MODES = ("eager", "function", "unknown", "xla")
+#: "xla unknown": traced with an unknown batch size and compiled by XLA for each batch that
+#: comes, as Keras' fit does with jit_compile on a GPU
+MODES = ("eager", "function", "unknown", "xla", "xla unknown")
 
 
 @pytest.mark.parametrize("mode", MODES)

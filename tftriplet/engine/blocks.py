@@ -43,13 +43,8 @@ def _weights_fn(plan, table, margin, soft, k):
         return lambda d, rows: triple_weights(d, rows, margin, soft)
 
     def class_kernel(d, rows):
-        if plan.kernel == "search":
-            return counting.search_weights(d, rows, table.order, margin, k)
-        if d.shape[1] is None:  # an empty batch must not be gathered from under XLA
-            d = ops.concatenate([d, ops.zeros_like(d[:, :1])], axis=1)
-            w, positive = counting.compare_weights(d, rows, table.order, margin, k)
-            return w[:, :-1], positive
-        return counting.compare_weights(d, rows, table.order, margin, k)
+        kernel = counting.search_weights if plan.kernel == "search" else counting.compare_weights
+        return kernel(d, rows, table.order, margin, k)
 
     def merged(d, rows):
         return counting.merged_weights(d, rows, margin)

@@ -219,10 +219,13 @@ def compare_weights(d, rows, order, margin, k):
     dtype = d.dtype
     negative = rows.negative()
     columns_of_row = ops.expand_dims(ops.arange(ops.shape(d)[1], dtype="int32"), 0)
+    # keys are read from a copy with one more column where the batch size is unknown when
+    # tracing: XLA cannot compile a gather from what may be an empty row
+    keyed = d if d.shape[1] is not None else ops.concatenate([d, ops.zeros_like(d[:, :1])], 1)
 
     def one_slot(t, w):
         column, _, valid = positive_slots(rows, order, ops.reshape(t, (1,)))
-        key = ops.where(valid, ops.take_along_axis(d, column, axis=1) + margin, -np.inf)
+        key = ops.where(valid, ops.take_along_axis(keyed, column, axis=1) + margin, -np.inf)
         hinge = ops.logical_and(negative, ops.greater(key, d))  # (i, slot, k) positive
         c = ops.sum(ops.cast(hinge, dtype), axis=1, keepdims=True)
         at_column = ops.equal(column, columns_of_row)
