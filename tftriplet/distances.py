@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from keras import ops
 
-from tftriplet.backend_ops import divide_or_zero, matmul_t
+from tftriplet.backend_ops import divide_or_zero, gpu_comparable, matmul_t
 
 #: The distance names every loss and metric accepts.
 DISTANCES = ("euclidean", "squared_euclidean", "cosine")
@@ -97,9 +97,11 @@ def _safe_sqrt(sq):
 
 
 def _not_self(anchor_index, batch_size):
-    """`(A, B)` bool: column `j` is not the anchor's own row."""
-    columns = ops.arange(batch_size, dtype="int32")
-    return ops.not_equal(ops.expand_dims(anchor_index, 1), ops.expand_dims(columns, 0))
+    """`(A, B)` bool: column `j` is not the anchor's own row (compared in int64 under
+    TensorFlow, so that the comparison runs on a GPU: `backend_ops.gpu_comparable`)."""
+    columns = gpu_comparable(ops.arange(batch_size, dtype="int32"))
+    return ops.not_equal(ops.expand_dims(gpu_comparable(anchor_index), 1),
+                         ops.expand_dims(columns, 0))
 
 
 class Distance:

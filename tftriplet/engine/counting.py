@@ -161,7 +161,9 @@ def positive_slots(rows, order, slots):
     inside = ops.less(ops.expand_dims(slots, 0), ops.expand_dims(rows.class_size, 1))
     if rows.valid is not None:
         inside = ops.logical_and(inside, ops.take(one_more(rows.valid), columns))
-    valid = ops.logical_and(inside, ops.not_equal(columns, ops.expand_dims(rows.index, 1)))
+    not_anchor = ops.not_equal(gpu_comparable(columns),
+                               gpu_comparable(ops.expand_dims(rows.index, 1)))
+    valid = ops.logical_and(inside, not_anchor)
     return columns, inside, valid
 
 
