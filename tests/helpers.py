@@ -1,5 +1,5 @@
-"""Parametrization tables shared by the test folders (the helper functions are fixtures in
-conftest.py)."""
+"""Parametrization tables and the engine shims shared by the test folders (the other helper
+functions are fixtures in conftest.py)."""
 
 import itertools
 
@@ -18,3 +18,37 @@ ALL_CASES = [(n, s, d) for (n, s), d in itertools.product(VARIANTS, DISTANCES)]
 def case_id(case):
     name, soft, distance = case
     return f"{name}-{'soft' if soft else 'hinge'}-{distance}"
+
+
+def batch_all_sorted(labels, embeddings, margin, squared, with_gradient=True, row_sort="auto",
+                     anchor_block=None, distance=None):
+    """Batch-all statistics by the counting kernels (`method="sorted"`); `row_sort` forces
+    the class kernel (`"positives"`) or the whole-row sort (`"merged"`)."""
+    from tftriplet import engine
+    from tftriplet.distances import resolve_distance
+    from tftriplet.inputs import standardize_inputs
+
+    labels, embeddings = standardize_inputs(labels, embeddings)
+    return engine.batch_all_statistics(
+        labels, embeddings, margin, distance or resolve_distance(squared=squared),
+        method="sorted", row_sort=row_sort, anchor_block=anchor_block,
+        with_gradient=with_gradient,
+    )
+
+
+def spy_on_kernels(monkeypatch):
+    """Record which counting kernel each call (or trace) goes through: `"positives"` for a
+    class kernel (search or compare), `"merged"` for the whole-row sort."""
+    from tftriplet.engine import counting
+
+    calls = []
+    for name, kind in (("search_weights", "positives"), ("compare_weights", "positives"),
+                       ("merged_weights", "merged")):
+        original = getattr(counting, name)
+
+        def spy(*args, _original=original, _kind=kind):
+            calls.append(_kind)
+            return _original(*args)
+
+        monkeypatch.setattr(counting, name, spy)
+    return calls

@@ -96,8 +96,14 @@ def test_early_stopping_and_checkpoint_monitor_val_recall_at_1(tmp_path):
 
 def test_bad_arguments_are_refused():
     x, y = clusters()
-    with pytest.raises(ValueError, match="integer class ids"):
+    # A wrong dtype is a TypeError, as in retrieval_metrics, the samplers and the losses.
+    with pytest.raises(TypeError, match="integer class ids"):
         tftriplet.RetrievalEvaluation(x, y.astype(float))
+    # One label per row of x, checked before training rather than after the first epoch.
+    with pytest.raises(ValueError, match=r"x and y must have one row per label: x has N=39"):
+        tftriplet.RetrievalEvaluation(x[:-1], y)
+    with pytest.raises(ValueError, match=r"gallery inputs and gallery labels .*N=40.*\(39,\)"):
+        tftriplet.RetrievalEvaluation(x, y, gallery=(x, y[:-1]))
     with pytest.raises(ValueError, match="gallery must be a pair"):
         tftriplet.RetrievalEvaluation(x, y, gallery=x)
     with pytest.raises(ValueError, match="ks must be"):

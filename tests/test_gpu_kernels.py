@@ -35,12 +35,12 @@ tf = pytest.importorskip("tensorflow")
 if keras.backend.backend() != "tensorflow":
     pytest.skip("the audit traces TensorFlow graphs", allow_module_level=True)
 
+from helpers import batch_all_sorted  # noqa: E402
 from tensorflow.core.framework import types_pb2  # noqa: E402
 from tensorflow.python.framework import kernels  # noqa: E402
 
 import tftriplet  # noqa: E402
 from tftriplet.inputs import standardize_inputs  # noqa: E402
-from tftriplet.losses.batch_all_sorted import batch_all_sorted  # noqa: E402
 
 
 def _gpu_kernels_registered():

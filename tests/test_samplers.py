@@ -90,6 +90,8 @@ def test_trains_a_keras_model_with_a_triplet_loss():
         ({"y": np.zeros(32)}, TypeError, "integer class ids"),
         ({"y": np.zeros((32, 2), dtype=int)}, ValueError, "1-D"),
         ({"x": np.zeros((31, 4))}, ValueError, "one row per label"),
+        # int32 batches would wrap 2**32 to 0 and merge the two classes
+        ({"y": np.repeat([0, 2**32, 1, 2], 8)}, ValueError, r"fit in int32.*\[0, 4294967296\]"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, error, match):

@@ -129,6 +129,13 @@ def test_bad_arguments_are_refused(kwargs, match):
         tftriplet.pk_dataset(x, y, **args)
 
 
+def test_class_ids_beyond_int32_are_refused_not_wrapped():
+    x, y = labelled_rows()
+    wide = np.where(y == 0, 2**32 + 1, y)  # as int32, 2**32 + 1 wraps to 1: classes merge
+    with pytest.raises(ValueError, match=r"y must be class ids that fit in int32"):
+        tftriplet.pk_dataset(x, wide, classes_per_batch=P, samples_per_class=K)
+
+
 def test_bad_datasets_are_refused():
     x, y = labelled_rows()
     elements = tf.data.Dataset.from_tensor_slices((x, y))

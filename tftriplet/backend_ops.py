@@ -1,6 +1,6 @@
-"""The few primitives ``keras.ops`` lacks, one implementation per Keras backend.
+"""The few primitives `keras.ops` lacks, one implementation per Keras backend.
 
-Everything else in tftriplet is written with ``keras.ops``; these functions reach for the
+Everything else in tftriplet is written with `keras.ops`; these functions reach for the
 backend's own op where Keras has none (a row-wise binary search, a per-row histogram, a
 bitcast on old Keras versions) or where its generic form costs several passes.
 """
@@ -12,18 +12,18 @@ from keras import backend, ops
 
 
 def row_searchsorted(sorted_rows, values, side="right"):
-    """Per row, where ``values[i, j]`` would go in ``sorted_rows[i]``.
+    """Per row, where `values[i, j]` would go in `sorted_rows[i]`.
 
-    ``side="right"`` counts the entries ``<= value`` (``"left"``: ``< value``), like
-    ``numpy.searchsorted`` applied row by row.
+    `side="right"` counts the entries `<= value` (`"left"`: `< value`), like
+    `numpy.searchsorted` applied row by row.
 
     Args:
-        sorted_rows: ``(B, N)``, each row sorted ascending.
-        values: ``(B, Q)``, the same dtype.
-        side: ``"right"`` or ``"left"``.
+        sorted_rows: `(B, N)`, each row sorted ascending.
+        values: `(B, Q)`, the same dtype.
+        side: `"right"` or `"left"`.
 
     Returns:
-        int32 ``(B, Q)`` counts in ``[0, N]``.
+        int32 `(B, Q)` counts in `[0, N]`.
     """
     if side not in ("left", "right"):
         raise ValueError(f"side must be 'left' or 'right'; got {side!r}.")
@@ -48,9 +48,9 @@ def row_searchsorted(sorted_rows, values, side="right"):
 
 
 def sorted_searchsorted(sorted_values, values, side):
-    """``ops.searchsorted`` of a 1-D sorted tensor, as int32, with an unknown length too.
+    """`ops.searchsorted` of a 1-D sorted tensor, as int32, with an unknown length too.
 
-    Keras' TensorFlow wrapper before 3.7 takes ``len()`` of the sequence, which fails on an
+    Keras' TensorFlow wrapper before 3.7 takes `len()` of the sequence, which fails on an
     unknown batch size in a graph; there TensorFlow's own op is used.
     """
     if backend.backend() == "tensorflow":
@@ -61,14 +61,14 @@ def sorted_searchsorted(sorted_values, values, side):
 
 
 def row_bincount(ids, num_bins):
-    """Per row, how often each of ``0 .. num_bins - 1`` occurs in ``ids``.
+    """Per row, how often each of `0 .. num_bins - 1` occurs in `ids`.
 
     Args:
-        ids: int32 ``(B, N)`` with values in ``[0, num_bins)``.
+        ids: int32 `(B, N)` with values in `[0, num_bins)`.
         num_bins: the number of bins.
 
     Returns:
-        int32 ``(B, num_bins)``.
+        int32 `(B, num_bins)`.
     """
     name = backend.backend()
     if name == "tensorflow":
@@ -91,11 +91,11 @@ def row_bincount(ids, num_bins):
 
 
 def bitcast(x, dtype):
-    """``x`` reinterpreted as ``dtype`` of the same width (``ops.view``).
+    """`x` reinterpreted as `dtype` of the same width (`ops.view`).
 
-    Keras' TensorFlow ``view`` tests the last dimension in Python, which fails on an
+    Keras' TensorFlow `view` tests the last dimension in Python, which fails on an
     unknown batch size; a static last dimension of 1 sidesteps that. Keras before 3.12 has
-    no ``ops.view``: there each backend's own bitcast does the same.
+    no `ops.view`: there each backend's own bitcast does the same.
     """
     if hasattr(ops, "view"):
         return ops.reshape(ops.view(ops.reshape(x, (-1, 1)), dtype), ops.shape(x))
@@ -115,12 +115,28 @@ def bitcast(x, dtype):
     raise NotImplementedError(f"no bitcast for the {name} backend in this Keras version")
 
 
-def divide_or_zero(numerator, denominator):
-    """``numerator / denominator``, 0 where the denominator is 0 (not differentiated).
+def matmul_t(a, b, transpose_a=False, transpose_b=False):
+    """`a @ b` with either factor transposed in the product itself.
 
-    One pass each in TensorFlow (``DivNoNan``) and PyTorch (a division, then
-    ``nan_to_num``, several times faster than Keras' ``divide_no_nan`` there); a ``where``
-    elsewhere (XLA fuses it under ``jax.jit``).
+    Under TensorFlow the transposes are the product's flags, so the same kernel runs
+    eagerly and in a graph (Grappler folds a separate transpose into the product only in a
+    graph, and the two kernels round differently) and no transposed copy is made. JAX and
+    PyTorch take the transposed views as they are.
+    """
+    if backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+    return ops.matmul(ops.transpose(a) if transpose_a else a,
+                      ops.transpose(b) if transpose_b else b)
+
+
+def divide_or_zero(numerator, denominator):
+    """`numerator / denominator`, 0 where the denominator is 0 (not differentiated).
+
+    One pass each in TensorFlow (`DivNoNan`) and PyTorch (a division, then
+    `nan_to_num`, several times faster than Keras' `divide_no_nan` there); a `where`
+    elsewhere (XLA fuses it under `jax.jit`).
     """
     name = backend.backend()
     if name == "tensorflow":
@@ -134,7 +150,7 @@ def divide_or_zero(numerator, denominator):
 
 
 def concrete_int(x):
-    """``x`` as a Python int if its value is known now (eager, or a constant), else None."""
+    """`x` as a Python int if its value is known now (eager, or a constant), else None."""
     if x is None:
         return None
     if isinstance(x, (int, np.integer)):
@@ -156,11 +172,11 @@ def concrete_int(x):
 
 
 def gpu_comparable(x):
-    """``x`` for an element-wise comparison that runs on the GPU: int32 widened to int64
+    """`x` for an element-wise comparison that runs on the GPU: int32 widened to int64
     under TensorFlow, unchanged otherwise.
 
-    TensorFlow's GPU kernels of element-wise int32 ops (``Equal``, ``NotEqual``...) keep
-    their inputs and outputs in host memory, so outside XLA a ``B x B`` comparison of int32
+    TensorFlow's GPU kernels of element-wise int32 ops (`Equal`, `NotEqual`...) keep
+    their inputs and outputs in host memory, so outside XLA a `B x B` comparison of int32
     labels or indices runs on the CPU; the int64 kernels run on the GPU. The widening is
     exact, so every comparison gives the same result.
     """
@@ -172,8 +188,8 @@ def gpu_comparable(x):
 def in_graph_without_xla():
     """True while tracing a TensorFlow graph that XLA will not compile.
 
-    There an op such as ``top_k`` can take a ``k`` known only when the graph runs; under
-    XLA (and ``jax.jit``) it must be known when compiling.
+    There an op such as `top_k` can take a `k` known only when the graph runs; under
+    XLA (and `jax.jit`) it must be known when compiling.
     """
     if backend.backend() != "tensorflow":
         return False
@@ -189,17 +205,17 @@ def in_graph_without_xla():
 
 
 def add_to_rows(accumulator, index, updates):
-    """``accumulator`` with ``updates[a]`` added to its row ``index[a]`` (a scatter-add).
+    """`accumulator` with `updates[a]` added to its row `index[a]` (a scatter-add).
 
     Args:
-        accumulator: ``(B, D)``.
-        index: int32 ``(A,)`` row indices (repeats add up).
-        updates: ``(A, D)``, the dtype of ``accumulator``.
+        accumulator: `(B, D)`.
+        index: int32 `(A,)` row indices (repeats add up).
+        updates: `(A, D)`, the dtype of `accumulator`.
 
     Returns:
-        The ``(B, D)`` sum, without a ``(B, D)`` temporary of zeros where the backend can add
-        in place (TensorFlow's ``tensor_scatter_nd_add``, JAX's ``.at[].add``, PyTorch's
-        ``index_add``).
+        The `(B, D)` sum, without a `(B, D)` temporary of zeros where the backend can add
+        in place (TensorFlow's `tensor_scatter_nd_add`, JAX's `.at[].add`, PyTorch's
+        `index_add`).
     """
     name = backend.backend()
     if name == "tensorflow":
@@ -213,26 +229,113 @@ def add_to_rows(accumulator, index, updates):
     return accumulator + ops.scatter(ops.expand_dims(index, 1), updates, ops.shape(accumulator))
 
 
-def block_loop(num_blocks, body, initial):
-    """``body(i, carry)`` for ``i`` in ``0 .. num_blocks - 1``, one iteration at a time.
+def sequential_loop(num_iterations, body, initial):
+    """`body(i, carry)` for `i` in `0 .. num_iterations - 1`, one iteration at a time.
 
-    ``keras.ops.fori_loop`` lets TensorFlow run up to ten iterations of a ``while_loop`` at
-    once, which would keep that many blocks' temporaries alive; here TensorFlow runs one
-    iteration at a time (``parallel_iterations=1``). ``num_blocks`` may be a tensor (an
-    unknown batch size in a TensorFlow graph).
+    `keras.ops.fori_loop` lets TensorFlow run up to ten iterations of a `while_loop` at
+    once, which would keep that many iterations' temporaries alive; here TensorFlow runs
+    one at a time (`parallel_iterations=1`). `num_iterations` may be a tensor (a size known
+    only when the graph runs).
     """
     if backend.backend() == "tensorflow":
         import tensorflow as tf
 
         return tf.while_loop(
-            lambda i, carry: i < num_blocks,
+            lambda i, carry: i < num_iterations,
             lambda i, carry: (i + 1, body(i, carry)),
             (tf.constant(0, "int32"), initial),
             parallel_iterations=1,
         )[1]
     if backend.backend() == "torch":
         carry = initial
-        for i in range(int(num_blocks)):
+        for i in range(int(num_iterations)):
             carry = body(i, carry)
         return carry
-    return ops.fori_loop(0, num_blocks, body, initial)
+    return ops.fori_loop(0, num_iterations, body, initial)
+
+
+def with_gradient_of(value, gradient, embeddings):
+    """`value`, whose gradient with respect to `embeddings` is `gradient`.
+
+    The analytic kernels compute their gradient themselves instead of differentiating
+    through a sort; this attaches it with each backend's custom gradient, so the value is
+    `value` exactly (a surrogate `value + s - stop_gradient(s)` may be reassociated by an
+    optimizer such as TensorFlow's Grappler, which moves the value by an ulp).
+
+    Args:
+        value: a scalar computed without a gradient path to `embeddings`.
+        gradient: `(B, D)`, d value / d embeddings.
+        embeddings: `(B, D)`, the tensor the gradient flows to.
+    """
+    name = backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        @tf.custom_gradient
+        def attach(value, gradient, embeddings):
+            def backward(upstream):
+                return upstream, tf.zeros_like(gradient), upstream * gradient
+
+            return tf.identity(value), backward
+
+        return attach(value, gradient, embeddings)
+    if name == "jax":
+        return _jax_attach()(value, gradient, embeddings)
+    if name == "torch":
+        return _torch_attach().apply(value, gradient, embeddings)
+    surrogate = ops.sum(ops.stop_gradient(gradient) * embeddings)
+    return value + (surrogate - ops.stop_gradient(surrogate))
+
+
+def _jax_attach():
+    import jax
+
+    @jax.custom_vjp
+    def attach(value, gradient, embeddings):
+        return value
+
+    def forward(value, gradient, embeddings):
+        return value, gradient
+
+    def backward(gradient, upstream):
+        return upstream, jax.numpy.zeros_like(gradient), upstream * gradient
+
+    attach.defvjp(forward, backward)
+    return attach
+
+
+def _torch_attach():
+    import torch
+
+    class Attach(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, value, gradient, embeddings):
+            ctx.save_for_backward(gradient)
+            return value.clone()
+
+        @staticmethod
+        def backward(ctx, upstream):
+            (gradient,) = ctx.saved_tensors
+            return upstream, None, upstream * gradient
+
+    return Attach
+
+
+def execution_mode():
+    """How the code being traced or run now executes: `"eager"`, `"graph"` or `"compiled"`.
+
+    `"compiled"` under XLA (TensorFlow's `jit_compile`) and always under JAX, whose ops
+    are compiled by XLA even outside `jax.jit`: every shape is fixed when compiling.
+    `"graph"` in a TensorFlow graph that XLA does not compile, where a shape may depend on
+    a value (`top_k`'s `k`, `range`'s length). `"eager"`: eager TensorFlow and PyTorch.
+    """
+    name = backend.backend()
+    if name == "jax":
+        return "compiled"
+    if name != "tensorflow":
+        return "eager"
+    import tensorflow as tf
+
+    if tf.executing_eagerly():
+        return "eager"
+    return "graph" if in_graph_without_xla() else "compiled"

@@ -1,13 +1,13 @@
 """The files of a `tftriplet.BackupAndRestore` backup, written so that a kill at any moment
 leaves a whole backup behind.
 
-The layout of ``backup_dir``:
+The layout of `backup_dir`:
 
     latest.json                        {"format": ..., "generation": 7, "previous": null}
     generation-7/model.weights.h5      the model's weights and optimizer state
     generation-7/state.npz             "meta" (JSON text) and the arrays of the state pieces
 
-A backup is written into a new generation folder; ``latest.json`` is then replaced
+A backup is written into a new generation folder; `latest.json` is then replaced
 atomically (written to a temporary file, flushed to disk, renamed over the old one), so it
 always names a complete generation, and the older folders are removed afterwards. Reading
 refuses, with a `BackupError` that names the directory and the problem, a pointer or file
@@ -64,7 +64,7 @@ def _folder(directory, generation):
 
 
 def write(directory, model, meta, arrays, keep_previous=False):
-    """Write a new generation (weights, ``meta`` and ``arrays``) and point to it."""
+    """Write a new generation (weights, `meta` and `arrays`) and point to it."""
     os.makedirs(directory, exist_ok=True)
     pointer = _read_pointer(directory, missing_ok=True, quiet=True)
     generation = max(_generations(directory), default=0) + 1
@@ -116,7 +116,7 @@ def _problem(directory, what):
 
 
 def exists(directory):
-    """Whether ``directory`` holds a backup to restore (raises for one it cannot read)."""
+    """Whether `directory` holds a backup to restore (raises for one it cannot read)."""
     if _read_pointer(directory) is not None:
         return True
     keras_files = [n for n in KERAS_FILES if os.path.exists(os.path.join(directory, n))]
@@ -161,11 +161,11 @@ def _load_weights(model, folder):
 
 def restore(directory, model, check_meta, check_model):
     """Load the latest generation (or, when it is unreadable, the previous one kept by
-    ``keep_previous``) into ``model``; return its ``(meta, arrays)``.
+    `keep_previous`) into `model`; return its `(meta, arrays)`.
 
-    ``check_meta(meta)`` runs before the weights are loaded and raises for a backup of
-    another configuration; ``check_model(meta)`` runs after and raises `_Unreadable` (via
-    `unreadable`) for weights that do not belong to ``meta``.
+    `check_meta(meta)` runs before the weights are loaded and raises for a backup of
+    another configuration; `check_model(meta)` runs after and raises `_Unreadable` (via
+    `unreadable`) for weights that do not belong to `meta`.
     """
     pointer = _read_pointer(directory)
     generations = [pointer["generation"]]
@@ -193,7 +193,7 @@ def restore(directory, model, check_meta, check_model):
 
 
 def unreadable(what):
-    """The exception `restore`'s ``check_model`` raises for a generation it rejects."""
+    """The exception `restore`'s `check_model` raises for a generation it rejects."""
     return _Unreadable(what)
 
 

@@ -1,34 +1,35 @@
-"""Pairwise distances between embeddings, safe to differentiate at zero distance."""
+"""The three distances: their values between any rows, and their analytic gradients.
+
+One object per distance owns everything the losses, the mining and the metrics ask of it
+(as pytorch-metric-learning's `distances` do): how embeddings are prepared (cosine
+normalises them), the values between a block of rows and all points, the differentiable
+matrix for autodiff, and the chain rule from per-pair weights back to the embeddings.
+Every distance is 0 for a point and itself, and "smaller is closer" for all three.
+
+Squared Euclidean distances are expanded as `|a|^2 - 2 a.b + |b|^2` (one matrix product,
+`O(A B)` memory), clamped at 0. When the rows are the whole batch the squared norms are
+the diagonal of the same product, so identical embeddings are exactly 0 apart.
+"""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from keras import ops
 
-
-def pairwise_squared_distances(embeddings):
-    """Squared Euclidean distances ``||e_i - e_j||^2`` as a ``(B, B)`` tensor.
-
-    Uses ``|a|^2 - 2 a.b + |b|^2`` (one matrix product, O(B^2) memory), clamps the rounding
-    error below zero, and sets the diagonal to exactly 0.
-    """
-    dot = ops.matmul(embeddings, ops.transpose(embeddings))
-    sq_norm = ops.diagonal(dot)
-    sq = ops.expand_dims(sq_norm, 1) - 2.0 * dot + ops.expand_dims(sq_norm, 0)
-    sq = ops.maximum(sq, 0.0)
-    off_diagonal = 1.0 - ops.eye(ops.shape(embeddings)[0], dtype=sq.dtype)
-    return sq * off_diagonal
-
+from tftriplet.backend_ops import divide_or_zero, gpu_comparable, matmul_t
 
 #: The distance names every loss and metric accepts.
 DISTANCES = ("euclidean", "squared_euclidean", "cosine")
 
 
 def resolve_distance(distance=None, squared=False):
-    """The distance name from the ``distance`` argument and the ``squared`` shorthand.
+    """The distance name from the `distance` argument and the `squared` shorthand.
 
-    ``distance=None`` means ``"squared_euclidean"`` if ``squared`` else ``"euclidean"``.
-    ``squared=True`` with any distance other than ``"squared_euclidean"`` is a
-    contradiction and raises.
+    `distance=None` means `"squared_euclidean"` if `squared` else `"euclidean"`.
+    `squared=True` with any distance other than `"squared_euclidean"` is a contradiction
+    and raises. This is the one place where `squared` is read: past the public signatures
+    only the distance travels.
 
     Raises:
         ValueError: on an unknown name or a conflicting combination.
@@ -36,6 +37,8 @@ def resolve_distance(distance=None, squared=False):
     squared = bool(squared)
     if distance is None:
         return "squared_euclidean" if squared else "euclidean"
+    if isinstance(distance, Distance):
+        distance = distance.name
     if distance not in DISTANCES:
         raise ValueError(f"distance must be one of {DISTANCES}; got {distance!r}.")
     if squared and distance != "squared_euclidean":
@@ -46,111 +49,237 @@ def resolve_distance(distance=None, squared=False):
     return distance
 
 
-def _safe_sqrt(sq):
-    """``sqrt`` whose gradient at exactly 0 is 0 instead of inf (and NaN after chaining)."""
-    zero = ops.cast(ops.equal(sq, 0.0), sq.dtype)
-    # sqrt(sq + zero) is 1 where sq == 0, so its gradient is finite; the product zeroes it.
-    return ops.sqrt(sq + zero) * (1.0 - zero)
+def get_distance(distance):
+    """The `Distance` object for a name (or the object itself)."""
+    if isinstance(distance, Distance):
+        return distance
+    return _BY_NAME[resolve_distance(distance)]
+
+
+class Points(NamedTuple):
+    """Embeddings prepared for a distance.
+
+    Attributes:
+        values: `(B, D)`: the embeddings, L2-normalised for the cosine distance.
+        sq_norm: `(B,)` squared norms of `values` (Euclidean distances only).
+        inv_norm: `(B, 1)` inverse norms of the embeddings, 0 for a zero row (cosine only).
+    """
+
+    values: object
+    sq_norm: object = None
+    inv_norm: object = None
+
+    def take(self, index):
+        """The prepared rows `index` (int32 `(A,)`)."""
+        return Points(*(None if x is None else ops.take(x, index, axis=0) for x in self))
 
 
 def l2_normalize(embeddings):
     """Rows divided by their Euclidean norm; an all-zero row stays zero, with zero gradient.
 
-    ``x / max(|x|, eps)`` (the usual guard) gives a gradient of ``1 / eps`` at a zero row;
+    `x / max(|x|, eps)` (the usual guard) gives a gradient of `1 / eps` at a zero row;
     here the scale of a zero row is exactly 0 and nothing flows through it.
     """
+    return embeddings * _inverse_norm(embeddings)
+
+
+def _inverse_norm(embeddings):
     sq_norm = ops.sum(ops.square(embeddings), axis=1, keepdims=True)
     nonzero = ops.greater(sq_norm, 0.0)
-    inv_norm = ops.where(nonzero, ops.rsqrt(ops.where(nonzero, sq_norm, 1.0)), 0.0)
-    return embeddings * inv_norm
+    return ops.where(nonzero, ops.rsqrt(ops.where(nonzero, sq_norm, 1.0)), 0.0)
 
 
-def pairwise_cosine_distances(embeddings):
-    """Cosine distances ``1 - cos(e_i, e_j)`` as a ``(B, B)`` tensor in ``[0, 2]``.
+def _safe_sqrt(sq):
+    """`sqrt` whose gradient at exactly 0 is 0 instead of inf (and NaN after chaining)."""
+    zero = ops.cast(ops.equal(sq, 0.0), sq.dtype)
+    # sqrt(sq + zero) is 1 where sq == 0, so its gradient is finite; the product zeroes it.
+    return ops.sqrt(sq + zero) * (1.0 - zero)
 
-    Rows are L2-normalised inside; a zero row is at distance 1 from every other row (its
-    cosine similarity is taken as 0), with a finite (zero) gradient. The diagonal is 0.
+
+def _not_self(anchor_index, batch_size):
+    """`(A, B)` bool: column `j` is not the anchor's own row (compared in int64 under
+    TensorFlow, so that the comparison runs on a GPU: `backend_ops.gpu_comparable`)."""
+    columns = gpu_comparable(ops.arange(batch_size, dtype="int32"))
+    return ops.not_equal(ops.expand_dims(gpu_comparable(anchor_index), 1),
+                         ops.expand_dims(columns, 0))
+
+
+class Distance:
+    """A distance between embeddings: values, differentiable matrices, analytic gradient.
+
+    The analytic gradient follows from per-pair weights `W` (the derivative of a sum of
+    terms with respect to each distance `d_ij`): with `G = slopes(W, d)`,
+
+        d/dp_i sum_ij W_ij d_ij = norm_term * rowsum(G)_i p_i - (G p)_i   (rows)
+                                + norm_term * colsum(G)_i p_i - (G^T p)_i (columns)
+
+    on the prepared points `p`, then `to_embeddings` (the normalisation's chain rule).
     """
-    normalized = l2_normalize(embeddings)
-    cos = ops.matmul(normalized, ops.transpose(normalized))
-    dist = ops.clip(1.0 - cos, 0.0, 2.0)
-    off_diagonal = 1.0 - ops.eye(ops.shape(embeddings)[0], dtype=dist.dtype)
-    return dist * off_diagonal
+
+    name = None
+    #: Whether the gradient has the `rowsum(G) p` terms (the Euclidean distances).
+    norm_term = True
+
+    def prepare(self, embeddings):
+        """`Points` for `embeddings` `(B, D)` (differentiable if the embeddings are)."""
+        return Points(embeddings, sq_norm=ops.sum(ops.square(embeddings), axis=1))
+
+    def between(self, points, rows, whole=False):
+        """`(A, B)` distances from the prepared `rows` to every prepared point.
+
+        Args:
+            points: `Points` of the batch.
+            rows: `Points` of the anchors (some rows of `points`).
+            whole: the rows are `points` itself, in order: the squared norms are then
+                the diagonal of the product, so identical rows are exactly 0 apart.
+
+        Returns:
+            The distances; an anchor's distance to its own column is left as computed.
+        """
+        raise NotImplementedError
+
+    def slopes(self, weights, distances):
+        """`G`: the per-pair coefficients of the gradient of `sum W * d` (see the class)."""
+        raise NotImplementedError
+
+    def to_embeddings(self, gradient, points):
+        """The gradient with respect to the embeddings from that w.r.t. the points."""
+        return gradient
+
+    def matrix(self, embeddings, anchor_index=None):
+        """Differentiable distances, 0 between a point and itself.
+
+        Args:
+            embeddings: float `(B, D)`.
+            anchor_index: int32 `(A,)` rows, or None for all (the `(B, B)` matrix).
+
+        Returns:
+            `(A, B)` (or `(B, B)`) distances whose gradient is finite everywhere: where a
+            Euclidean distance is exactly 0 its gradient is taken as 0.
+        """
+        embeddings = ops.convert_to_tensor(embeddings)
+        points = self.prepare(embeddings)
+        batch_size = ops.shape(embeddings)[0]
+        if anchor_index is None:
+            anchor_index = ops.arange(batch_size, dtype="int32")
+            d = self.between(points, points, whole=True)
+        else:
+            anchor_index = ops.convert_to_tensor(anchor_index, "int32")
+            d = self.between(points, points.take(anchor_index))
+        return self._finish(d * ops.cast(_not_self(anchor_index, batch_size), d.dtype))
+
+    def _finish(self, d):
+        return d
+
+
+class SquaredEuclidean(Distance):
+    """`|e_i - e_j|^2`."""
+
+    name = "squared_euclidean"
+
+    def between(self, points, rows, whole=False):
+        minus_two_dot = matmul_t(-2.0 * rows.values, points.values, transpose_b=True)
+        if whole:  # -2 |e|^2 scaled back exactly (a power of two)
+            sq_norm = -0.5 * ops.diagonal(minus_two_dot)
+            row_norm = col_norm = sq_norm
+        else:
+            row_norm, col_norm = rows.sq_norm, points.sq_norm
+        sq = ops.expand_dims(row_norm, 1) + minus_two_dot + ops.expand_dims(col_norm, 0)
+        # Never -0.0: (x - y) + z with z >= +0 is +0 when it is zero.
+        return ops.maximum(sq, 0.0)
+
+    def slopes(self, weights, distances):
+        return 2.0 * weights
+
+
+class Euclidean(SquaredEuclidean):
+    """`|e_i - e_j|`."""
+
+    name = "euclidean"
+
+    def between(self, points, rows, whole=False):
+        return ops.sqrt(super().between(points, rows, whole))
+
+    def matrix(self, embeddings, anchor_index=None):
+        return _safe_sqrt(SQUARED_EUCLIDEAN.matrix(embeddings, anchor_index))
+
+    def slopes(self, weights, distances):
+        return divide_or_zero(weights, distances)  # the subgradient 0 at d = 0
+
+
+class Cosine(Distance):
+    """`1 - e_i . e_j / (|e_i| |e_j|)` in `[0, 2]`; a zero row is at 1 from every other."""
+
+    name = "cosine"
+    norm_term = False
+
+    def prepare(self, embeddings):
+        inv_norm = _inverse_norm(embeddings)
+        return Points(embeddings * inv_norm, inv_norm=inv_norm)
+
+    def between(self, points, rows, whole=False):
+        return ops.clip(1.0 - matmul_t(rows.values, points.values, transpose_b=True), 0.0, 2.0)
+
+    def slopes(self, weights, distances):
+        return weights
+
+    def to_embeddings(self, gradient, points):
+        # through n = e / |e|: (g - (g . n) n) / |e|
+        radial = ops.sum(gradient * points.values, axis=1, keepdims=True)
+        return (gradient - radial * points.values) * points.inv_norm
+
+
+SQUARED_EUCLIDEAN = SquaredEuclidean()
+_BY_NAME = {d.name: d for d in (Euclidean(), SQUARED_EUCLIDEAN, Cosine())}
 
 
 def pairwise_distances(embeddings, squared=False, distance=None):
-    """Distances between all rows of ``embeddings``, by name.
+    """Distances between all rows of `embeddings`, by name.
 
-    ``"euclidean"`` (the default) ``|e_i - e_j|``, ``"squared_euclidean"`` ``|e_i - e_j|^2``
-    or ``"cosine"`` ``1 - e_i.e_j / (|e_i| |e_j|)``. The gradient of ``sqrt`` is infinite at
-    0; where a Euclidean distance is exactly 0 (the diagonal, duplicate or collapsed
-    embeddings) its gradient is taken as 0 instead of NaN.
+    `"euclidean"` (the default) `|e_i - e_j|`, `"squared_euclidean"` `|e_i - e_j|^2` or
+    `"cosine"` `1 - e_i.e_j / (|e_i| |e_j|)` (a zero row at distance 1 from every other).
+    The gradient of `sqrt` is infinite at 0; where a Euclidean distance is exactly 0 (the
+    diagonal, duplicate or collapsed embeddings) its gradient is taken as 0 instead of NaN.
 
     Args:
-        embeddings: float tensor of shape ``(B, D)``.
-        squared: shorthand for ``distance="squared_euclidean"``.
-        distance: one of :data:`DISTANCES`; ``None`` follows ``squared``.
+        embeddings: float tensor of shape `(B, D)`.
+        squared: shorthand for `distance="squared_euclidean"`.
+        distance: one of `DISTANCES`; `None` follows `squared`.
 
     Returns:
-        A ``(B, B)`` tensor with a zero diagonal, in the dtype of ``embeddings``.
+        A `(B, B)` tensor with a zero diagonal, in the dtype of `embeddings`.
 
     Example:
-        >>> d = pairwise_distances([[0.0, 0.0], [3.0, 4.0]])   # [[0, 5], [5, 0]]
+        ```python
+        d = pairwise_distances([[0.0, 0.0], [3.0, 4.0]])   # [[0, 5], [5, 0]]
+        ```
 
     Reference:
         Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832 (section 3).
     """
-    distance = resolve_distance(distance, squared)
-    embeddings = ops.convert_to_tensor(embeddings)
-    if distance == "cosine":
-        return pairwise_cosine_distances(embeddings)
-    sq = pairwise_squared_distances(embeddings)
-    if distance == "squared_euclidean":
-        return sq
-    return _safe_sqrt(sq)
+    return get_distance(resolve_distance(distance, squared)).matrix(embeddings)
 
 
 def anchor_distances(embeddings, anchor_index, squared=False, distance=None):
-    """Rows ``anchor_index`` of :func:`pairwise_distances`, without the ``(B, B)`` matrix.
+    """Rows `anchor_index` of `pairwise_distances`, without the `(B, B)` matrix.
 
-    ``out[a, j]`` is the distance from the anchor ``anchor_index[a]`` to row ``j``: one
-    ``(A, D) x (D, B)`` product, ``O(A * B)`` memory. The same rules as
-    :func:`pairwise_distances`: squared Euclidean distances are ``|a|^2 - 2 a.e + |e|^2``
-    clamped at 0, cosine distances are clipped to ``[0, 2]`` (a zero row at distance 1),
-    an anchor's distance to its own row is exactly 0, and where a Euclidean distance is
-    exactly 0 its gradient is 0. Used to mine some anchors (one replica's) against a batch.
+    `out[a, j]` is the distance from the anchor `anchor_index[a]` to row `j`: one
+    `(A, D) x (D, B)` product, `O(A B)` memory, with the same rules as
+    `pairwise_distances` (0 at the anchor's own column, a zero gradient where a Euclidean
+    distance is exactly 0). Used to mine some anchors (one replica's) against a batch.
 
     Args:
-        embeddings: float tensor of shape ``(B, D)``.
-        anchor_index: int32 indices ``(A,)`` into the rows of ``embeddings``.
-        squared: the core's flag, same as ``distance="squared_euclidean"``.
-        distance: one of :data:`DISTANCES`; ``None`` follows ``squared``.
+        embeddings: float tensor of shape `(B, D)`.
+        anchor_index: int32 indices `(A,)` into the rows of `embeddings`.
+        squared: shorthand for `distance="squared_euclidean"`.
+        distance: one of `DISTANCES`; `None` follows `squared`.
 
     Returns:
-        An ``(A, B)`` tensor, 0 at ``[a, anchor_index[a]]``.
+        An `(A, B)` tensor, 0 at `[a, anchor_index[a]]`.
 
     Example:
-        >>> anchor_distances([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]], [1])  # [[5., 0., 4.24]]
+        ```python
+        anchor_distances([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]], [1])  # [[5., 0., 4.24]]
+        ```
     """
-    distance = resolve_distance(distance, squared)
-    embeddings = ops.convert_to_tensor(embeddings)
-    anchor_index = ops.convert_to_tensor(anchor_index, "int32")
-    columns = ops.arange(ops.shape(embeddings)[0], dtype="int32")
-    not_self = ops.not_equal(ops.expand_dims(anchor_index, 1), ops.expand_dims(columns, 0))
-    if distance == "cosine":
-        normalized = l2_normalize(embeddings)
-        anchors = ops.take(normalized, anchor_index, axis=0)
-        dist = ops.clip(1.0 - ops.matmul(anchors, ops.transpose(normalized)), 0.0, 2.0)
-        return dist * ops.cast(not_self, dist.dtype)
-    sq_norm = ops.sum(ops.square(embeddings), axis=1)
-    anchors = ops.take(embeddings, anchor_index, axis=0)
-    dot = ops.matmul(anchors, ops.transpose(embeddings))
-    sq = (
-        ops.expand_dims(ops.take(sq_norm, anchor_index, axis=0), 1)
-        - 2.0 * dot
-        + ops.expand_dims(sq_norm, 0)
-    )
-    sq = ops.maximum(sq, 0.0) * ops.cast(not_self, dot.dtype)
-    if distance == "squared_euclidean":
-        return sq
-    return _safe_sqrt(sq)
+    return get_distance(resolve_distance(distance, squared)).matrix(embeddings, anchor_index)

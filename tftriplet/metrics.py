@@ -5,12 +5,14 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tftriplet import engine
+from tftriplet.config import PACKAGE, distance_config
 from tftriplet.distances import pairwise_distances, resolve_distance
 from tftriplet.inputs import standardize_inputs
-from tftriplet.losses.base import PACKAGE, check_margin
-from tftriplet.losses.batch_all import batch_all_statistics, check_method
+from tftriplet.margins import check_margin
 from tftriplet.masks import anchor_negative_mask, anchor_positive_mask
-from tftriplet.mining import AnchorRows, difficulty_counts
+from tftriplet.mining import anchor_rows
+from tftriplet.statistics import fraction_positive
 
 
 def reject_sample_weight(metric, sample_weight):
@@ -27,25 +29,28 @@ def reject_sample_weight(metric, sample_weight):
 class FractionPositiveTriplets(keras.metrics.Mean):
     """Fraction of valid triples whose hinge is positive, averaged over batches.
 
-    ``num_positive / num_valid``: the share of valid
-    (anchor, positive, negative) triples with ``d(a, p) - d(a, n) + margin > 0``. It falls
+    `num_positive / num_valid`: the share of valid
+    (anchor, positive, negative) triples with `d(a, p) - d(a, n) + margin > 0`. It falls
     towards 0 as training makes triples easy; values near 1 mean a batch of mostly hard or
     semi-hard triples. Each batch's fraction is one value of the mean.
 
     Args:
         margin: the margin of the loss being watched.
-        method: ``"auto"``, ``"dense"`` or ``"sorted"``, as for
-            :class:`~tftriplet.BatchAllTripletLoss` (the same numbers).
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: shorthand for ``distance="squared_euclidean"``.
+        method: `"auto"`, `"dense"` or `"sorted"`, as for `tftriplet.BatchAllTripletLoss`
+            (the same numbers).
+        anchor_block: anchors per block, as for `tftriplet.BatchAllTripletLoss`.
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+        squared: shorthand for `distance="squared_euclidean"`.
         name: the metric name.
         dtype: the dtype of the result.
 
-    ``y_true``: integer class ids ``(B,)`` or ``(B, 1)``; ``y_pred``: embeddings ``(B, D)``.
+    `y_true`: integer class ids `(B,)` or `(B, 1)`; `y_pred`: embeddings `(B, D)`.
 
     Example:
-        >>> model.compile(optimizer="adam", loss=tftriplet.BatchAllTripletLoss(),
-        ...               metrics=[tftriplet.FractionPositiveTriplets(margin=0.2)])
+        ```python
+        model.compile(optimizer="adam", loss=tftriplet.BatchAllTripletLoss(),
+                      metrics=[tftriplet.FractionPositiveTriplets(margin=0.2)])
+        ```
 
     Reference:
         Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832
@@ -56,6 +61,7 @@ class FractionPositiveTriplets(keras.metrics.Mean):
         margin=0.2,
         *,
         method="auto",
+        anchor_block=None,
         distance=None,
         squared=False,
         name="fraction_positive",
@@ -63,59 +69,85 @@ class FractionPositiveTriplets(keras.metrics.Mean):
     ):
         super().__init__(name=name, dtype=dtype)
         self.margin = check_margin(margin)
-        self.method = check_method(method)
+        self.method = engine.check_method(method)
+        self.anchor_block = engine.check_anchor_block(anchor_block)
         self.distance = resolve_distance(distance, squared)
-        self.squared = self.distance == "squared_euclidean"
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         reject_sample_weight(self, sample_weight)
         labels, embeddings = standardize_inputs(y_true, y_pred)
-        stats = batch_all_statistics(
-            labels, embeddings, self.margin, self.distance, False, self.method,
-            with_gradient=False,
+        sums = engine.batch_all_sums(
+            labels, embeddings, self.margin, self.distance, method=self.method,
+            anchor_block=self.anchor_block, with_gradient=False,
         )
-        fraction = ops.cast(stats["fraction_positive"], self.dtype)
-        return super().update_state(fraction)
+        return super().update_state(ops.cast(fraction_positive(sums), self.dtype))
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "margin": self.margin,
-                "method": self.method,
-                "distance": self.distance,
-                "squared": self.squared,
-            }
-        )
+        config.update({"margin": self.margin, "method": self.method,
+                       "anchor_block": self.anchor_block, **distance_config(self.distance)})
         return config
+
+
+def difficulty_counts(rows, margin):
+    """Numbers of valid triples that are hard, semi-hard and easy (FaceNet's taxonomy).
+
+    For a valid triple (anchor i, positive j, negative k), with `d_ap = d(i, j)` and
+    `d_an = d(i, k)`: hard if `d_an <= d_ap`; else semi-hard if `d_an < d_ap + margin`;
+    else easy (`d_an >= d_ap + margin`). At margin 0 a tie `d_an = d_ap` is hard.
+
+    Args:
+        rows: `tftriplet.mining.AnchorRows` of the batch.
+        margin: the margin.
+
+    Returns:
+        A dict of float32 scalars `hard`, `semi_hard`, `easy` and `valid`.
+    """
+    d = ops.stop_gradient(rows.distances)
+    hard = rows.negatives_below(d, inclusive=True)
+    not_easy = ops.maximum(rows.negatives_below(d + margin, inclusive=False), hard)
+    num_neg = ops.expand_dims(rows.num_negatives, 1)
+
+    def total(per_pair):
+        # Summed as int32 (exact to 2**31 triples), then one cast.
+        return ops.cast(ops.sum(ops.where(rows.positive, per_pair, 0)), "float32")
+
+    return {
+        "hard": total(hard),
+        "semi_hard": total(not_easy - hard),
+        "easy": total(num_neg - not_easy),
+        "valid": total(num_neg + ops.zeros_like(hard)),
+    }
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class TripletDifficulty(keras.metrics.Metric):
     """Shares of valid triples that are easy, semi-hard and hard (FaceNet's taxonomy).
 
-    For a valid triple (anchor a, positive p, negative n)::
+    For a valid triple (anchor a, positive p, negative n):
 
         hard       d_an <= d_ap
         semi_hard  d_ap < d_an < d_ap + margin
         easy       d_an >= d_ap + margin
 
-    (at margin 0 a tie is hard, so the three shares always sum to 1). ``result()`` is a dict
-    ``{"easy", "semi_hard", "hard"}`` of fractions of all valid triples seen since the last
+    (at margin 0 a tie is hard, so the three shares always sum to 1). `result()` is a dict
+    `{"easy", "semi_hard", "hard"}` of fractions of all valid triples seen since the last
     reset: the counts are accumulated over batches and divided at the end, so a batch with
     more triples weighs more (not a mean of per-batch fractions). Counting sorts each
-    anchor's negatives and bisects, so memory is ``O(B^2)``, never a ``(B, B, B)`` tile.
+    anchor's negatives and bisects, so memory is `O(B^2)`, never a `(B, B, B)` tile.
 
     Args:
         margin: the margin of the loss being watched.
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: shorthand for ``distance="squared_euclidean"``.
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+        squared: shorthand for `distance="squared_euclidean"`.
         name: the metric name.
         dtype: the dtype of the result.
 
     Example:
-        >>> model.compile(optimizer="adam", loss=tftriplet.SemiHardTripletLoss(),
-        ...               metrics=[tftriplet.TripletDifficulty(margin=0.2)])
+        ```python
+        model.compile(optimizer="adam", loss=tftriplet.SemiHardTripletLoss(),
+                      metrics=[tftriplet.TripletDifficulty(margin=0.2)])
+        ```
 
     Reference:
         Schroff et al., "FaceNet", CVPR 2015, section 3.2 (semi-hard negatives).
@@ -137,8 +169,7 @@ class TripletDifficulty(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         reject_sample_weight(self, sample_weight)
         labels, embeddings = standardize_inputs(y_true, y_pred)
-        rows = AnchorRows(labels, pairwise_distances(embeddings, distance=self.distance))
-        counts = difficulty_counts(rows, self.margin)
+        counts = difficulty_counts(anchor_rows(labels, embeddings, self.distance), self.margin)
         for kind in self.KINDS:
             self.counts[kind].assign_add(counts[kind])
 
@@ -152,12 +183,12 @@ class TripletDifficulty(keras.metrics.Metric):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"margin": self.margin, "distance": self.distance})
+        config.update({"margin": self.margin, **distance_config(self.distance)})
         return config
 
 
 class _MeanPairDistance(keras.metrics.Metric):
-    """Mean distance over the pairs of :meth:`pair_mask`, accumulated as sum and count."""
+    """Mean distance over the pairs of `pair_mask`, accumulated as sum and count."""
 
     default_name = None
 
@@ -183,28 +214,30 @@ class _MeanPairDistance(keras.metrics.Metric):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"distance": self.distance})
+        config.update(distance_config(self.distance))
         return config
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MeanPositiveDistance(_MeanPairDistance):
-    """Mean ``d(i, j)`` over ordered anchor-positive pairs (``i != j``, same label).
+    """Mean `d(i, j)` over ordered anchor-positive pairs (`i != j`, same label).
 
     Accumulated over batches (sum of distances / number of pairs). Watched together with
-    :class:`MeanNegativeDistance`: both falling towards 0 while the loss sits at the margin
+    `MeanNegativeDistance`: both falling towards 0 while the loss sits at the margin
     is embedding collapse.
 
     Args:
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: shorthand for ``distance="squared_euclidean"``.
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+        squared: shorthand for `distance="squared_euclidean"`.
         name: the metric name.
         dtype: the dtype of the result.
 
     Example:
-        >>> model.compile(optimizer="adam", loss=tftriplet.BatchHardTripletLoss(),
-        ...               metrics=[tftriplet.MeanPositiveDistance(),
-        ...                        tftriplet.MeanNegativeDistance()])
+        ```python
+        model.compile(optimizer="adam", loss=tftriplet.BatchHardTripletLoss(),
+                      metrics=[tftriplet.MeanPositiveDistance(),
+                               tftriplet.MeanNegativeDistance()])
+        ```
 
     Reference:
         Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",
@@ -219,19 +252,21 @@ class MeanPositiveDistance(_MeanPairDistance):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MeanNegativeDistance(_MeanPairDistance):
-    """Mean ``d(i, k)`` over ordered anchor-negative pairs (different labels).
+    """Mean `d(i, k)` over ordered anchor-negative pairs (different labels).
 
     Accumulated over batches (sum of distances / number of pairs). See
-    :class:`MeanPositiveDistance`.
+    `MeanPositiveDistance`.
 
     Args:
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: shorthand for ``distance="squared_euclidean"``.
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+        squared: shorthand for `distance="squared_euclidean"`.
         name: the metric name.
         dtype: the dtype of the result.
 
     Example:
-        >>> metric = tftriplet.MeanNegativeDistance(distance="cosine")
+        ```python
+        metric = tftriplet.MeanNegativeDistance(distance="cosine")
+        ```
 
     Reference:
         Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",

@@ -1,13 +1,13 @@
 """Per-anchor selections of positives and negatives, at O(A * B) memory for A anchors.
 
 Batch-hard and semi-hard mining pick, for each anchor (or anchor-positive pair), one
-negative out of the anchor's row of the distance matrix (``(B, B)`` for all anchors,
-``(A, B)`` for some, e.g. one replica's against the global batch); the difficulty metric
+negative out of the anchor's row of the distance matrix (`(B, B)` for all anchors,
+`(A, B)` for some, e.g. one replica's against the global batch); the difficulty metric
 counts, for each anchor-positive pair, how many negatives fall below a threshold. A
-``(B, B, B)`` comparison tile (how TF Addons did semi-hard) would do both in one line but costs
+`(B, B, B)` comparison tile (how TF Addons did semi-hard) would do both in one line but costs
 cubic memory. Here each anchor's negative distances are sorted once and every query is
-answered by a row-wise binary search over that sorted row: ``O(A B log B)`` work and
-``O(A B)`` memory. Indices are found on gradient-stopped distances; the selected distances
+answered by a row-wise binary search over that sorted row: `O(A B log B)` work and
+`O(A B)` memory. Indices are found on gradient-stopped distances; the selected distances
 are then gathered from the differentiable matrix, so the gradient reaches exactly the
 selected entries.
 """
@@ -17,25 +17,25 @@ from __future__ import annotations
 from keras import ops
 
 from tftriplet.backend_ops import row_searchsorted
-from tftriplet.distances import anchor_distances, pairwise_distances
+from tftriplet.distances import get_distance
 from tftriplet.masks import anchor_negative_mask, anchor_pair_masks, anchor_positive_mask
 
 
 class AnchorRows:
     """Rows of a distance matrix with their masks and each anchor's negatives sorted.
 
-    The rows are those of the anchors ``anchor_index`` against all ``B`` samples (all
-    ``B`` anchors, the square matrix, when ``anchor_index`` is None), so mining ``A``
-    anchors costs ``O(A * B)`` memory.
+    The rows are those of the anchors `anchor_index` against all `B` samples (all
+    `B` anchors, the square matrix, when `anchor_index` is None), so mining `A`
+    anchors costs `O(A * B)` memory.
 
     Attributes:
-        distances: the differentiable ``(A, B)`` distances.
-        positive: bool ``(A, B)``, ``[a, j]``: j is not the anchor itself and has its label.
-        negative: bool ``(A, B)``, ``[a, k]``: k has another label.
-        num_negatives: int32 ``(A,)``, negatives per anchor.
-        negative_order: int32 ``(A, B)``, row a's column indices by increasing distance,
+        distances: the differentiable `(A, B)` distances.
+        positive: bool `(A, B)`, `[a, j]`: j is not the anchor itself and has its label.
+        negative: bool `(A, B)`, `[a, k]`: k has another label.
+        num_negatives: int32 `(A,)`, negatives per anchor.
+        negative_order: int32 `(A, B)`, row a's column indices by increasing distance,
             negatives first.
-        sorted_negatives: ``(A, B)`` gradient-stopped negative distances in that order,
+        sorted_negatives: `(A, B)` gradient-stopped negative distances in that order,
             non-negatives padded with a value above every distance.
     """
 
@@ -55,48 +55,46 @@ class AnchorRows:
         self.sorted_negatives = ops.take_along_axis(keyed, self.negative_order, axis=1)
 
     def negatives_below(self, thresholds, inclusive):
-        """``(A, Q)`` counts of anchor i's negatives ``<`` (or ``<=``) ``thresholds[i, q]``."""
+        """`(A, Q)` counts of anchor i's negatives `<` (or `<=`) `thresholds[i, q]`."""
         side = "right" if inclusive else "left"
         counts = row_searchsorted(self.sorted_negatives, thresholds, side)
         # The padding sits above every distance but not above every threshold (d + margin).
         return ops.minimum(counts, ops.expand_dims(self.num_negatives, 1))
 
     def negative_distance_at_rank(self, rank):
-        """Distance from anchor i to its ``rank[i, q]``-th closest negative (differentiable)."""
+        """Distance from anchor i to its `rank[i, q]`-th closest negative (differentiable)."""
         columns = ops.take_along_axis(self.negative_order, rank, axis=1)
         return ops.take_along_axis(self.distances, columns, axis=1)
 
 
 def anchor_rows(labels, embeddings, distance, anchor_index=None):
-    """:class:`AnchorRows` of the anchors ``anchor_index`` against the whole batch.
+    """`AnchorRows` of the anchors `anchor_index` against the whole batch.
 
-    With ``anchor_index=None`` the rows of all anchors, from
-    :func:`~tftriplet.distances.pairwise_distances`; else only the ``(A, B)`` rows, from
-    :func:`~tftriplet.distances.anchor_distances`: nothing of size ``B x B`` is built.
+    With `anchor_index=None` the rows of all anchors (the `(B, B)` matrix); else only the
+    `(A, B)` rows: nothing of size `B x B` is built. The distances are the distance
+    object's differentiable matrix (`tftriplet.distances.Distance.matrix`).
     """
-    if anchor_index is None:
-        return AnchorRows(labels, pairwise_distances(embeddings, distance=distance))
-    distances = anchor_distances(embeddings, anchor_index, distance=distance)
+    distances = get_distance(distance).matrix(embeddings, anchor_index)
     return AnchorRows(labels, distances, anchor_index)
 
 
 def hardest_positive_distance(rows):
-    """``max_j d(i, j)`` over anchor i's positives; 0 where it has none. Shape ``(A,)``."""
+    """`max_j d(i, j)` over anchor i's positives; 0 where it has none. Shape `(A,)`."""
     # Distances are >= 0, so a masked-out 0 never beats a real positive (initial=0: a
     # replica may have no anchors).
     return ops.max(ops.where(rows.positive, rows.distances, 0.0), axis=1, initial=0.0)
 
 
 def hardest_negative_distance(rows):
-    """``min_k d(i, k)`` over anchor i's negatives (any value where it has none). ``(A,)``."""
+    """`min_k d(i, k)` over anchor i's negatives (any value where it has none). `(A,)`."""
     rank = ops.zeros((ops.shape(rows.distances)[0], 1), dtype="int32")
     return ops.squeeze(rows.negative_distance_at_rank(rank), axis=1)
 
 
 def semi_hard_negative_distance(rows):
-    """FaceNet's semi-hard negative for every anchor-positive pair ``(i, j)``, ``(A, B)``.
+    """FaceNet's semi-hard negative for every anchor-positive pair `(i, j)`, `(A, B)`.
 
-    The closest negative of anchor i strictly farther than ``d(i, j)``; if none is farther,
+    The closest negative of anchor i strictly farther than `d(i, j)`; if none is farther,
     the farthest negative of i. Meaningful only where i has a negative.
     """
     anchor_positive = ops.stop_gradient(rows.distances)
@@ -104,38 +102,3 @@ def semi_hard_negative_distance(rows):
     last = ops.maximum(ops.expand_dims(rows.num_negatives, 1) - 1, 0)
     rank = ops.minimum(not_farther, last)
     return rows.negative_distance_at_rank(rank)
-
-
-def difficulty_counts(rows, margin):
-    """Numbers of valid triples that are hard, semi-hard and easy (FaceNet's taxonomy).
-
-    For a valid triple (anchor i, positive j, negative k), with ``d_ap = d(i, j)`` and
-    ``d_an = d(i, k)``: hard if ``d_an <= d_ap``; else semi-hard if ``d_an < d_ap + margin``;
-    else easy (``d_an >= d_ap + margin``). At margin 0 a tie ``d_an = d_ap`` is hard.
-
-    Returns:
-        A dict of float32 scalars ``hard``, ``semi_hard``, ``easy`` and ``valid``.
-    """
-    d = ops.stop_gradient(rows.distances)
-    hard = rows.negatives_below(d, inclusive=True)
-    not_easy = ops.maximum(rows.negatives_below(d + margin, inclusive=False), hard)
-    num_neg = ops.expand_dims(rows.num_negatives, 1)
-
-    def total(per_pair):
-        # Summed as int32 (exact to 2**31 triples), then one cast.
-        return ops.cast(ops.sum(ops.where(rows.positive, per_pair, 0)), "float32")
-
-    return {
-        "hard": total(hard),
-        "semi_hard": total(not_easy - hard),
-        "easy": total(num_neg - not_easy),
-        "valid": total(num_neg + ops.zeros_like(hard)),
-    }
-
-
-def softplus(x):
-    """``log(1 + exp(x))`` without overflow for large ``|x|`` (exact gradient 1/2 at 0)."""
-    positive = ops.greater(x, 0.0)
-    x_pos = ops.where(positive, x, 0.0)
-    x_neg = ops.where(positive, 0.0, x)
-    return ops.where(positive, x_pos + ops.log1p(ops.exp(-x_pos)), ops.log1p(ops.exp(x_neg)))

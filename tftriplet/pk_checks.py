@@ -7,21 +7,16 @@ import hashlib
 
 import numpy as np
 
+from tftriplet.inputs import check_class_ids
+
 
 def check_pk(x, y, classes_per_batch, samples_per_class):
-    """Check ``(x, y, P, K)``; return ``x``, ``y`` as arrays and the sorted classes."""
+    """Check `(x, y, P, K)`; return `x`, `y` as arrays and the sorted classes."""
     x = np.asarray(x)
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"y must be a 1-D array of class ids; got shape {y.shape}.")
-    if y.dtype.kind not in "iu":
-        raise TypeError(f"y must hold integer class ids; got dtype {y.dtype}.")
-    if x.ndim < 1 or x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"x must have one row per label: y has {y.shape[0]} labels, x has shape {x.shape}."
-        )
+    if x.ndim < 1:
+        raise ValueError(f"x must be an array (N, ...) with one row per label; got a scalar {x}.")
+    # The batches hold the ids as int32: wider ids would wrap and merge classes.
+    y = check_class_ids(y, "y", num_rows=x.shape[0], rows="x", int32=True)
     classes = np.unique(y)
     if not 2 <= classes_per_batch <= len(classes):
         raise ValueError(

@@ -1,5 +1,5 @@
-"""``pk_dataset``: P classes x K samples batches as a ``tf.data`` pipeline (see
-`tftriplet.samplers`), drawn with stateless random ops keyed by ``(seed, epoch, step)``."""
+"""`pk_dataset`: P classes x K samples batches as a `tf.data` pipeline (see
+`tftriplet.samplers`), drawn with stateless random ops keyed by `(seed, epoch, step)`."""
 
 from __future__ import annotations
 
@@ -20,43 +20,46 @@ def pk_dataset(
     batches_per_epoch=None,
     seed=0,
 ):
-    """A ``tf.data.Dataset`` of ``(x, y)`` batches with ``P`` classes x ``K`` samples.
+    """A `tf.data.Dataset` of `(x, y)` batches with `P` classes x `K` samples.
 
-    The same batch layout as `PKBatches`, sampled inside the ``tf.data`` graph with
-    stateless random ops: each batch takes ``P`` distinct classes uniformly at random and
-    ``K`` distinct samples of each; a class with fewer than ``K`` samples gives all of them,
-    padded to ``K`` by drawing from them again with replacement (such repeats are positive
-    pairs at distance 0). A ``UserWarning`` names those classes.
+    The same batch layout as `PKBatches`, sampled inside the `tf.data` graph with
+    stateless random ops: each batch takes `P` distinct classes uniformly at random and
+    `K` distinct samples of each; a class with fewer than `K` samples gives all of them,
+    padded to `K` by drawing from them again with replacement (such repeats are positive
+    pairs at distance 0). A `UserWarning` names those classes.
 
-    Batch ``step`` of epoch ``e`` is a pure function of ``(seed, e, step)`` (the random
-    ops' key is ``seed`` and ``e`` folded with ``step``). Each pass over the dataset is
+    Batch `step` of epoch `e` is a pure function of `(seed, e, step)` (the random
+    ops' key is `seed` and `e` folded with `step`). Each pass over the dataset is
     one epoch: on its own the first pass is epoch 0, the next epoch 1, and so on, so
-    ``model.fit`` draws new batches each epoch and every run with the same ``seed`` draws
-    the same ones. Under `tftriplet.BackupAndRestore` the pass is ``fit``'s epoch, started
+    `model.fit` draws new batches each epoch and every run with the same `seed` draws
+    the same ones. Under `tftriplet.BackupAndRestore` the pass is `fit`'s epoch, started
     where a restored backup left off (docs/training.md, "Resuming"). Without
-    ``batches_per_epoch`` one pass is endless: batch ``g`` of it is step ``g`` of the
+    `batches_per_epoch` one pass is endless: batch `g` of it is step `g` of the
     pass's epoch.
 
     Args:
-        x: array ``(N, ...)`` of inputs (any dtype ``tf.constant`` takes, e.g. file paths
-            to decode after sampling), or a finite ``tf.data.Dataset`` whose elements are
-            single samples ``(x_i, y_i)``; it is read once into memory.
-        y: integer class ids ``(N,)``; ``None`` when ``x`` is a dataset.
-        classes_per_batch: ``P``, at least 2 and at most the number of classes.
-        samples_per_class: ``K``, at least 2.
-        batches_per_epoch: the number of batches in one pass; ``None`` for an endless
-            dataset (then give ``model.fit`` its ``steps_per_epoch``).
+        x: array `(N, ...)` of inputs (any dtype `tf.constant` takes, e.g. file paths
+            to decode after sampling), or a finite `tf.data.Dataset` whose elements are
+            single samples `(x_i, y_i)`; it is read once into memory.
+        y: integer class ids `(N,)` or `(N, 1)`, within the int32 range (the batches
+            hold them as int32); `None` when `x` is a dataset.
+        classes_per_batch: `P`, at least 2 and at most the number of classes.
+        samples_per_class: `K`, at least 2.
+        batches_per_epoch: the number of batches in one pass; `None` for an endless
+            dataset (then give `model.fit` its `steps_per_epoch`).
         seed: integer seed.
 
     Returns:
-        A ``tf.data.Dataset`` of ``(x_batch, y_batch)``: ``x_batch`` ``(P * K, ...)`` with
-        the dtype of ``x``, ``y_batch`` ``(P * K,)`` int32, classes in consecutive runs of
-        ``K``.
+        A `tf.data.Dataset` of `(x_batch, y_batch)`: `x_batch` `(P * K, ...)` with
+            the dtype of `x`, `y_batch` `(P * K,)` int32, classes in consecutive runs of
+            `K`.
 
     Example:
-        >>> ds = tftriplet.pk_dataset(x, y, classes_per_batch=8, samples_per_class=4,
-        ...                           batches_per_epoch=100, seed=0)
-        >>> model.fit(ds, epochs=10)  # doctest: +SKIP
+        ```python
+        ds = tftriplet.pk_dataset(x, y, classes_per_batch=8, samples_per_class=4,
+                                  batches_per_epoch=100, seed=0)
+        model.fit(ds, epochs=10)
+        ```
 
     Reference:
         Hermans, Beyer, Leibe, "In Defense of the Triplet Loss for Person
@@ -88,7 +91,7 @@ def pk_dataset(
 
 
 def _arrays_of(x, y):
-    """``(x, y)`` as given, or read from a dataset of ``(x_i, y_i)`` elements."""
+    """`(x, y)` as given, or read from a dataset of `(x_i, y_i)` elements."""
     import tensorflow as tf
 
     if isinstance(x, tf.data.Dataset):
@@ -104,7 +107,7 @@ def _arrays_of(x, y):
 
 
 def _batch_function(tf, x, y, classes, p, k, seed):
-    """``batch(epoch, step) -> (x_batch, y_batch)``, stateless in ``(seed, epoch, step)``."""
+    """`batch(epoch, step) -> (x_batch, y_batch)`, stateless in `(seed, epoch, step)`."""
     _, class_of_row, counts = np.unique(y, return_inverse=True, return_counts=True)
     undersized = [c.item() for c, n in zip(classes, counts, strict=True) if n < k]
     if undersized:
@@ -155,10 +158,10 @@ def _batch_function(tf, x, y, classes, p, k, seed):
 
 
 class _PassSampler:
-    """Where each pass of a `pk_dataset` starts: ``(epoch, first step)``.
+    """Where each pass of a `pk_dataset` starts: `(epoch, first step)`.
 
-    On its own, pass ``i`` is epoch ``i`` from step 0. `tftriplet.BackupAndRestore` pins
-    the position before each epoch of ``fit`` (``resume_start_epoch``); every pass started
+    On its own, pass `i` is epoch `i` from step 0. `tftriplet.BackupAndRestore` pins
+    the position before each epoch of `fit` (`resume_start_epoch`); every pass started
     while pinned starts there, however many passes Keras starts.
     """
 
@@ -173,7 +176,7 @@ class _PassSampler:
         self._passes = 0  # passes started since the pin
 
     def start_pass(self):
-        """The generator of one pass's ``(epoch, first step)`` (``from_generator``)."""
+        """The generator of one pass's `(epoch, first step)` (`from_generator`)."""
         with self._lock:
             if self._pin is None:
                 position = (self._next_epoch, 0)
@@ -191,13 +194,13 @@ class _PassSampler:
         return self._config
 
     def resume_start_epoch(self, epoch, first_step, steps_per_epoch):
-        """Pin the passes to epoch ``epoch`` from ``first_step``; return after how many
-        steps ``fit`` must end the epoch (a pass always holds ``batches_per_epoch``
+        """Pin the passes to epoch `epoch` from `first_step`; return after how many
+        steps `fit` must end the epoch (a pass always holds `batches_per_epoch`
         batches), or None.
 
-        An endless dataset's one pass serves every epoch of ``fit`` (with
-        ``steps_per_epoch``): it is pinned to epoch 0 at global step ``epoch *
-        steps_per_epoch + first_step`` when ``fit`` starts, and later pins are never read.
+        An endless dataset's one pass serves every epoch of `fit` (with
+        `steps_per_epoch`): it is pinned to epoch 0 at global step `epoch *
+        steps_per_epoch + first_step` when `fit` starts, and later pins are never read.
         """
         with self._lock:
             if self.batches_per_epoch is None:
@@ -228,7 +231,7 @@ class _PassSampler:
 
 
 def _read_dataset(dataset):
-    """All ``(x, y)`` elements of a finite dataset of single samples, as two arrays."""
+    """All `(x, y)` elements of a finite dataset of single samples, as two arrays."""
     import tensorflow as tf
 
     spec = dataset.element_spec

@@ -1,26 +1,26 @@
-"""`BackupAndRestore`: backups from which a restarted ``fit`` ends where the uninterrupted
+"""`BackupAndRestore`: backups from which a restarted `fit` ends where the uninterrupted
 one would, sampler position and tftriplet's state included.
 
 The state protocol. A backup holds, besides the weights and optimizer state, the position
-``(epoch, step)`` and one entry per *piece of state*, keyed by the piece's ``resume_key``.
-A piece is an object given to `BackupAndRestore` (or a loss found through ``model.loss``)
+`(epoch, step)` and one entry per *piece of state*, keyed by the piece's `resume_key`.
+A piece is an object given to `BackupAndRestore` (or a loss found through `model.loss`)
 with:
 
-- ``resume_key``: a unique name (str);
-- ``resume_config()``: a dict of JSON values that must be equal when a backup is
+- `resume_key`: a unique name (str);
+- `resume_config()`: a dict of JSON values that must be equal when a backup is
   restored; a difference is refused with a `tftriplet.backup.BackupError` naming it;
-- ``resume_state()`` (optional): a dict of JSON values and NumPy arrays, the state after
+- `resume_state()` (optional): a dict of JSON values and NumPy arrays, the state after
   the last step done; called at every backup;
-- ``resume_restore(state)`` (optional): put that dict back; called after the weights are
+- `resume_restore(state)` (optional): put that dict back; called after the weights are
   restored, before the first step.
 
-A backup is written after a step (or after the epoch's ``on_epoch_end`` callbacks), in
+A backup is written after a step (or after the epoch's `on_epoch_end` callbacks), in
 the same generation as the weights (`tftriplet.backup`), so the state is always that of
-the weights it is restored with. A sampler adds ``steps_per_epoch``,
-``resume_start_epoch(epoch, first_step, steps_per_epoch)`` (serve that epoch from that
-step; return after how many steps ``fit`` must end the epoch, or None when the batches
-run out by themselves), ``resume_verify()`` (raise when the epoch's first batch did not
-come from it) and ``resume_end()``.
+the weights it is restored with. A sampler adds `steps_per_epoch`,
+`resume_start_epoch(epoch, first_step, steps_per_epoch)` (serve that epoch from that
+step; return after how many steps `fit` must end the epoch, or None when the batches
+run out by themselves), `resume_verify()` (raise when the epoch's first batch did not
+come from it) and `resume_end()`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from tftriplet import backup
 
 
 class _Stop:
-    """``model.stop_training`` while this callback ends a resumed epoch early: true for
-    Keras' loop, and told apart from the ``True`` another callback sets to stop for good."""
+    """`model.stop_training` while this callback ends a resumed epoch early: true for
+    Keras' loop, and told apart from the `True` another callback sets to stop for good."""
 
     def __bool__(self):
         return True
@@ -45,7 +45,7 @@ _STOP = _Stop()
 
 
 class BackupAndRestore(keras.callbacks.Callback):
-    """Backs up the training state, and restores it when the same ``fit`` starts again.
+    """Backs up the training state, and restores it when the same `fit` starts again.
 
     What `keras.callbacks.BackupAndRestore` does, plus what a restarted run needs to end
     where the uninterrupted run would: the sampler's position (epoch and step) comes back
@@ -57,37 +57,39 @@ class BackupAndRestore(keras.callbacks.Callback):
     backups are written so that a kill at any moment leaves a whole one
     (`tftriplet.backup`).
 
-    Under ``fit`` the ``i``-th batch of epoch ``e`` is the sampler's batch ``(e, i)``, so
-    the batches are a pure function of ``(seed, epoch, step)``. Backups happen after every
-    epoch (``save_freq="epoch"``), or after every global step that is a multiple of
-    ``save_freq``: an epoch's end is backed up after all callbacks' ``on_epoch_end``. Under
-    ``MultiWorkerMirroredStrategy`` only the chief writes; every worker restores.
+    Under `fit` the `i`-th batch of epoch `e` is the sampler's batch `(e, i)`, so
+    the batches are a pure function of `(seed, epoch, step)`. Backups happen after every
+    epoch (`save_freq="epoch"`), or after every global step that is a multiple of
+    `save_freq`: an epoch's end is backed up after all callbacks' `on_epoch_end`. Under
+    `MultiWorkerMirroredStrategy` only the chief writes; every worker restores.
 
-    A custom training loop drives it through the callback hooks: ``set_model(model)`` and
-    ``on_train_begin()`` (which restores; then `initial_epoch` is the epoch to start at),
-    and per epoch ``on_epoch_begin(epoch)`` (then `first_step` is its first step: run
-    ``batches_per_epoch - first_step`` steps on a new pass of the dataset),
-    ``on_train_batch_end(i)`` after the ``i``-th of them, ``on_epoch_end(epoch)``; at the
-    end ``on_train_end()``. tests/resume/worker_run.py is such a loop, under
-    ``MultiWorkerMirroredStrategy``.
+    A custom training loop drives it through the callback hooks: `set_model(model)` and
+    `on_train_begin()` (which restores; then `initial_epoch` is the epoch to start at),
+    and per epoch `on_epoch_begin(epoch)` (then `first_step` is its first step: run
+    `batches_per_epoch - first_step` steps on a new pass of the dataset),
+    `on_train_batch_end(i)` after the `i`-th of them, `on_epoch_end(epoch)`; at the
+    end `on_train_end()`. tests/resume/worker_run.py is such a loop, under
+    `MultiWorkerMirroredStrategy`.
 
     Args:
         backup_dir: the directory of the backup (created; keep it for this run only).
-        *state: the sampler ``fit`` trains on (a `tftriplet.PKBatches`, or a dataset made
+        *state: the sampler `fit` trains on (a `tftriplet.PKBatches`, or a dataset made
             by `tftriplet.pk_dataset`, transformed or not), and other objects whose state
             must come back (`tftriplet.RetrievalEvaluation`). A loss object with the same
-            state methods (``resume_key``, ``resume_config``, ``resume_state``,
-            ``resume_restore``) is found through ``model.loss``.
-        save_freq: ``"epoch"``, or a number of steps.
+            state methods (`resume_key`, `resume_config`, `resume_state`,
+            `resume_restore`) is found through `model.loss`.
+        save_freq: `"epoch"`, or a number of steps.
         double_checkpoint: keep the previous backup too, restored when the latest one is
             unreadable.
-        delete_checkpoint: delete the backup when ``fit`` ends.
+        delete_checkpoint: delete the backup when `fit` ends.
 
     Example:
-        >>> batches = tftriplet.PKBatches(x, y, 8, 4, batches_per_epoch=100, seed=0)
-        >>> evaluation = tftriplet.RetrievalEvaluation(x_val, y_val)
-        >>> backup = tftriplet.BackupAndRestore("backup", batches, evaluation, save_freq=50)
-        >>> model.fit(batches, epochs=20, callbacks=[evaluation, backup])  # doctest: +SKIP
+        ```python
+        batches = tftriplet.PKBatches(x, y, 8, 4, batches_per_epoch=100, seed=0)
+        evaluation = tftriplet.RetrievalEvaluation(x_val, y_val)
+        backup = tftriplet.BackupAndRestore("backup", batches, evaluation, save_freq=50)
+        model.fit(batches, epochs=20, callbacks=[evaluation, backup])
+        ```
     """
 
     def __init__(
@@ -299,7 +301,7 @@ def _is_writer(model):
 
 
 def _resumable(obj):
-    """``obj``, or the sampler of a dataset made by pk_dataset (through any transformation)."""
+    """`obj`, or the sampler of a dataset made by pk_dataset (through any transformation)."""
     if hasattr(obj, "resume_key"):
         return obj
     pending = [obj]

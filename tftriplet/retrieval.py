@@ -5,20 +5,20 @@ results are deterministic):
 
 - leave-one-out (the default): every sample is a query once and is ranked against all
   *other* samples;
-- query against gallery (``gallery_embeddings``, ``gallery_labels``): every query is ranked
+- query against gallery (`gallery_embeddings`, `gallery_labels`): every query is ranked
   against all gallery samples (the two sets are disjoint: a query is never in the gallery).
 
 A query with no relevant sample (no other sample of its class) cannot be answered and is left
-out of every average; ``num_queries`` says how many were used. Queries are ranked in chunks
-of ``chunk_size``, so memory is ``O(chunk_size * N)`` for ``N`` ranked samples, not
-``O(N^2)``.
+out of every average; `num_queries` says how many were used. Queries are ranked in chunks
+of `chunk_size`, so memory is `O(chunk_size * N)` for `N` ranked samples, not
+`O(N^2)`.
 
-- ``recall@k`` (Song et al. 2016): the fraction of queries with at least one sample of their
-  own class among their ``k`` nearest neighbours.
-- ``map@r`` (Musgrave et al. 2020): for a query with ``R`` other samples of its class,
-  ``MAP@R = (1/R) * sum_{i=1..R} P(i) * rel(i)``, where ``rel(i)`` is 1 when the ``i``-th
-  neighbour shares the query's class and ``P(i)`` is the precision over the first ``i``
-  neighbours. It is 1 only when the ``R`` nearest neighbours are exactly the query's class.
+- `recall@k` (Song et al. 2016): the fraction of queries with at least one sample of their
+  own class among their `k` nearest neighbours.
+- `map@r` (Musgrave et al. 2020): for a query with `R` other samples of its class,
+  `MAP@R = (1/R) * sum_{i=1..R} P(i) * rel(i)`, where `rel(i)` is 1 when the `i`-th
+  neighbour shares the query's class and `P(i)` is the precision over the first `i`
+  neighbours. It is 1 only when the `R` nearest neighbours are exactly the query's class.
 
 References:
     Song, Xiang, Jegelka, Savarese. "Deep Metric Learning via Lifted Structured Feature
@@ -31,25 +31,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from tftriplet.inputs import check_class_ids
+
 _CHUNK = 512  # queries per block: keeps memory at O(chunk * N), not O(N^2)
 
 
 def _check(embeddings, labels, name="", min_samples=2):
     embeddings = np.asarray(embeddings)
-    labels = np.asarray(labels)
     if embeddings.ndim != 2:
         raise ValueError(f"{name}embeddings must have shape (N, D); got shape {embeddings.shape}.")
     if embeddings.dtype.kind not in "iuf":
         raise TypeError(f"{name}embeddings must be numeric; got dtype {embeddings.dtype}.")
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.ndim != 1 or labels.shape[0] != embeddings.shape[0]:
-        raise ValueError(
-            f"{name}labels must have shape (N,) with N={embeddings.shape[0]} (the number of "
-            f"{name}embeddings); got shape {labels.shape}."
-        )
-    if labels.dtype.kind not in "iu":
-        raise TypeError(f"{name}labels must be integer class ids; got dtype {labels.dtype}.")
+    labels = check_class_ids(
+        labels, f"{name}labels", num_rows=embeddings.shape[0], rows=f"{name}embeddings"
+    )
     embeddings = embeddings.astype(np.float64)
     if not np.all(np.isfinite(embeddings)):
         raise ValueError(f"{name}embeddings contain NaN or inf.")
@@ -61,10 +56,10 @@ def _check(embeddings, labels, name="", min_samples=2):
 
 
 def _ranked_matches(queries, query_labels, gallery, gallery_labels, leave_one_out, chunk_size):
-    """Yield, per block of queries, ``(matches, num_relevant)``.
+    """Yield, per block of queries, `(matches, num_relevant)`.
 
-    ``matches[q, i]`` is True when the ``i``-th nearest gallery sample of query ``q`` has the
-    query's class; ``num_relevant[q]`` is ``R``, the number of gallery samples of that class
+    `matches[q, i]` is True when the `i`-th nearest gallery sample of query `q` has the
+    query's class; `num_relevant[q]` is `R`, the number of gallery samples of that class
     (without the query itself under leave-one-out, where the gallery is the queries).
     """
     n = gallery.shape[0]
@@ -103,31 +98,33 @@ def retrieval_metrics(
     gallery_labels=None,
     chunk_size=None,
 ):
-    """Recall@k for each ``k`` in ``ks`` and MAP@R, leave-one-out or query against gallery.
+    """Recall@k for each `k` in `ks` and MAP@R, leave-one-out or query against gallery.
 
     Args:
-        embeddings: the queries, array ``(N, D)``; under leave-one-out also the gallery.
-        labels: integer class ids ``(N,)``.
-        ks: the ``k`` of each recall@k; each in ``1 .. G``, where ``G`` is the number of
-            samples a query is ranked against (``N - 1`` under leave-one-out).
-        gallery_embeddings: optional gallery ``(G, D)``; given, each query is ranked against
+        embeddings: the queries, array `(N, D)`; under leave-one-out also the gallery.
+        labels: integer class ids `(N,)`.
+        ks: the `k` of each recall@k; each in `1 .. G`, where `G` is the number of
+            samples a query is ranked against (`N - 1` under leave-one-out).
+        gallery_embeddings: optional gallery `(G, D)`; given, each query is ranked against
             it instead of against the other queries.
-        gallery_labels: integer class ids ``(G,)`` of the gallery; given with
-            ``gallery_embeddings``.
-        chunk_size: queries ranked at once (default 512); memory is ``O(chunk_size * G)``.
+        gallery_labels: integer class ids `(G,)` of the gallery; given with
+            `gallery_embeddings`.
+        chunk_size: queries ranked at once (default 512); memory is `O(chunk_size * G)`.
 
     Returns:
-        dict with ``"recall@<k>"`` per ``k``, ``"map@r"`` (floats in [0, 1]) and
-        ``"num_queries"`` (queries with at least one relevant sample; the others are left
-        out).
+        dict with `"recall@<k>"` per `k`, `"map@r"` (floats in [0, 1]) and
+            `"num_queries"` (queries with at least one relevant sample; the others are left
+            out).
 
     Raises:
-        ValueError: on wrong shapes, non-finite embeddings, a ``k`` out of range, a gallery
+        ValueError: on wrong shapes, non-finite embeddings, a `k` out of range, a gallery
             given without its labels (or the reverse), or no answerable query.
 
     Example:
+        ```pycon
         >>> retrieval_metrics([[0.0], [0.1], [5.0], [5.1]], [0, 0, 1, 1], ks=(1,))
         {'recall@1': 1.0, 'map@r': 1.0, 'num_queries': 4}
+        ```
 
     Reference:
         Musgrave, Belongie, Lim, "A Metric Learning Reality Check", ECCV 2020, section 3.2.
@@ -187,10 +184,10 @@ def retrieval_metrics(
 
 
 def recall_at_k(embeddings, labels, k):
-    """Leave-one-out recall@k; see :func:`retrieval_metrics`."""
+    """Leave-one-out recall@k; see `retrieval_metrics`."""
     return retrieval_metrics(embeddings, labels, ks=(k,))[f"recall@{k}"]
 
 
 def map_at_r(embeddings, labels):
-    """Leave-one-out mean average precision at R (MAP@R); see :func:`retrieval_metrics`."""
+    """Leave-one-out mean average precision at R (MAP@R); see `retrieval_metrics`."""
     return retrieval_metrics(embeddings, labels, ks=(1,))["map@r"]

@@ -2,8 +2,8 @@
 
 A random batch of B samples from C classes often holds no positive pair for many anchors
 (FaceNet section 3.2; Hermans et al. 2017 section 2): a triplet loss then sees few or no
-valid triples. Each batch here draws ``P`` distinct classes and ``K`` samples of each, so
-every anchor has ``K - 1`` positives and ``(P - 1) * K`` negatives.
+valid triples. Each batch here draws `P` distinct classes and `K` samples of each, so
+every anchor has `K - 1` positives and `(P - 1) * K` negatives.
 
 References:
     Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832 ;
@@ -20,36 +20,37 @@ from tftriplet.pk_checks import NOT_THIS_SAMPLER, check_pk, sampler_config
 
 
 class PKBatches(keras.utils.PyDataset):
-    """A ``keras.utils.PyDataset`` of ``(x, y)`` batches with ``P`` classes x ``K`` samples.
+    """A `keras.utils.PyDataset` of `(x, y)` batches with `P` classes x `K` samples.
 
-    Batch ``index`` of epoch ``e`` is drawn from ``numpy.random.default_rng([seed, e,
-    index])``, so it depends only on the seed, the epoch and the index: the same whatever
-    order or worker asks for it. Within a batch the ``P`` classes are distinct; each class
-    gives ``K`` distinct samples when it has at least ``K``. A class with fewer than ``K``
-    samples gives all of them, padded to ``K`` by drawing from them again with replacement
+    Batch `index` of epoch `e` is drawn from `numpy.random.default_rng([seed, e,
+    index])`, so it depends only on the seed, the epoch and the index: the same whatever
+    order or worker asks for it. Within a batch the `P` classes are distinct; each class
+    gives `K` distinct samples when it has at least `K`. A class with fewer than `K`
+    samples gives all of them, padded to `K` by drawing from them again with replacement
     (such repeats are positive pairs at distance 0); `undersized_classes` lists those
     classes.
 
-    On its own, ``model.fit`` moves it to the next epoch through ``on_epoch_end`` and may
-    ask for the indices of an epoch in any order (``fit(shuffle=True)``, the default).
-    Under `tftriplet.BackupAndRestore` the epoch is ``fit``'s epoch, and the ``i``-th batch
-    ``fit`` consumes in an epoch is batch ``i``, whatever index it asks for, so that a
+    On its own, `model.fit` moves it to the next epoch through `on_epoch_end` and may
+    ask for the indices of an epoch in any order (`fit(shuffle=True)`, the default).
+    Under `tftriplet.BackupAndRestore` the epoch is `fit`'s epoch, and the `i`-th batch
+    `fit` consumes in an epoch is batch `i`, whatever index it asks for, so that a
     restored run sees the batches the uninterrupted run saw (docs/training.md, "Resuming").
 
     Args:
-        x: array ``(N, ...)`` of inputs.
-        y: integer class ids ``(N,)``.
-        classes_per_batch: ``P``, at least 2 (negatives need a second class) and at most
+        x: array `(N, ...)` of inputs.
+        y: integer class ids `(N,)` or `(N, 1)`, within the int32 range (the batches
+            hold them as int32).
+        classes_per_batch: `P`, at least 2 (negatives need a second class) and at most
             the number of classes.
-        samples_per_class: ``K``, at least 2 (positives need a second sample).
+        samples_per_class: `K`, at least 2 (positives need a second sample).
         batches_per_epoch: the number of batches in one epoch.
         seed: integer seed.
-        **kwargs: passed to ``keras.utils.PyDataset`` (``workers``, ``use_multiprocessing``,
-            ``max_queue_size``).
+        **kwargs: passed to `keras.utils.PyDataset` (`workers`, `use_multiprocessing`,
+            `max_queue_size`).
 
     Yields:
-        ``(x_batch, y_batch)`` with ``P * K`` rows, classes in consecutive runs of ``K``;
-        ``y_batch`` is int32.
+        `(x_batch, y_batch)` with `P * K` rows, classes in consecutive runs of `K`;
+            `y_batch` is int32.
     """
 
     resume_key = "sampler"
@@ -84,7 +85,7 @@ class PKBatches(keras.utils.PyDataset):
         return self.batches_per_epoch
 
     def batch_indices(self, index, epoch=None):
-        """Row indices of batch ``index`` of ``epoch`` (default: the current epoch)."""
+        """Row indices of batch `index` of `epoch` (default: the current epoch)."""
         if not 0 <= index < self.batches_per_epoch:
             raise IndexError(f"batch index {index} out of range 0..{self.batches_per_epoch - 1}")
         epoch = self.epoch if epoch is None else epoch
@@ -127,7 +128,7 @@ class PKBatches(keras.utils.PyDataset):
         return self._config
 
     def resume_start_epoch(self, epoch, first_step, steps_per_epoch):
-        """Serve epoch ``epoch`` from batch ``first_step`` on, in the order ``fit`` asks;
+        """Serve epoch `epoch` from batch `first_step` on, in the order `fit` asks;
         the epoch ends when its batches run out (returns None: no early stop needed)."""
         if self.workers > 1 or (self.workers > 0 and self.use_multiprocessing):
             raise ValueError(

@@ -1,5 +1,5 @@
-"""Command line: ``python -m tftriplet_conformance [--backend NAME ...] [--adapter MOD:NAME]``,
-``... generate`` and ``... report``."""
+"""Command line: `python -m tftriplet_conformance [--backend NAME ...] [--adapter MOD:NAME]`,
+`... generate` and `... report`."""
 
 from __future__ import annotations
 

@@ -45,11 +45,11 @@ class Comparison:
 
 
 def compare(fixture, outputs, backend, dtype, not_reported=()):
-    """Check ``outputs`` (a dict like the fixture's ``expected``) against the fixture.
+    """Check `outputs` (a dict like the fixture's `expected`) against the fixture.
 
     Every output of the fixture's variant must be present, except those named in
-    ``not_reported``: outputs the backend cannot produce (a peer library that returns the
-    loss but not its counts). Those are listed in ``not_compared``, not checked. The
+    `not_reported`: outputs the backend cannot produce (a peer library that returns the
+    loss but not its counts). Those are listed in `not_compared`, not checked. The
     project's own backends pass nothing there: for them a missing output is a failure.
     """
     result = Comparison()

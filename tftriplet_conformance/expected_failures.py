@@ -1,7 +1,7 @@
 """Expected failures, declared per backend, each with its reason.
 
-An entry matches (backend, fixture, dtype, mode) by ``fnmatch`` patterns. A matching run
-that fails is reported ``xfail``; one that passes is ``XPASS``, an error: the entry is
+An entry matches (backend, fixture, dtype, mode) by `fnmatch` patterns. A matching run
+that fails is reported `xfail`; one that passes is `XPASS`, an error: the entry is
 stale and must be removed. Keep this list short and every reason specific.
 """
 
@@ -32,7 +32,7 @@ EXPECTED_FAILURES = ()
 
 
 def expected_failure(backend, fixture, dtype, mode, entries=None):
-    """The matching :class:`ExpectedFailure`, or ``None``."""
+    """The matching `ExpectedFailure`, or `None`."""
     for entry in EXPECTED_FAILURES if entries is None else entries:
         if entry.matches(backend, fixture, dtype, mode):
             return entry

@@ -1,11 +1,11 @@
-"""glibc's ``rand()`` (the default TYPE_3 additive feedback generator), in pure Python.
+"""glibc's `rand()` (the default TYPE_3 additive feedback generator), in pure Python.
 
-The seed program draws its labels and embeddings from ``rand()`` with the default seed 1.
+The seed program draws its labels and embeddings from `rand()` with the default seed 1.
 Reproducing the generator here makes that case independent of the machine's C library.
 
-The algorithm follows glibc's ``random_r.c``: the state ``r[0..30]`` is filled from the seed
+The algorithm follows glibc's `random_r.c`: the state `r[0..30]` is filled from the seed
 with the Park-Miller "minimal standard" LCG (16807 mod 2**31 - 1), the next 310 outputs are
-discarded, and each output after that is ``(r[i-31] + r[i-3]) mod 2**32`` shifted right by one.
+discarded, and each output after that is `(r[i-31] + r[i-3]) mod 2**32` shifted right by one.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ RAND_MAX = 2147483647
 
 
 class GlibcRand:
-    """A generator that yields exactly what glibc ``rand()`` yields after ``srand(seed)``.
+    """A generator that yields exactly what glibc `rand()` yields after `srand(seed)`.
 
     Args:
-        seed: the ``srand`` seed; glibc treats 0 as 1 and 1 is the default.
+        seed: the `srand` seed; glibc treats 0 as 1 and 1 is the default.
     """
 
     def __init__(self, seed: int = 1):
@@ -42,7 +42,7 @@ class GlibcRand:
         self._state = r[-34:]  # enough history: r[i-31] and r[i-3]
 
     def rand(self) -> int:
-        """Return the next value in ``[0, RAND_MAX]``."""
+        """Return the next value in `[0, RAND_MAX]`."""
         s = self._state
         value = (s[-31] + s[-3]) & 0xFFFFFFFF
         s.append(value)
@@ -53,13 +53,13 @@ class GlibcRand:
 def seed_program_inputs(
     batch_size: int = 10, vector_size: int = 128, num_classes: int = 3, seed: int = 1
 ):
-    """Draw labels and embeddings exactly as the seed program's ``main()`` does.
+    """Draw labels and embeddings exactly as the seed program's `main()` does.
 
-    For each row ``i``: ``labels[i] = rand() % num_classes``, then ``vector_size`` values
-    ``rand() / RAND_MAX`` (as C doubles).
+    For each row `i`: `labels[i] = rand() % num_classes`, then `vector_size` values
+    `rand() / RAND_MAX` (as C doubles).
 
     Returns:
-        ``(labels, embeddings)`` as a list of ints and a list of lists of floats.
+        `(labels, embeddings)` as a list of ints and a list of lists of floats.
     """
     gen = GlibcRand(seed)
     labels = []

@@ -2,8 +2,8 @@
 
 The conformance suite's oracle: every golden value and gradient of the fixtures comes from
 here, and the tests compare every backend against it. Batch-all follows the seed
-document's C program (``pairwise_distance``, ``get_triplet_mask``, ``triplet_loss``); each
-strategy returns a dict with ``loss``, ``gradient`` (d loss / d embeddings) and its counts.
+document's C program (`pairwise_distance`, `get_triplet_mask`, `triplet_loss`); each
+strategy returns a dict with `loss`, `gradient` (d loss / d embeddings) and its counts.
 Plainly correct rather than fast.
 """
 
@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import numpy as np
 
-#: The C program's ``DEVIDE_SAFE``: added to denominators so that 0 / 0 gives 0.
+#: The C program's `DEVIDE_SAFE`: added to denominators so that 0 / 0 gives 0.
 DIVIDE_SAFE = 1e-12
 
 
-#: The distance names, as :data:`tftriplet.DISTANCES`.
+#: The distance names, as `tftriplet.DISTANCES`.
 DISTANCE_NAMES = ("euclidean", "squared_euclidean", "cosine")
 
 
 def distance_matrix(embeddings, distance="euclidean"):
-    """``(B, B)`` distances by name, in float64; every diagonal entry is 0.
+    """`(B, B)` distances by name, in float64; every diagonal entry is 0.
 
-    Euclidean distances come from the differences of the rows (no ``|a|^2 - 2ab + |b|^2``
-    cancellation). ``cosine`` is ``1 - e_i.e_j / (|e_i| |e_j|)``, with 1 for a pair
+    Euclidean distances come from the differences of the rows (no `|a|^2 - 2ab + |b|^2`
+    cancellation). `cosine` is `1 - e_i.e_j / (|e_i| |e_j|)`, with 1 for a pair
     involving a zero row.
     """
     if distance not in DISTANCE_NAMES:
@@ -44,7 +44,7 @@ def distance_matrix(embeddings, distance="euclidean"):
 
 
 def triplet_mask(labels):
-    """``mask[i, j, k]`` is True iff i, j, k are distinct, label i == label j != label k."""
+    """`mask[i, j, k]` is True iff i, j, k are distinct, label i == label j != label k."""
     labels = np.asarray(labels).reshape(-1)
     b = labels.shape[0]
     mask = np.zeros((b, b, b), dtype=bool)
@@ -57,10 +57,10 @@ def triplet_mask(labels):
 
 
 def distance_pair_gradient(embeddings, i, j, distance="euclidean", d_ij=None):
-    """``(d d[i, j] / d e_i, d d[i, j] / d e_j)`` for ``i != j``.
+    """`(d d[i, j] / d e_i, d d[i, j] / d e_j)` for `i != j`.
 
     Zero where the distance is not differentiable: a Euclidean distance of 0, or a cosine
-    distance involving a zero row (its value is then the constant 1). ``d_ij`` is the
+    distance involving a zero row (its value is then the constant 1). `d_ij` is the
     Euclidean distance if already known.
     """
     e = np.asarray(embeddings, dtype=np.float64)
@@ -80,7 +80,7 @@ def distance_pair_gradient(embeddings, i, j, distance="euclidean", d_ij=None):
 
 
 def distance_chain_rule(embeddings, coeff, distance="euclidean"):
-    """``d loss / d embeddings`` from ``coeff[i, j] = d loss / d d[i, j]``."""
+    """`d loss / d embeddings` from `coeff[i, j] = d loss / d d[i, j]`."""
     e = np.asarray(embeddings, dtype=np.float64)
     d = distance_matrix(e, distance)
     grad = np.zeros_like(e)
@@ -94,7 +94,7 @@ def distance_chain_rule(embeddings, coeff, distance="euclidean"):
 
 
 def finite_difference_gradient(fn, embeddings, eps=1e-6):
-    """Central finite differences of the scalar ``fn(embeddings)`` in float64."""
+    """Central finite differences of the scalar `fn(embeddings)` in float64."""
     e = np.array(embeddings, dtype=np.float64)
     grad = np.zeros_like(e)
     for idx in np.ndindex(e.shape):
@@ -109,19 +109,19 @@ def finite_difference_gradient(fn, embeddings, eps=1e-6):
 
 
 def softplus(x):
-    """``log(1 + exp(x))``, exact in float64 for any ``x``."""
+    """`log(1 + exp(x))`, exact in float64 for any `x`."""
     return float(np.logaddexp(0.0, x))
 
 
 def sigmoid(x):
-    """The derivative of :func:`softplus`."""
+    """The derivative of `softplus`."""
     if x >= 0:
         return float(1.0 / (1.0 + np.exp(-x)))
     return float(np.exp(x) / (1.0 + np.exp(x)))  # no cancellation for x << 0
 
 
 class _Terms:
-    """Sums the loss terms of chosen triples and their ``d loss / d distance`` coefficients."""
+    """Sums the loss terms of chosen triples and their `d loss / d distance` coefficients."""
 
     def __init__(self, distances, margin, soft):
         self.d, self.margin, self.soft = distances, margin, soft
@@ -129,7 +129,7 @@ class _Terms:
         self.coeff = np.zeros_like(distances)
 
     def add(self, i, j, k):
-        """Add the term of ``x = d_ij - d_ik``: ``max(x + m, 0)``, or ``softplus(x)`` if soft."""
+        """Add the term of `x = d_ij - d_ik`: `max(x + m, 0)`, or `softplus(x)` if soft."""
         x = self.d[i, j] - self.d[i, k]
         self.num_positive += int(x + self.margin > 0)
         if self.soft:
@@ -141,7 +141,7 @@ class _Terms:
         self.coeff[i, k] -= slope
 
     def result(self, embeddings, distance, denominator, **counts):
-        """Loss and gradient of ``total / (denominator + DIVIDE_SAFE)``, with the counts."""
+        """Loss and gradient of `total / (denominator + DIVIDE_SAFE)`, with the counts."""
         denominator = denominator + DIVIDE_SAFE
         gradient = distance_chain_rule(embeddings, self.coeff / denominator, distance)
         return {
@@ -163,9 +163,9 @@ def _negatives(labels, i):
 def batch_all(labels, embeddings, margin=0.2, distance="euclidean", soft=False):
     """Batch-all over every valid triple (anchor i, positive j, negative k).
 
-    Hinge: ``sum max(d_ij - d_ik + m, 0) / #{positive hinges}`` (the seed's form). Soft:
-    ``sum softplus(d_ij - d_ik) / #{valid triples}``. Counts: ``num_valid``,
-    ``num_positive`` (triples with ``d_ij - d_ik + m > 0``) and ``fraction_positive``.
+    Hinge: `sum max(d_ij - d_ik + m, 0) / #{positive hinges}` (the seed's form). Soft:
+    `sum softplus(d_ij - d_ik) / #{valid triples}`. Counts: `num_valid`,
+    `num_positive` (triples with `d_ij - d_ik + m > 0`) and `fraction_positive`.
     """
     labels = np.asarray(labels).reshape(-1)
     e = np.asarray(embeddings, dtype=np.float64)
@@ -188,9 +188,9 @@ def batch_all(labels, embeddings, margin=0.2, distance="euclidean", soft=False):
 def batch_hard(labels, embeddings, margin=0.2, distance="euclidean", soft=False):
     """Batch-hard (Hermans et al. 2017): per anchor, hardest positive vs hardest negative.
 
-    Over anchors i with a positive and a negative: ``term(max_j d_ij - min_k d_ik)``, term
-    the hinge ``max(x + m, 0)`` or ``softplus(x)``; the loss is the mean over those anchors.
-    Counts: ``num_anchors`` (anchors used) and ``num_positive`` (their ``x + m > 0``).
+    Over anchors i with a positive and a negative: `term(max_j d_ij - min_k d_ik)`, term
+    the hinge `max(x + m, 0)` or `softplus(x)`; the loss is the mean over those anchors.
+    Counts: `num_anchors` (anchors used) and `num_positive` (their `x + m > 0`).
     """
     labels = np.asarray(labels).reshape(-1)
     e = np.asarray(embeddings, dtype=np.float64)
@@ -211,8 +211,8 @@ def semi_hard(labels, embeddings, margin=0.2, distance="euclidean", soft=False):
     """Semi-hard (FaceNet): per anchor-positive pair, the closest farther negative.
 
     Over pairs (i, j) whose anchor has a negative: the negative k closest to i among those
-    with ``d_ik > d_ij``, else the farthest negative; ``max(d_ij - d_ik + m, 0)``, mean over
-    those pairs. Counts: ``num_pairs`` and ``num_positive``. There is no soft form.
+    with `d_ik > d_ij`, else the farthest negative; `max(d_ij - d_ik + m, 0)`, mean over
+    those pairs. Counts: `num_pairs` and `num_positive`. There is no soft form.
     """
     if soft:
         raise ValueError("semi_hard has no soft-margin form; got soft=True.")
@@ -236,23 +236,23 @@ def semi_hard(labels, embeddings, margin=0.2, distance="euclidean", soft=False):
     return terms.result(e, distance, num_pairs, num_pairs=num_pairs)
 
 
-#: Strategy name (a fixture's ``loss["name"]``) to reference function.
+#: Strategy name (a fixture's `loss["name"]`) to reference function.
 STRATEGIES = {"batch_all": batch_all, "batch_hard": batch_hard, "semi_hard": semi_hard}
 
 
 def triplet_loss(
     labels, embeddings, strategy="batch_all", margin=0.2, distance="euclidean", soft=False
 ):
-    """The reference of ``strategy`` (``"batch_all"``, ``"batch_hard"`` or ``"semi_hard"``)."""
+    """The reference of `strategy` (`"batch_all"`, `"batch_hard"` or `"semi_hard"`)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {tuple(STRATEGIES)}; got {strategy!r}.")
     return STRATEGIES[strategy](labels, embeddings, margin=margin, distance=distance, soft=soft)
 
 
 def triple_hinges(labels, embeddings, margin=0.2, distance="euclidean", distances=None):
-    """``d(i, j) - d(i, k) + margin`` over every valid triple, in a fixed order.
+    """`d(i, j) - d(i, k) + margin` over every valid triple, in a fixed order.
 
-    ``distances`` (a ``(B, B)`` array) replaces :func:`distance_matrix`, so that the same
+    `distances` (a `(B, B)` array) replaces `distance_matrix`, so that the same
     quantities can be evaluated on distances computed another way (in float32, say).
     Returns a 1-D array.
     """
@@ -269,16 +269,16 @@ def decision_values(
 ):
     """Every quantity whose sign decides a count, a selection or differentiability.
 
-    For a fixture generator (keep ``min(abs(values))`` clear of 0, so rounding in a backend
+    For a fixture generator (keep `min(abs(values))` clear of 0, so rounding in a backend
     cannot flip a decision) and for tests away from ties, in a fixed order:
 
-    - every valid triple's ``d_ij - d_ik + margin`` (the hinge, and ``num_positive``);
-    - for ``batch_hard`` and ``semi_hard``, every difference ``d_ia - d_ic`` of two distinct
-      off-diagonal entries ``a < c`` of an anchor's row (which positive or negative is
+    - every valid triple's `d_ij - d_ik + margin` (the hinge, and `num_positive`);
+    - for `batch_hard` and `semi_hard`, every difference `d_ia - d_ic` of two distinct
+      off-diagonal entries `a < c` of an anchor's row (which positive or negative is
       chosen);
-    - for ``euclidean``, every off-diagonal distance (its gradient is undefined at 0).
+    - for `euclidean`, every off-diagonal distance (its gradient is undefined at 0).
 
-    ``distances`` replaces :func:`distance_matrix` as in :func:`triple_hinges`. Returns a
+    `distances` replaces `distance_matrix` as in `triple_hinges`. Returns a
     1-D array.
     """
     d = distance_matrix(embeddings, distance) if distances is None else np.asarray(distances)
@@ -295,8 +295,8 @@ def decision_values(
 def triplet_difficulty(labels, embeddings, margin=0.2, distance="euclidean"):
     """Counts of valid triples that are hard, semi-hard and easy (FaceNet's taxonomy).
 
-    ``hard``: d_ik <= d_ij; ``semi_hard``: d_ij < d_ik < d_ij + m; ``easy``: d_ik >= d_ij + m
-    (at m = 0 a tie is hard). Also ``valid``, the number of valid triples.
+    `hard`: d_ik <= d_ij; `semi_hard`: d_ij < d_ik < d_ij + m; `easy`: d_ik >= d_ij + m
+    (at m = 0 a tie is hard). Also `valid`, the number of valid triples.
     """
     labels = np.asarray(labels).reshape(-1)
     d = distance_matrix(embeddings, distance)

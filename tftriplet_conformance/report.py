@@ -1,7 +1,7 @@
 """The peers report: every peer adapter over every fixture, as a Markdown page.
 
-``python -m tftriplet_conformance report --out docs/peers.md`` writes it;
-``... report --check`` writes nothing and exits 1 (printing a diff) when the page differs
+`python -m tftriplet_conformance report --out docs/peers.md` writes it;
+`... report --check` writes nothing and exits 1 (printing a diff) when the page differs
 from what the installed peers give now. The page holds statuses, not error ratios, so
 that it changes only when a result does (a package version, a fixture, an adapter).
 """
@@ -68,7 +68,7 @@ def _describe(entry):
 
 
 def render(fixtures, adapters):
-    """The report's Markdown text, from running ``adapters`` over ``fixtures``."""
+    """The report's Markdown text, from running `adapters` over `fixtures`."""
     outcome = run(fixtures, adapters)
     matrix, skipped = outcome.matrix, {**outcome.skipped, **outcome.broken}
     lines = [HEADER, "## Packages", "", "| peer | versions | status |", "| --- | --- | --- |"]
@@ -115,7 +115,7 @@ def render(fixtures, adapters):
 
 
 def write_or_check(path, text, check, log=print):
-    """Write ``text`` to ``path``, or with ``check`` compare and return 1 if it differs."""
+    """Write `text` to `path`, or with `check` compare and return 1 if it differs."""
     path = Path(path)
     if not check:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,10 +3,10 @@
 The effective tolerance of a (fixture, backend, dtype) is the loosest of the three, field
 by field: a case or a backend can only loosen the defaults, and says why where it does.
 
-An output ``a`` matches its expected float64 value ``e`` when
-``|a - e| <= atol + rtol * |e|`` for scalars, and ``max |a - e| <= gradient_atol + rtol * max |e|``
+An output `a` matches its expected float64 value `e` when
+`|a - e| <= atol + rtol * |e|` for scalars, and `max |a - e| <= gradient_atol + rtol * max |e|`
 for the gradient (relative to its largest entry: entries near 0 carry no relative
-precision). Counts match when ``|a - e| <= count_atol`` (0: exactly).
+precision). Counts match when `|a - e| <= count_atol` (0: exactly).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ DEFAULTS = {
     "bfloat16": {"rtol": 1.6e-2, "atol": 1e-6, "gradient_atol": 1e-6, "count_atol": 0},
 }
 
-#: Per backend: ``{backend: {dtype: {field: value}}}``, each with the reason in a comment.
+#: Per backend: `{backend: {dtype: {field: value}}}`, each with the reason in a comment.
 BACKEND_OVERRIDES = {
     # Keras 3's torch backend computes ops.matmul, ops.dot, ops.tensordot and
     # ops.maximum(x, python_float) of float64 tensors in float32
@@ -42,7 +42,7 @@ BACKEND_OVERRIDES = {
 
 
 def effective(fixture, backend, dtype):
-    """The tolerance dict for ``fixture`` run by ``backend`` in ``dtype``."""
+    """The tolerance dict for `fixture` run by `backend` in `dtype`."""
     levels = [
         DEFAULTS[dtype],
         fixture.get("tolerances", {}).get(dtype, {}),

@@ -30,3 +30,27 @@ def test_matmul_and_cross_replica_rows(tmp_path, capsys):
 def test_large_preset_has_the_rows_of_the_issue():
     assert set(LARGE_PRESET) == {(8192, "matmul"), (8192, "sorted"), (32768, "sorted"),
                                  (4096, "sorted"), (4096, "cross_replica")}
+
+
+def test_backends_preset_compares_every_backend_with_the_tf_graph():
+    """The preset's rows, and the table's multiple of the TensorFlow graph's time (from
+    made-up results: speed is never asserted)."""
+    from tftriplet_cli.bench import BACKENDS_PRESET
+    from tftriplet_cli.bench.report import format_table
+
+    engines = [("tensorflow", False), ("tensorflow", True), ("jax", False), ("torch", False)]
+    assert set(BACKENDS_PRESET) == {
+        (b, "sorted", backend, xla) for b in (2048, 8192) for backend, xla in engines
+    } | {(8192, "matmul", "tensorflow", False)}
+
+    def row(backend, xla, seconds):
+        return {"status": "ok", "method": "sorted", "batch_size": 2048, "backend": backend,
+                "jit_compile": xla, "median_s": seconds, "median_cpu_s": seconds,
+                "peak_rss_bytes": 10**9, "load_average": 1.0, "loss": 0.2, "kernel": "search"}
+
+    table = format_table([row("tensorflow", False, 0.1), row("tensorflow", True, 0.25),
+                          row("jax", False, 0.05)])
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
+    assert "the TF graph" not in lines["sorted (tensorflow)"]
+    assert "2.50x the TF graph" in lines["sorted (tensorflow, XLA)"]
+    assert "0.50x the TF graph" in lines["sorted (jax)"]

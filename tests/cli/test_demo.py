@@ -173,6 +173,8 @@ def test_data_npz_pads_small_classes_and_says_so(tmp_path):
         ({"x": np.zeros(180)}, r"'x' must have shape \(N, D\).*got shape \(180,\)"),
         ({"x": np.zeros((179, 10))}, r"one row per label \(N=180\).*\(179, 10\)"),
         ({"y": np.repeat(np.arange(6), 30) + 0.5}, "not whole numbers"),
+        ({"y": np.repeat(np.arange(6), 30) + 2**31}, r"fit in int32.*\[2147483648, 2147483653\]"),
+        ({"y": np.repeat(np.arange(6), 30) - 2.0**31 - 1}, "fit in int32"),
         ({"y": np.repeat(np.array(list("abcdef")), 30)}, "must be numeric"),
         ({"x": np.full((180, 10), np.nan)}, "NaN"),
         ({"y": np.zeros(180, dtype=int)}, "at least 2 classes"),
@@ -182,6 +184,14 @@ def test_bad_data_npz_gives_a_clear_error(tmp_path, overrides, match):
     data = clusters_npz(tmp_path / "bad.npz", **overrides)
     with pytest.raises(demo.DemoError, match=match):
         demo.load_npz(data)
+
+
+def test_data_npz_takes_ids_stored_as_whole_floats_or_as_a_column(tmp_path):
+    ids = np.repeat(np.arange(6), 30) * 1000 - 7  # negative and beyond 16 bits too
+    for stored in (ids.astype(np.float64), ids.astype(np.float32)[:, None], ids[:, None]):
+        x, y = demo.load_npz(clusters_npz(tmp_path / "ids.npz", y=stored))
+        assert x.shape == (180, 10) and x.dtype == np.float32
+        assert y.dtype == np.int32 and np.array_equal(y, ids)
 
 
 def test_bad_data_through_the_cli_exits_2_with_the_message(tmp_path, capsys):

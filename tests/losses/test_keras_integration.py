@@ -233,3 +233,23 @@ def test_non_numeric_labels_rejected():
 def test_sample_weight_rejected():
     with pytest.raises(ValueError, match="sample_weight"):
         tftriplet.BatchAllTripletLoss()([0, 0, 1], np.zeros((3, 2)), sample_weight=[1, 1, 1])
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_evaluate_under_xla_matches_reference(random_case, jit_compile):
+    """Keras traces the step with an unknown batch size and, with jit_compile (its
+    default on a GPU), XLA compiles it for each batch: batches of 48 (the counted form)
+    and a last batch of 16 (every triple) give the reference's loss."""
+    rng = np.random.default_rng(13)
+    labels, x = random_case(rng, 64, 5, 8)
+    model = identity_model(5)
+    model.compile(loss=tftriplet.BatchAllTripletLoss(margin=0.3),
+                  metrics=[tftriplet.FractionPositiveTriplets(margin=0.3)],
+                  jit_compile=jit_compile)
+    results = [model.evaluate(x[s], labels[s], batch_size=48, verbose=0, return_dict=True)
+               for s in (slice(0, 48), slice(48, 64))]
+    for result, s in zip(results, (slice(0, 48), slice(48, 64)), strict=True):
+        ref = reference.batch_all(labels[s], x[s], 0.3)
+        np.testing.assert_allclose(result["loss"], ref["loss"], rtol=1e-5)
+        np.testing.assert_allclose(result["fraction_positive"], ref["fraction_positive"],
+                                   rtol=1e-5)

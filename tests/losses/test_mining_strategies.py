@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tftriplet
-from tftriplet.mining import softplus
+from tftriplet.margins import softplus
 from tftriplet_conformance import reference
 
 

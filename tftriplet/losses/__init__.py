@@ -1,4 +1,4 @@
-"""The triplet losses: one module per strategy, each with its function and ``Loss`` class."""
+"""The triplet losses: one module per strategy, each with its function and `Loss` class."""
 
 from tftriplet.losses.base import TripletLoss
 from tftriplet.losses.batch_all import (

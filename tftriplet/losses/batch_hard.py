@@ -1,8 +1,8 @@
 """Batch-hard: each anchor's hardest positive against its hardest negative (Hermans et al.).
 
 One positive and one negative per anchor are picked out of the anchor's row of the
-distance matrix (:mod:`tftriplet.mining`), so memory is ``O(B^2)``; mining only some anchors
-(``cross_replica``: one replica's ``b`` anchors against the global batch) is ``O(b * B)``.
+distance matrix (`tftriplet.mining`), so memory is `O(B^2)`; mining only some anchors
+(`cross_replica`: one replica's `b` anchors against the global batch) is `O(b B)`.
 """
 
 from __future__ import annotations
@@ -10,42 +10,39 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tftriplet.config import PACKAGE
 from tftriplet.distances import resolve_distance
 from tftriplet.inputs import standardize_inputs
-from tftriplet.losses.base import (
-    PACKAGE,
-    TripletLoss,
-    mean_of_terms,
-    per_anchor_terms,
-    sum_of_terms,
-)
+from tftriplet.losses.base import TripletLoss
+from tftriplet.margins import check_margin, masked_terms
 from tftriplet.mining import anchor_rows, hardest_negative_distance, hardest_positive_distance
+from tftriplet.statistics import statistics, sum_parts
 
 
 def batch_hard_terms(labels, embeddings, margin, distance, soft, anchor_index=None):
-    """Per-anchor terms ``(A,)``, counted and positive flags (see ``per_anchor_terms``), for
-    the anchors ``anchor_index`` (int32 ``(A,)``; None: all ``B``) mined against the batch."""
+    """Per-anchor `tftriplet.margins.MaskedTerms` `(A,)` of the anchors `anchor_index`
+    (int32 `(A,)`; None: all `B`) mined against the batch."""
     rows = anchor_rows(labels, embeddings, distance, anchor_index)
     diff = hardest_positive_distance(rows) - hardest_negative_distance(rows)
     has_positive = ops.any(rows.positive, axis=1)
     has_negative = ops.greater(rows.num_negatives, 0)
-    return per_anchor_terms(diff, ops.logical_and(has_positive, has_negative), margin, soft)
+    return masked_terms(diff, ops.logical_and(has_positive, has_negative), margin, soft)
 
 
 def batch_hard_triplet_statistics(
     labels, embeddings, margin=0.2, squared=False, distance=None, soft=False
 ):
-    """Like :func:`batch_hard_triplet_loss`, with the counts.
+    """Like `batch_hard_triplet_loss`, with the counts.
 
     Returns:
-        A dict of scalars: ``loss``, ``num_anchors`` (anchors with a positive and a
-        negative) and ``num_positive`` (those with ``d_p - d_n + margin > 0``), the counts
+        A dict of scalars: `loss`, `num_anchors` (anchors with a positive and a
+        negative) and `num_positive` (those with `d_p - d_n + margin > 0`), the counts
         as floats in the loss's dtype.
     """
     labels, embeddings = standardize_inputs(labels, embeddings)
     distance = resolve_distance(distance, squared)
-    parts = batch_hard_terms(labels, embeddings, margin, distance, soft)
-    return mean_of_terms(parts, "num_anchors")
+    parts = batch_hard_terms(labels, embeddings, check_margin(margin), distance, soft)
+    return statistics(sum_parts(parts), False, "num_anchors")
 
 
 def batch_hard_triplet_loss(
@@ -53,28 +50,30 @@ def batch_hard_triplet_loss(
 ):
     """Batch-hard triplet loss: the hardest positive against the hardest negative.
 
-    For each anchor ``i`` with at least one positive and one negative::
+    For each anchor `i` with at least one positive and one negative:
 
         d_p(i) = max_{j: y_j = y_i, j != i} d(i, j)      (hardest positive)
         d_n(i) = min_{k: y_k != y_i} d(i, k)             (hardest negative)
         l(i)   = max(d_p(i) - d_n(i) + margin, 0)        (soft: softplus(d_p(i) - d_n(i)))
 
-    and the loss is the mean of ``l(i)`` over those anchors. Anchors lacking a positive or
+    and the loss is the mean of `l(i)` over those anchors. Anchors lacking a positive or
     a negative are left out (not counted as zero); with none left the loss is 0.
 
     Args:
-        labels: integer class ids, shape ``(B,)`` or ``(B, 1)``.
-        embeddings: float tensor ``(B, D)``.
-        margin: the margin ``m`` (unused when ``soft``).
-        squared: shorthand for ``distance="squared_euclidean"``.
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        soft: ``softplus(d_p - d_n)`` instead of the hinge.
+        labels: integer class ids, shape `(B,)` or `(B, 1)`.
+        embeddings: float tensor `(B, D)`.
+        margin: the margin `m` (unused when `soft`).
+        squared: shorthand for `distance="squared_euclidean"`.
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+        soft: `softplus(d_p - d_n)` instead of the hinge.
 
     Returns:
         The scalar loss.
 
     Example:
-        >>> loss = batch_hard_triplet_loss([0, 0, 1, 1], [[0.0], [0.5], [1.0], [2.0]])
+        ```python
+        loss = batch_hard_triplet_loss([0, 0, 1, 1], [[0.0], [0.5], [1.0], [2.0]])
+        ```
 
     Reference:
         Hermans, Beyer, Leibe. "In Defense of the Triplet Loss for Person
@@ -88,38 +87,36 @@ def batch_hard_triplet_loss(
 class BatchHardTripletLoss(TripletLoss):
     """Batch-hard triplet loss as a Keras loss.
 
-    Per anchor with a positive and a negative: ``max(d_p - d_n + m, 0)`` with the hardest
-    positive distance ``d_p`` and the hardest negative distance ``d_n`` (``softplus(d_p -
-    d_n)`` with ``soft=True``); the mean over those anchors. See
-    :func:`batch_hard_triplet_loss`.
+    Per anchor with a positive and a negative: `max(d_p - d_n + m, 0)` with the hardest
+    positive distance `d_p` and the hardest negative distance `d_n` (`softplus(d_p -
+    d_n)` with `soft=True`); the mean over those anchors. See
+    `batch_hard_triplet_loss`.
 
     Args:
-        margin: the margin ``m`` (default 0.2; unused when ``soft``).
+        margin: the margin `m` (default 0.2; unused when `soft`).
         soft: the soft margin instead of the hinge.
-        cross_replica: under ``tf.distribute``, each replica mines its anchors against the
-            global batch (:mod:`tftriplet.distributed`).
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: shorthand for ``distance="squared_euclidean"``.
+        cross_replica: under `tf.distribute`, each replica mines its anchors against the
+            global batch (`tftriplet.distributed`).
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+        squared: shorthand for `distance="squared_euclidean"`.
         name: the loss name.
         reduction: accepted for Keras compatibility; the loss is one scalar per batch.
         dtype: the dtype of the returned loss (computed in float32 at least).
 
     Example:
-        >>> model.compile(optimizer="adam", loss=tftriplet.BatchHardTripletLoss(soft=True))
+        ```python
+        model.compile(optimizer="adam", loss=tftriplet.BatchHardTripletLoss(soft=True))
+        ```
 
     Reference:
         Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",
         2017, https://arxiv.org/abs/1703.07737
     """
 
+    strategy = "batch_hard"
     supports_soft = True
 
-    def compute(self, labels, embeddings):
-        parts = batch_hard_terms(labels, embeddings, self.margin, self.distance, self.soft)
-        return mean_of_terms(parts, "num_anchors")["loss"]
-
-    def anchor_terms(self, labels, embeddings, anchor_index):
-        parts = batch_hard_terms(
+    def sums(self, labels, embeddings, anchor_index=None):
+        return sum_parts(batch_hard_terms(
             labels, embeddings, self.margin, self.distance, self.soft, anchor_index
-        )
-        return sum_of_terms(parts)
+        ))

@@ -24,7 +24,9 @@ Methods:
         step of every replica's loss share and its gradient (TensorFlow only).
 
 `--preset large` runs the large-batch rows: the matmul and sorted at B=8192, sorted at
-B=32768, and sorted against cross_replica at B=4096.
+B=32768, and sorted against cross_replica at B=4096. `--preset backends` runs sorted at
+B=2048 and 8192 in a TensorFlow graph, under XLA, `jax.jit` and PyTorch, and the matmul at
+8192: the table gives each row in multiples of the TensorFlow graph's time.
 
 Inputs: `B` embeddings of dimension `D` drawn from N(0, 1/D) (fixed seed), labels with
 `per_class` samples per class in a shuffled order (the P x K batches of metric learning).
@@ -35,6 +37,7 @@ one subprocess a measurement, the rows it skips), `worker` (the measurement chil
 table), `report` (the machine line and the table).
 """
 
-from tftriplet_cli.bench.options import LARGE_PRESET, add_parser
+from tftriplet_cli.bench.options import BACKENDS_PRESET, LARGE_PRESET
+from tftriplet_cli.bench.runner import add_parser
 
-__all__ = ["LARGE_PRESET", "add_parser"]
+__all__ = ["BACKENDS_PRESET", "LARGE_PRESET", "add_parser"]

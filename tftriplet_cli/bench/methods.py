@@ -35,14 +35,14 @@ def keras_step(method, backend, labels, embeddings, margin, jit, row_sort="auto"
     """A loss + gradient step of `batch_all_triplet_loss(method=...)` for the Keras backend
     in this process: a `tf.function` (with `jit_compile=jit`), a `jax.jit`, or eager
     PyTorch autograd. `row_sort` other than `"auto"` forces the sorted form's kernel."""
-    from tftriplet import batch_all_triplet_loss
+    from tftriplet import batch_all_triplet_loss, engine
     from tftriplet.inputs import standardize_inputs
-    from tftriplet.losses.batch_all_sorted import batch_all_sorted
 
     def loss_fn(y, x):
         if method == "sorted" and row_sort != "auto":
             y, x = standardize_inputs(y, x)
-            return batch_all_sorted(y, x, margin, squared=False, row_sort=row_sort)["loss"]
+            return engine.batch_all_statistics(y, x, margin, "euclidean", method="sorted",
+                                               row_sort=row_sort)["loss"]
         return batch_all_triplet_loss(y, x, margin=margin, method=method)[0]
 
     if backend == "tensorflow":

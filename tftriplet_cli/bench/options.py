@@ -18,17 +18,14 @@ LARGE_PRESET = (
 )
 BACKENDS = ("tensorflow", "jax", "torch")
 
-
-def add_parser(subparsers):
-    """Add the `bench` subcommand to the `tftriplet` command line."""
-    from tftriplet_cli.bench.runner import run
-
-    parser = subparsers.add_parser(
-        "bench", help="time and peak memory of loss + gradient: dense, sorted, pml"
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=run)
-    return parser
+#: `--preset backends`: (batch size, method, backend, XLA) rows with default arguments,
+#: each in its own process: a TensorFlow graph against XLA, `jax.jit` and PyTorch at the
+#: same batch sizes, and the `e @ e^T` floor (docs/performance.md).
+BACKENDS_PRESET = (
+    *((b, "sorted", backend, xla) for b in (2048, 8192) for backend, xla in (
+        ("tensorflow", False), ("tensorflow", True), ("jax", False), ("torch", False))),
+    (8192, "matmul", "tensorflow", False),
+)
 
 
 def add_arguments(parser):
@@ -43,9 +40,11 @@ def add_arguments(parser):
         "(default: dense,sorted,pml)",
     )
     parser.add_argument(
-        "--preset", choices=("large",), default=None,
-        help="large: the large-batch rows (matmul and sorted at 8192, sorted at 32768, "
-        "sorted and cross_replica at 4096) instead of --sizes x --methods",
+        "--preset", choices=("large", "backends"), default=None,
+        help="instead of --sizes x --methods: large, the large-batch rows (matmul and "
+        "sorted at 8192, sorted at 32768, sorted and cross_replica at 4096); backends, "
+        "sorted at 2048 and 8192 in a TensorFlow graph, under XLA, JAX and PyTorch, and "
+        "the matmul at 8192",
     )
     parser.add_argument(
         "--replicas", type=int, default=2,

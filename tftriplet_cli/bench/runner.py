@@ -8,8 +8,29 @@ import os
 import subprocess
 import sys
 
-from tftriplet_cli.bench.options import LARGE_PRESET
+from tftriplet_cli.bench.options import BACKENDS_PRESET, LARGE_PRESET, add_arguments
 from tftriplet_cli.bench.report import format_table, machine_description
+
+
+def add_parser(subparsers):
+    """Add the `bench` subcommand to the `tftriplet` command line."""
+    parser = subparsers.add_parser(
+        "bench", help="time and peak memory of loss + gradient: dense, sorted, pml"
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def rows_of(args):
+    """The measurements `args` asks for: `(batch_size, method, backend, xla)` rows."""
+    if args.preset == "backends":
+        return list(BACKENDS_PRESET)
+    if args.preset == "large":
+        pairs = LARGE_PRESET
+    else:
+        pairs = [(b, m) for b in args.sizes for m in args.methods]
+    return [(b, m, args.backend, args.xla) for b, m in pairs]
 
 
 def run(args):
@@ -21,12 +42,8 @@ def run(args):
         f"margin {args.margin:g}, median of {args.repeats}; {machine}",
         flush=True,
     )
-    if args.preset == "large":
-        rows = list(LARGE_PRESET)
-    else:
-        rows = [(b, m) for b in args.sizes for m in args.methods]
-    for batch_size, method in rows:
-        result = run_one(method, batch_size, args)
+    for batch_size, method, backend, xla in rows_of(args):
+        result = run_one(method, batch_size, args, backend, xla)
         results.append(result)
         if args.verbose:
             print(json.dumps(result), flush=True)
@@ -37,8 +54,11 @@ def run(args):
     return 0
 
 
-def run_one(method, batch_size, args):
-    """Run one measurement in a fresh subprocess; returns its result dict."""
+def run_one(method, batch_size, args, backend=None, xla=None):
+    """Run one measurement in a fresh subprocess (with `backend` and `xla`, default
+    `args`'); returns its result dict."""
+    backend = args.backend if backend is None else backend
+    xla = args.xla if xla is None else xla
     limit = args.max_gb * 1e9
     if method == "dense" and dense_bytes_estimate(batch_size) > limit:
         gb = dense_bytes_estimate(batch_size) / 1e9
@@ -58,14 +78,14 @@ def run_one(method, batch_size, args):
         "per_class": args.per_class,
         "repeats": args.repeats,
         "margin": args.margin,
-        "backend": args.backend,
-        "jit": args.xla,
+        "backend": backend,
+        "jit": xla,
         "row_sort": args.row_sort,
         "replicas": args.replicas,
     }
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["KERAS_BACKEND"] = "torch" if method == "pml" else args.backend
+    env["KERAS_BACKEND"] = "torch" if method == "pml" else backend
     cmd = [sys.executable, "-m", "tftriplet_cli.bench.worker", json.dumps(worker_args)]
     try:
         proc = subprocess.run(

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from tftriplet.inputs import check_class_ids
 from tftriplet_cli.demo.options import DemoError
 
 DIGITS = "scikit-learn digits (1797 8x8 images, 10 classes; bundled, not downloaded)"
@@ -75,7 +76,12 @@ def load_npz(path):
 
 
 def check_arrays(x, y, source="data"):
-    """Check `x` and `y` as the demo needs them; return `(x float32 (N, D), y int32)`."""
+    """Check `x` and `y` as the demo needs them; return `(x float32 (N, D), y int32)`.
+
+    `y` follows the package's rules for class ids (`tftriplet.inputs.check_class_ids`),
+    except that floats holding whole numbers are accepted (an `.npz` written from a table
+    often stores ids as floats); they are converted to integers first.
+    """
     x = np.asarray(x)
     y = np.asarray(y)
     if x.dtype.kind not in "iuf" or y.dtype.kind not in "iuf":
@@ -83,30 +89,33 @@ def check_arrays(x, y, source="data"):
             f"{source}: 'x' and 'y' must be numeric; got x of dtype {x.dtype} and y of "
             f"dtype {y.dtype}."
         )
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise DemoError(
-            f"{source}: 'y' must be a 1-D array of class ids (N,); got shape {y.shape} "
-            "(one-hot labels? pass y.argmax(axis=1))."
-        )
+    if y.dtype.kind == "f":
+        y = _whole_numbers(y, source)
+    try:
+        y = check_class_ids(y, "'y'", int32=True)
+    except (TypeError, ValueError) as err:
+        raise DemoError(f"{source}: {err}") from err
     if x.ndim < 2 or x.shape[0] != y.shape[0]:
         raise DemoError(
             f"{source}: 'x' must have shape (N, D) with one row per label (N={y.shape[0]}); "
             f"got shape {x.shape}."
         )
-    if y.dtype.kind == "f":
-        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
-            raise DemoError(
-                f"{source}: 'y' must hold integer class ids; got floats that are not whole numbers."
-            )
-        if np.any(np.abs(y) > 2**31 - 1):
-            raise DemoError(f"{source}: 'y' class ids must fit in int32.")
-    elif np.any(y > 2**31 - 1) or np.any(y < -(2**31)):
-        raise DemoError(f"{source}: 'y' class ids must fit in int32.")
     x = x.reshape(x.shape[0], -1).astype(np.float32)
     if not np.all(np.isfinite(x)):
         raise DemoError(f"{source}: 'x' contains NaN or inf.")
     if len(np.unique(y)) < 2:
         raise DemoError(f"{source}: 'y' must hold at least 2 classes; got {len(np.unique(y))}.")
     return x, y.astype(np.int32)
+
+
+def _whole_numbers(y, source):
+    """Float class ids as int64, refused unless every one is a whole number within int32."""
+    if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+        raise DemoError(
+            f"{source}: 'y' must hold integer class ids; got floats that are not whole numbers."
+        )
+    if y.size and (y.min() < np.iinfo(np.int32).min or y.max() > np.iinfo(np.int32).max):
+        raise DemoError(
+            f"{source}: 'y' class ids must fit in int32; got floats in [{y.min()}, {y.max()}]."
+        )
+    return y.astype(np.int64)

@@ -1,19 +1,19 @@
 """Backend adapters: one small interface, one module per backend.
 
-An adapter has a ``name``, the ``dtypes`` it runs, whether it is ``differentiable`` (then it
+An adapter has a `name`, the `dtypes` it runs, whether it is `differentiable` (then it
 must return the gradient), and these methods:
 
-- ``available() -> (bool, reason)``: can it run here (compiler, framework installed)?
-- ``supports(fixture) -> (bool, reason)``: does it implement the fixture's loss variant?
-- ``prepare(fixtures)``: one-time work (compile, start a subprocess and run them all).
-- ``run(fixture, dtype) -> {mode: outputs}``: outputs is a dict like the fixture's
-  ``expected`` (scalars, ``gradient`` as nested lists, maybe ``printed``), or
-  ``{"error": message}``. A backend with several execution modes (eager, tf.function,
-  XLA) returns one entry per mode. It may raise `Unsupported` instead of ``supports``
+- `available() -> (bool, reason)`: can it run here (compiler, framework installed)?
+- `supports(fixture) -> (bool, reason)`: does it implement the fixture's loss variant?
+- `prepare(fixtures)`: one-time work (compile, start a subprocess and run them all).
+- `run(fixture, dtype) -> {mode: outputs}`: outputs is a dict like the fixture's
+  `expected` (scalars, `gradient` as nested lists, maybe `printed`), or
+  `{"error": message}`. A backend with several execution modes (eager, tf.function,
+  XLA) returns one entry per mode. It may raise `Unsupported` instead of `supports`
   saying so beforehand (a process learns it from its implementation's reply).
-- ``close()``: release what ``prepare`` started (a process); called once at the end.
+- `close()`: release what `prepare` started (a process); called once at the end.
 
-The fixture an adapter receives is a copy without ``expected``.
+The fixture an adapter receives is a copy without `expected`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tftriplet_conformance.variants import variant_of
 
 
 class Unsupported(Exception):
-    """Raised by ``run`` for a fixture the implementation does not implement (``n/a``),
+    """Raised by `run` for a fixture the implementation does not implement (`n/a`),
     with the reason. It must then be raised for every dtype of that fixture."""
 
 
@@ -39,9 +39,9 @@ class Adapter:
     name = ""
     dtypes = ("float64",)
     differentiable = False
-    #: Outputs of ``expected`` this backend cannot produce: not compared (peers only).
+    #: Outputs of `expected` this backend cannot produce: not compared (peers only).
     not_reported = ()
-    #: Declared semantic differences (:class:`~tftriplet_conformance.differs.Difference`).
+    #: Declared semantic differences (`tftriplet_conformance.differs.Difference`).
     differences = ()
 
     def available(self):
@@ -85,7 +85,7 @@ def own_adapters():
 
 
 def peer_adapters():
-    """The adapters of other libraries' triplet losses (``docs/peers.md``)."""
+    """The adapters of other libraries' triplet losses (`docs/peers.md`)."""
     from tftriplet_conformance.adapters.pytorch_metric_learning_peer import (
         PyTorchMetricLearningAdapter,
     )
@@ -120,10 +120,10 @@ ENTRY_POINT_GROUP = "tftriplet_conformance.adapters"
 
 
 def load_adapter(spec):
-    """An adapter from ``"package.module:Name"``: an :class:`Adapter` instance, or a class
+    """An adapter from `"package.module:Name"`: an `Adapter` instance, or a class
     whose constructor takes no arguments.
 
-    Raises ``UsageError`` when ``spec`` is not of that form, and ``ValueError`` naming what
+    Raises `UsageError` when `spec` is not of that form, and `ValueError` naming what
     is wrong when the module, the name or the object is (with the file and line of an
     exception its import or constructor raised).
     """
@@ -165,8 +165,8 @@ def load_adapter(spec):
 
 
 def load_or_broken(spec, name=None):
-    """:func:`load_adapter`, or a :class:`BrokenAdapter` named ``name`` (default: ``spec``)
-    carrying why it could not be loaded. A ``UsageError`` (a malformed spec) propagates."""
+    """`load_adapter`, or a `BrokenAdapter` named `name` (default: `spec`)
+    carrying why it could not be loaded. A `UsageError` (a malformed spec) propagates."""
     try:
         return load_adapter(spec)
     except ValueError as err:
@@ -178,8 +178,8 @@ def load_or_broken(spec, name=None):
 
 
 def entry_point_adapters():
-    """Adapters installed packages register under :data:`ENTRY_POINT_GROUP`; one that
-    cannot be loaded is a :class:`BrokenAdapter` under its entry point's name."""
+    """Adapters installed packages register under `ENTRY_POINT_GROUP`; one that
+    cannot be loaded is a `BrokenAdapter` under its entry point's name."""
     from importlib.metadata import entry_points
 
     adapters = []

@@ -1,12 +1,12 @@
-"""The project's C implementation (``conformance/c/triplet.c``), built with the system ``cc``.
+"""The project's C implementation (`conformance/c/triplet.c`), built with the system `cc`.
 
 The first user of the process protocol (`adapters.process`): the runner compiles
-``triplet.c`` once per adapter into a temporary folder (``$CC`` or ``cc``) and exchanges JSON
+`triplet.c` once per adapter into a temporary folder (`$CC` or `cc`) and exchanges JSON
 messages with it, one request per fixture and dtype. It implements only the batch-all
-hinge with (squared) Euclidean distances: ``supports`` says so beforehand, and the program
-itself answers ``unsupported`` for the rest. For the fixture that records the
-seed program's printed line (``seed_c_program``) it also compiles and runs the seed program
-itself (``seed_program.c``, which draws its inputs with the C library's ``rand()``; only
+hinge with (squared) Euclidean distances: `supports` says so beforehand, and the program
+itself answers `unsupported` for the rest. For the fixture that records the
+seed program's printed line (`seed_c_program`) it also compiles and runs the seed program
+itself (`seed_program.c`, which draws its inputs with the C library's `rand()`; only
 glibc's matches the fixture, so that run needs glibc).
 """
 
@@ -25,17 +25,17 @@ from tftriplet_conformance.guard import ImplementationFault
 from tftriplet_conformance.variants import variant_of
 
 CFLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
-#: The fixture whose ``printed`` line is the seed program's own output.
+#: The fixture whose `printed` line is the seed program's own output.
 SEED_FIXTURE = "seed_c_program"
 
 
 def compiler():
-    """The C compiler command, or ``None``."""
+    """The C compiler command, or `None`."""
     return shutil.which(os.environ.get("CC", "cc"))
 
 
 def compile_c(source, out_dir):
-    """Compile ``source`` into ``out_dir``; returns the executable's path."""
+    """Compile `source` into `out_dir`; returns the executable's path."""
     exe = Path(out_dir) / Path(source).stem
     cmd = [compiler(), *CFLAGS, "-o", str(exe), str(source), "-lm"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -45,7 +45,7 @@ def compile_c(source, out_dir):
 
 
 class CAdapter(ProcessAdapter):
-    """``triplet.c`` through the process protocol (float64, analytic gradient)."""
+    """`triplet.c` through the process protocol (float64, analytic gradient)."""
 
     def __init__(self):
         super().__init__([], name="c")
@@ -60,7 +60,7 @@ class CAdapter(ProcessAdapter):
         return True, ""
 
     def supports(self, fixture):
-        """What ``triplet.c`` answers ``unsupported`` to, known beforehand (a test checks
+        """What `triplet.c` answers `unsupported` to, known beforehand (a test checks
         that the two agree): only the batch-all hinge with Euclidean or squared distances."""
         ok, reason = super().supports(fixture)
         if not ok:

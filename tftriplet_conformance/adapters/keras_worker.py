@@ -1,8 +1,8 @@
-"""Subprocess side of :mod:`tftriplet_conformance.adapters.keras_backends`.
+"""Subprocess side of `tftriplet_conformance.adapters.keras_backends`.
 
-Reads ``{"fixtures": [...], "modes": {mode: [dtype, ...]}}`` as JSON on stdin, computes
-every fixture with the Keras backend of this process (``KERAS_BACKEND``), gradients with
-the framework's own autodiff, and writes ``{name: {dtype: {mode: outputs}}}`` to stdout.
+Reads `{"fixtures": [...], "modes": {mode: [dtype, ...]}}` as JSON on stdin, computes
+every fixture with the Keras backend of this process (`KERAS_BACKEND`), gradients with
+the framework's own autodiff, and writes `{name: {dtype: {mode: outputs}}}` to stdout.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The float64 NumPy reference (``tftriplet_conformance.reference``, loops) as a backend.
+"""The float64 NumPy reference (`tftriplet_conformance.reference`, loops) as a backend.
 
 The golden values come from it, so it checks that the reference and the fixtures still
 agree (a change to the reference, or a hand-edited fixture, shows up here).

@@ -1,23 +1,23 @@
-"""pytorch-metric-learning's ``TripletMarginLoss`` as a peer backend.
+"""pytorch-metric-learning's `TripletMarginLoss` as a peer backend.
 
 Each fixture runs in two configurations (the adapter's modes):
 
-- ``matched``: the configuration whose definition is the fixture's. Distances
-  ``LpDistance(normalize_embeddings=False, p=2, power=1)`` (``power=2`` for
-  ``squared_euclidean``) or ``CosineSimilarity()`` (its margin is taken on similarities,
-  ``s_an - s_ap + m``, the same number as ``d_ap - d_an + m`` for ``d = 1 - s``).
-  Batch-all hinge: every triple (no miner) with ``AvgNonZeroReducer`` (the sum over positive
-  hinges divided by their number; ``num_positive`` is the reducer's ``num_past_filter``).
-  Batch-hard: ``BatchHardMiner`` with ``MeanReducer`` (the mean over the mined anchors;
-  ``num_anchors`` is the number of mined triplets). Soft margin: ``smooth_loss=True`` with
-  ``margin=0`` (``softplus(d_ap - d_an + margin)``, so the margin must be 0) and
-  ``MeanReducer`` (the mean over every triple or anchor, which ``AvgNonZeroReducer`` would
+- `matched`: the configuration whose definition is the fixture's. Distances
+  `LpDistance(normalize_embeddings=False, p=2, power=1)` (`power=2` for
+  `squared_euclidean`) or `CosineSimilarity()` (its margin is taken on similarities,
+  `s_an - s_ap + m`, the same number as `d_ap - d_an + m` for `d = 1 - s`).
+  Batch-all hinge: every triple (no miner) with `AvgNonZeroReducer` (the sum over positive
+  hinges divided by their number; `num_positive` is the reducer's `num_past_filter`).
+  Batch-hard: `BatchHardMiner` with `MeanReducer` (the mean over the mined anchors;
+  `num_anchors` is the number of mined triplets). Soft margin: `smooth_loss=True` with
+  `margin=0` (`softplus(d_ap - d_an + margin)`, so the margin must be 0) and
+  `MeanReducer` (the mean over every triple or anchor, which `AvgNonZeroReducer` would
   not give where the softplus underflows to 0). Semi-hard has no such configuration: mode
-  ``closest`` runs ``TripletMarginMiner(type_of_triplets="semihard")`` instead, declared
+  `closest` runs `TripletMarginMiner(type_of_triplets="semihard")` instead, declared
   different.
-- ``defaults``: what a user gets by only setting the margin, ``TripletMarginLoss(margin=m)``
-  (with ``BatchHardMiner()`` for batch-hard): Euclidean distance between L2-normalised
-  embeddings, ``AvgNonZeroReducer``. Run for Euclidean fixtures, declared different.
+- `defaults`: what a user gets by only setting the margin, `TripletMarginLoss(margin=m)`
+  (with `BatchHardMiner()` for batch-hard): Euclidean distance between L2-normalised
+  embeddings, `AvgNonZeroReducer`. Run for Euclidean fixtures, declared different.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def normalising_changes_the_result(fixture):
     """The reference's loss or gradient changes when every row is L2-normalised first.
 
     (Not so for a batch whose hinges are all inactive either way, or whose rows are all
-    equal.) The rows are divided by ``max(|row|, 1e-12)`` as ``torch.nn.functional.normalize``
+    equal.) The rows are divided by `max(|row|, 1e-12)` as `torch.nn.functional.normalize`
     does; results are compared to 1e-9 relative.
     """
     import numpy as np

@@ -1,15 +1,15 @@
 """sentence-transformers' batch triplet losses as a peer backend.
 
-``BatchAllTripletLoss``, ``BatchHardTripletLoss``, ``BatchHardSoftMarginTripletLoss`` and
-``BatchSemiHardTripletLoss`` take a model and call it on the batch's features; here the
-model is a small ``torch.nn.Module`` that returns the fixture's embeddings as its
-``sentence_embedding`` (no pretrained model is loaded, nothing is downloaded). The loss is
-called as in training, ``loss([features], labels)``, and differentiated by autograd.
+`BatchAllTripletLoss`, `BatchHardTripletLoss`, `BatchHardSoftMarginTripletLoss` and
+`BatchSemiHardTripletLoss` take a model and call it on the batch's features; here the
+model is a small `torch.nn.Module` that returns the fixture's embeddings as its
+`sentence_embedding` (no pretrained model is loaded, nothing is downloaded). The loss is
+called as in training, `loss([features], labels)`, and differentiated by autograd.
 
-Distances: ``BatchHardTripletLossDistanceFunction.euclidean_distance`` (the default),
-the same with ``squared=True`` for ``squared_euclidean``, and ``cosine_distance``. There is
-one configuration (mode ``matched``): the margin is the fixture's (the losses' default is 5).
-The soft-margin batch-all loss has no sentence-transformers counterpart (``n/a``).
+Distances: `BatchHardTripletLossDistanceFunction.euclidean_distance` (the default),
+the same with `squared=True` for `squared_euclidean`, and `cosine_distance`. There is
+one configuration (mode `matched`): the margin is the fixture's (the losses' default is 5).
+The soft-margin batch-all loss has no sentence-transformers counterpart (`n/a`).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ DIFFERENCES = (
 
 
 def _embedder():
-    """A model whose output is its input: ``{"sentence_embedding": features["embedding"]}``."""
+    """A model whose output is its input: `{"sentence_embedding": features["embedding"]}`."""
     import torch
 
     class FixedEmbeddings(torch.nn.Module):

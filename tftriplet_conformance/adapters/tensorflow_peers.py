@@ -1,19 +1,19 @@
 """TensorFlow Similarity and TensorFlow Addons: probed, not run.
 
-Both were written for TensorFlow 2 with Keras 2 (``tf.keras``). With TensorFlow 2.21, whose
-``tf.keras`` is Keras 3, neither works as its users call it (``docs/peers.md`` records the
+Both were written for TensorFlow 2 with Keras 2 (`tf.keras`). With TensorFlow 2.21, whose
+`tf.keras` is Keras 3, neither works as its users call it (`docs/peers.md` records the
 errors):
 
-- ``import tensorflow_addons`` fails: it imports ``keras.src.engine``, which Keras 3 does
+- `import tensorflow_addons` fails: it imports `keras.src.engine`, which Keras 3 does
   not have.
-- ``tensorflow_similarity`` imports, but ``TripletLoss()`` raises: it passes
-  ``reduction="auto"`` (``tf.keras.losses.Reduction.AUTO``), which Keras 3's ``Loss``
+- `tensorflow_similarity` imports, but `TripletLoss()` raises: it passes
+  `reduction="auto"` (`tf.keras.losses.Reduction.AUTO`), which Keras 3's `Loss`
   rejects.
 
-``available()`` probes the package in a subprocess (so that this process imports no
+`available()` probes the package in a subprocess (so that this process imports no
 framework), calling it as the package's documentation does, and returns the probe's real
 error. A probe that succeeds (a later release) says so: the adapter would then need its
-``run``, which is not written for a package that cannot run here.
+`run`, which is not written for a package that cannot run here.
 """
 
 from __future__ import annotations

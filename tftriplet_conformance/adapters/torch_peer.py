@@ -3,7 +3,7 @@
 A peer adapter (pytorch-metric-learning, sentence-transformers) runs in this process: it
 imports torch, not Keras, so no backend is fixed. Each fixture runs once per
 *configuration* of the peer (the adapter's modes): the loss objects built as the peer's
-users build them, called on float64 tensors, with the gradient taken by ``torch.autograd``.
+users build them, called on float64 tensors, with the gradient taken by `torch.autograd`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from tftriplet_conformance.guard import describe
 class TorchPeerAdapter(Adapter):
     """Base of the in-process PyTorch peers.
 
-    Subclasses set ``name``, ``package`` (the distribution), ``module`` (what to import)
-    and ``differences``, and implement :meth:`configurations`.
+    Subclasses set `name`, `package` (the distribution), `module` (what to import)
+    and `differences`, and implement `configurations`.
     """
 
     dtypes = ("float64",)
@@ -52,7 +52,7 @@ class TorchPeerAdapter(Adapter):
         return "torch==2.13.0" if module == "torch" else self.package
 
     def versions(self):
-        """``{distribution: version}`` of what this adapter runs."""
+        """`{distribution: version}` of what this adapter runs."""
         return {d: importlib.metadata.version(d) for d in ("torch", self.package)}
 
     def supports(self, fixture):
@@ -67,7 +67,7 @@ class TorchPeerAdapter(Adapter):
         return f"{self.package} has no configuration for {loss}"
 
     def configurations(self, loss):
-        """``{mode: fn}`` with ``fn(labels, embeddings) -> (loss tensor, {count: value})``."""
+        """`{mode: fn}` with `fn(labels, embeddings) -> (loss tensor, {count: value})`."""
         raise NotImplementedError
 
     def run(self, fixture, dtype):

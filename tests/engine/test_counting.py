@@ -1,4 +1,5 @@
-"""The sorted O(B^2) batch-all form against the dense B^3 form and the float64 reference.
+"""The counting kernels (tftriplet/engine/counting.py) against the per-triple form and the
+float64 reference.
 
 The reference (tftriplet_conformance/reference.py) is written as plain loops over
 (i, j, k); the dense form is the definition as it reads. The sorted form must give the
@@ -16,25 +17,20 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import batch_all_sorted, spy_on_kernels
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import tftriplet
 from tftriplet.distances import resolve_distance
-from tftriplet.losses.batch_all import AUTO_DENSE_MAX_BATCH, resolve_method
-from tftriplet.losses.batch_all_sorted import (
-    POSITIVES_SORT_MAX_DIVISOR,
-    batch_all_sorted,
-    choose_row_sort,
-    pair_coefficients,
-)
+from tftriplet.engine import counting
 from tftriplet_conformance import reference
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-#: The sorted form's two ways to count (tftriplet.losses.batch_all_sorted.pair_coefficients): sort
-#: every row in full, or sort only each row's positives and binary-search the negatives.
+#: The two ways to count (tftriplet/engine/counting.py): sort every row in full, or the class
+#: kernel (each row's positives, searched or compared against every column).
 ROW_SORTS = ("merged", "positives")
 
 
@@ -220,14 +216,25 @@ def test_exact_ties_follow_strict_hinge(margin, dtype):
         np.testing.assert_allclose(got["gradient"], want["gradient"], rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("row_sort", ROW_SORTS)
-def test_pair_coefficients_are_the_counts(random_case, row_sort):
-    """W from the sort equals the counts c_ij and -r_ik written out as loops."""
+def pair_weights(labels, d, margin, kernel):
+    """`(W, positive triples)` of every row of `d` by one counting kernel."""
+    table = counting.label_table(tf.constant(labels))
+    rows = table.rows(tf.range(len(labels), dtype="int32"))
+    k = int(np.max(np.unique(labels, return_counts=True)[1]))
+    if kernel == "merged":
+        w, per_row = counting.merged_weights(d, rows, margin)
+    else:
+        w, per_row = getattr(counting, f"{kernel}_weights")(d, rows, table.order, margin, k)
+    return w.numpy(), float(tf.reduce_sum(per_row))
+
+
+@pytest.mark.parametrize("kernel", ["merged", "search", "compare"])
+def test_pair_weights_are_the_counts(random_case, kernel):
+    """W from each kernel equals the counts c_ij and -r_ik written out as loops."""
     rng = np.random.default_rng(3)
     labels, x = random_case(rng, 15, 3, 3)
     d = reference.distance_matrix(x)
-    stats = pair_coefficients(tf.constant(labels), tf.constant(d), 0.3, row_sort)
-    w = stats["coefficients"].numpy()
+    w, num_positive = pair_weights(labels, tf.constant(d), 0.3, kernel)
     want = np.zeros_like(d)
     for i in range(15):
         for j in range(15):
@@ -237,7 +244,7 @@ def test_pair_coefficients_are_the_counts(random_case, row_sort):
                         want[i, j] += 1
                         want[i, k] -= 1
     np.testing.assert_array_equal(w, want)
-    assert float(stats["num_positive"]) == want.clip(min=0).sum()
+    assert num_positive == want.clip(min=0).sum()
 
 
 # --- edge cases -------------------------------------------------------------------------
@@ -342,48 +349,17 @@ def test_both_kernels_meet_every_batch_all_fixture(row_sort):
 # --- which row sort -----------------------------------------------------------------------
 
 
-def _spy_row_sorts(monkeypatch):
-    """Record which of the two counting kernels each call (or trace) goes through."""
-    import tftriplet.losses.batch_all_sorted as module
-
-    calls = []
-
-    def spy_on(kind):
-        name = f"_{kind}_pair_coefficients"
-        original = getattr(module, name)
-
-        def spy(*args):
-            calls.append(kind)
-            return original(*args)
-
-        monkeypatch.setattr(module, name, spy)
-
-    spy_on("merged")
-    spy_on("positives")
-    return calls
-
-
 def pk_labels(num_classes, per_class, seed=0):
     labels = np.repeat(np.arange(num_classes), per_class)
     np.random.default_rng(seed).shuffle(labels)
     return labels
 
 
-def test_choose_row_sort_by_the_largest_class():
-    limit = 64 // POSITIVES_SORT_MAX_DIVISOR
-    assert choose_row_sort("auto", 64, limit) == ("positives", limit)
-    assert choose_row_sort("auto", 64, limit + 1) == ("merged", None)
-    assert choose_row_sort("positives", 64, 63) == ("positives", 63)
-    assert choose_row_sort("merged", 64, 1) == ("merged", None)
-    with pytest.raises(ValueError, match="row_sort must be one of"):
-        pair_coefficients(tf.constant([0, 1]), tf.zeros((2, 2)), 0.2, "full")
-
-
 @pytest.mark.parametrize(
     "num_classes, per_class, expected", [(12, 4, "positives"), (4, 12, "merged")]
 )
 def test_auto_row_sort_eagerly(monkeypatch, num_classes, per_class, expected):
-    calls = _spy_row_sorts(monkeypatch)
+    calls = spy_on_kernels(monkeypatch)
     labels = pk_labels(num_classes, per_class)
     x = np.random.default_rng(1).normal(size=(len(labels), 5))
     want = reference.batch_all(labels, x, 0.3)
@@ -395,7 +371,7 @@ def test_auto_row_sort_eagerly(monkeypatch, num_classes, per_class, expected):
 def test_auto_row_sort_in_a_graph_decides_when_it_runs(monkeypatch):
     """In a tf.function the class sizes are known only when it runs: both kernels are
     traced into a cond, and one traced function serves both kinds of batch."""
-    calls = _spy_row_sorts(monkeypatch)
+    calls = spy_on_kernels(monkeypatch)
     fn = tf.function(
         lambda y, x: batch_all_sorted(y, x, 0.3, False)["loss"],
         input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, 5], tf.float64)],
@@ -408,27 +384,29 @@ def test_auto_row_sort_in_a_graph_decides_when_it_runs(monkeypatch):
     assert sorted(calls) == ["merged", "positives"]  # one trace, both branches
 
 
-def test_xla_uses_the_merged_sort_and_refuses_a_forced_positives_sort(monkeypatch):
-    calls = _spy_row_sorts(monkeypatch)
-    labels = pk_labels(12, 4)
-    x = np.random.default_rng(3).normal(size=(48, 5))
-    want = reference.batch_all(labels, x, 0.3)
-    got = loss_and_grad(labels, x, 0.3, False, "sorted", "float64", mode="xla", row_sort="auto")
-    assert calls == ["merged"]
-    assert_same(got, want, rtol=1e-9, atol=1e-12)
-    with pytest.raises(ValueError, match="row_sort='positives' needs the largest class size"):
-        loss_and_grad(labels, x, 0.3, False, "sorted", "float64", mode="xla", row_sort="positives")
+def test_xla_counts_by_class_and_falls_back_when_it_runs(monkeypatch):
+    """Under XLA the class sizes are known only when it runs: the class kernel and the
+    whole-row sort are both compiled into a cond, and both give the reference's numbers;
+    forced, the class kernel alone is compiled."""
+    calls = spy_on_kernels(monkeypatch)
+    rng = np.random.default_rng(3)
+    for labels in (pk_labels(12, 4), pk_labels(4, 12)):
+        x = rng.normal(size=(48, 5))
+        want = reference.batch_all(labels, x, 0.3)
+        got = loss_and_grad(labels, x, 0.3, False, "sorted", "float64", mode="xla",
+                            row_sort="auto")
+        assert_same(got, want, rtol=1e-9, atol=1e-12)
+    assert sorted(set(calls)) == ["merged", "positives"]
+    calls.clear()
+    labels = pk_labels(4, 12)  # 11 positives per anchor: above B / 8, forced anyway
+    x = rng.normal(size=(48, 5))
+    got = loss_and_grad(labels, x, 0.3, False, "sorted", "float64", mode="xla",
+                        row_sort="positives")
+    assert calls == ["positives"]
+    assert_same(got, reference.batch_all(labels, x, 0.3), rtol=1e-9, atol=1e-12)
 
 
 # --- method argument --------------------------------------------------------------------
-
-
-def test_auto_resolves_by_static_batch_size():
-    assert resolve_method("auto", AUTO_DENSE_MAX_BATCH) == "dense"
-    assert resolve_method("auto", AUTO_DENSE_MAX_BATCH + 1) == "sorted"
-    assert resolve_method("auto", None) == "sorted"
-    assert resolve_method("dense", 10**6) == "dense"
-    assert resolve_method("sorted", 2) == "sorted"
 
 
 @pytest.mark.parametrize("bad", ["Sorted", "fast", "", None, 3])
@@ -477,7 +455,11 @@ import numpy as np
 import keras
 from keras import ops
 import tftriplet
-from tftriplet.losses.batch_all_sorted import batch_all_sorted
+from tftriplet import engine
+
+def batch_all_sorted(y, x, margin, squared, row_sort="auto"):
+    return engine.batch_all_statistics(ops.convert_to_tensor(y), ops.convert_to_tensor(x),
+                                       margin, "euclidean", method="sorted", row_sort=row_sort)
 
 case = json.loads(sys.argv[1])
 labels = np.asarray(case["labels"], dtype="int64")
@@ -493,8 +475,7 @@ for variant in ("dense", "sorted", "sorted:merged", "sorted:positives"):
     if backend == "jax":
         import jax
         f = lambda x: loss_fn(x)["loss"]
-        if row_sort != "positives":  # under jax.jit even constant labels are traced
-            f = jax.jit(f)
+        f = jax.jit(f)
         loss, grad = jax.value_and_grad(f)(x)
         stats = loss_fn(x)
     elif backend == "torch":
@@ -514,13 +495,8 @@ if backend == "jax":  # labels traced by jax.jit: the class sizes are unknown wh
     import jax
     traced = jax.jit(lambda y, x: batch_all_sorted(y, x, 0.2, False)["loss"])
     out["jit labels"] = {"loss": float(traced(labels, x))}
-    try:
-        jax.jit(lambda y, x: batch_all_sorted(y, x, 0.2, False, row_sort="positives")["loss"])(
-            labels, x
-        )
-        out["jit labels, positives"] = "no error"
-    except ValueError as err:
-        out["jit labels, positives"] = str(err)
+    forced = jax.jit(lambda y, x: batch_all_sorted(y, x, 0.2, False, row_sort="positives")["loss"])
+    out["jit labels, positives"] = {"loss": float(forced(labels, x))}
 print(json.dumps(out))
 """
 
@@ -554,7 +530,7 @@ def test_sorted_under_other_keras_backends(case_clear_of_ties, backend):
         )
     if backend == "jax":
         np.testing.assert_allclose(out["jit labels"]["loss"], want["loss"], rtol=2e-5)
-        assert "needs the largest class size" in out["jit labels, positives"]
+        np.testing.assert_allclose(out["jit labels, positives"]["loss"], want["loss"], rtol=2e-5)
 
 
 # --- the bench command ------------------------------------------------------------------
@@ -620,12 +596,12 @@ def test_bench_reports_which_sorted_kernel_ran(tmp_path, capsys):
         args += ["--dim", "8", "--repeats", "1", "--row-sort", row_sort, "--json", str(path)]
         assert main(args) == 0
         results = json.loads(path.read_text())["results"]
-        kernels = {r["batch_size"]: r["sorted_kernel"] for r in results}
+        kernels = {r["batch_size"]: r["kernel"] for r in results}
         assert kernels == (
-            {16: "merged", 24: "positives"} if row_sort == "auto" else {16: "merged", 24: "merged"}
+            {16: "merged", 24: "search"} if row_sort == "auto" else {16: "merged", 24: "merged"}
         )
         losses[row_sort] = [r["loss"] for r in results]
-    assert "sorts the positives" in capsys.readouterr().out
+    assert "sorts the positives, searches" in capsys.readouterr().out
     np.testing.assert_allclose(losses["auto"], losses["merged"], rtol=1e-6)
 
 

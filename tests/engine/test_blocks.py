@@ -1,5 +1,6 @@
-"""Batch-all in anchor blocks, the sorted cosine form, the blocked soft margin, and the same
-answer from every method on an empty batch and on non-finite embeddings.
+"""The driver (tftriplet/engine/blocks.py): batch-all in anchor blocks, the sorted cosine
+form, the blocked soft margin, and the same answer from every method on an empty batch and
+on non-finite embeddings.
 
 Everything is compared with the float64 loop reference (tftriplet_conformance/reference.py)
 or with the dense form on the same float32 inputs; no expected value is written by hand.
@@ -14,19 +15,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import batch_all_sorted
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tftriplet
-from tftriplet.losses.batch_all import AUTO_DENSE_MAX_BATCH
-from tftriplet.losses.batch_all_sorted import (
-    AUTO_BLOCK_ENTRIES,
-    WHOLE_MATRIX_MAX_BATCH,
-    auto_anchor_block,
-    batch_all_sorted,
-    check_anchor_block,
-    uses_whole_matrices,
-)
+from tftriplet.engine import plan as plans
+from tftriplet.engine.plan import DENSE_MAX_BATCH, check_anchor_block, plan_batch_all
 from tftriplet_conformance import reference
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -44,9 +39,9 @@ def run(labels, x, margin=0.3, mode="eager", dtype="float64", **options):
             stats = tftriplet.batch_all_triplet_statistics(y, e, margin, **options)
         return stats, tape.gradient(stats["loss"], e)
 
-    if mode == "unknown":
+    if mode in ("unknown", "xla unknown"):
         spec = [tf.TensorSpec([None], yt.dtype), tf.TensorSpec([None, xt.shape[1]], dtype)]
-        step = tf.function(step, input_signature=spec)
+        step = tf.function(step, input_signature=spec, jit_compile=(mode == "xla unknown"))
     elif mode != "eager":
         step = tf.function(step, jit_compile=(mode == "xla"))
     stats, grad = step(yt, xt)
@@ -92,7 +87,7 @@ def test_dense_blocks_match_the_reference(random_case, distance, block, soft):
     assert_same(got, want(labels, x, distance=distance, soft=soft))
 
 
-@pytest.mark.parametrize("mode", ["function", "unknown", "xla"])
+@pytest.mark.parametrize("mode", ["function", "unknown", "xla", "xla unknown"])
 @pytest.mark.parametrize("distance, soft", [("euclidean", False), ("cosine", False),
                                             ("euclidean", True)])
 def test_blocks_in_graphs_match_the_reference(random_case, mode, distance, soft):
@@ -107,31 +102,15 @@ def test_blocks_in_graphs_match_the_reference(random_case, mode, distance, soft)
 
 
 def test_auto_block_above_the_whole_matrix_limit_is_exact(random_case, monkeypatch):
-    """The automatic path: with the limits lowered, a batch of 40 goes in blocks of 8."""
-    import tftriplet.losses.batch_all_sorted as module
-
-    monkeypatch.setattr(module, "WHOLE_MATRIX_MAX_BATCH", 16)
-    monkeypatch.setattr(module, "AUTO_BLOCK_ENTRIES", 8 * 40)
-    assert not uses_whole_matrices(40) and auto_anchor_block(40) == 8
+    """The automatic path: with the budget lowered, a batch of 40 goes in blocks of 8."""
+    monkeypatch.setattr(plans, "COUNT_BLOCK_ENTRIES", 8 * 40)
+    assert plan_batch_all(40, mode="eager").block_size(40, 40) == 8
     rng = np.random.default_rng(24)
     labels, x = random_case(rng, 40, 5, 4)
     got = run(labels, x, method="auto")
     assert_same(got, want(labels, x))
     got = run(labels, x, method="auto", mode="unknown")
     assert_same(got, want(labels, x))
-
-
-def test_automatic_block_rule():
-    assert uses_whole_matrices(WHOLE_MATRIX_MAX_BATCH)
-    assert not uses_whole_matrices(WHOLE_MATRIX_MAX_BATCH + 1)
-    assert not uses_whole_matrices(None)
-    assert not uses_whole_matrices(64, distance="cosine")
-    assert not uses_whole_matrices(64, anchor_block=8)
-    for b in (100, 8192, 32768):
-        block = auto_anchor_block(b)
-        assert block * b <= AUTO_BLOCK_ENTRIES < 2 * block * b or block == 1
-        assert block & (block - 1) == 0  # a power of two
-    assert auto_anchor_block(10**9) == 1
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "8"])
@@ -184,7 +163,7 @@ def test_no_tensor_beyond_a_block(largest_traced, distance, soft, limit):
 
 def test_auto_soft_margin_above_the_dense_limit_has_no_cubic_tensor(largest_traced):
     b = 48
-    assert b > AUTO_DENSE_MAX_BATCH
+    assert b > DENSE_MAX_BATCH
     labels = tf.constant(np.arange(b) % 6)
 
     def value_and_grad(e):
@@ -194,7 +173,7 @@ def test_auto_soft_margin_above_the_dense_limit_has_no_cubic_tensor(largest_trac
         return value, tape.gradient(value, e)
 
     largest = largest_traced(value_and_grad, tf.TensorSpec((b, 4), "float32"))
-    assert largest <= AUTO_DENSE_MAX_BATCH * b * b < b**3
+    assert largest <= DENSE_MAX_BATCH * b * b < b**3
 
 
 # --- anchor_terms (the cross-replica share) --------------------------------------------
@@ -324,7 +303,9 @@ VARIANTS = [
     ("cosine", False, ("auto", "dense", "sorted")),
     ("euclidean", True, ("auto", "dense")),
 ]
-MODES = ("eager", "function", "unknown", "xla")
+#: "xla unknown": traced with an unknown batch size and compiled by XLA for each batch that
+#: comes, as Keras' fit does with jit_compile on a GPU
+MODES = ("eager", "function", "unknown", "xla", "xla unknown")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -431,3 +412,48 @@ def test_blocked_forms_under_other_keras_backends(random_case, backend):
         np.testing.assert_allclose(out[name]["gradient"], expected["gradient"], rtol=1e-4,
                                    atol=1e-6, err_msg=name)
     assert out["empty"] == [0.0, 0.0]
+
+
+# --- columns left out: a fixed-size pool with empty slots ------------------------------
+
+
+@pytest.mark.parametrize("mode", ["eager", "function", "xla"])
+@pytest.mark.parametrize("kernel", [
+    {"method": "dense"}, {"method": "dense", "soft": True},
+    {"method": "sorted", "row_sort": "positives"}, {"method": "sorted", "row_sort": "merged"},
+])
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_invalid_columns_are_left_out(random_case, distance, kernel, mode):
+    """Sums over a pool whose rows `valid` marks are those of the pool without the other
+    rows (anchors renumbered), whatever the kernel; the left-out rows get no gradient."""
+    from tftriplet import engine
+
+    rng = np.random.default_rng(31)
+    labels, x = random_case(rng, 20, 3, 4)
+    valid = np.ones(20, bool)
+    valid[[2, 5, 11, 12, 19]] = False
+    anchors = np.array([0, 3, 4, 6, 9, 13, 17], "int32")
+    options = dict(kernel, anchor_block=3)
+    soft = options.pop("soft", False)
+
+    def sums(y, e, index, mask):
+        def step(y, e):
+            with tf.GradientTape() as tape:
+                tape.watch(e)
+                got = engine.batch_all_sums(y, e, 0.3, distance, soft, anchor_index=index,
+                                            valid=mask, **options)
+                terms = got.terms + tf.reduce_sum(tf.stop_gradient(got.gradient) * e)
+            return got, tape.gradient(terms, e)
+
+        if mode != "eager":
+            step = tf.function(step, jit_compile=(mode == "xla"))
+        got, grad = step(tf.constant(y), tf.constant(e))
+        return [float(v) for v in got[:3]], grad.numpy()
+
+    masked, masked_grad = sums(labels, x, anchors, tf.constant(valid))
+    kept = np.flatnonzero(valid)
+    renumbered = np.searchsorted(kept, anchors).astype("int32")
+    compact, compact_grad = sums(labels[kept], x[kept], renumbered, None)
+    np.testing.assert_allclose(masked, compact, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(masked_grad[kept], compact_grad, rtol=1e-10, atol=1e-12)
+    assert np.all(masked_grad[~valid] == 0.0)

@@ -1,0 +1,137 @@
+"""The plan (tftriplet/engine/plan.py): which kernel runs, in which blocks, decided once from
+what is known when the graph is traced, and the kernel that runs is the one it names."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import spy_on_kernels
+
+import tftriplet
+from tftriplet import engine
+from tftriplet.engine import plan as plans
+from tftriplet.engine.plan import (
+    CLASS_KERNEL,
+    CLASS_KERNEL_DIVISOR,
+    COUNT_BLOCK_ENTRIES,
+    DENSE_MAX_BATCH,
+    TRIPLE_BLOCK_ENTRIES,
+    plan_batch_all,
+)
+from tftriplet_conformance import reference
+
+
+def test_auto_evaluates_every_triple_up_to_the_dense_limit():
+    for mode in ("eager", "graph", "compiled"):
+        small = plan_batch_all(DENSE_MAX_BATCH, mode=mode)
+        assert (small.kernel, small.block) == ("triples", "whole")
+        large = plan_batch_all(DENSE_MAX_BATCH + 1, mode=mode)
+        assert large.kernel == CLASS_KERNEL[mode]
+        assert large.merged_above == CLASS_KERNEL_DIVISOR
+        assert plan_batch_all(None, mode=mode).kernel == CLASS_KERNEL[mode]  # unknown size
+
+
+def test_each_execution_mode_has_its_class_kernel():
+    assert CLASS_KERNEL == {"eager": "search", "graph": "search", "compiled": "compare"}
+
+
+@pytest.mark.parametrize("batch_size", [None, 8, 10**4])
+def test_the_method_and_row_sort_are_obeyed(batch_size):
+    dense = plan_batch_all(batch_size, method="dense", mode="eager")
+    assert (dense.kernel, dense.block) == ("triples", "whole")
+    assert plan_batch_all(batch_size, method="dense", anchor_block=3, mode="eager").block == 3
+    merged = plan_batch_all(batch_size, method="sorted", row_sort="merged", mode="graph")
+    assert (merged.kernel, merged.merged_above) == ("merged", None)
+    forced = plan_batch_all(batch_size, method="sorted", row_sort="positives",
+                            mode="compiled")
+    assert (forced.kernel, forced.merged_above) == ("compare", None)
+
+
+def test_the_soft_margin_runs_triple_by_triple_in_bounded_blocks():
+    assert plan_batch_all(DENSE_MAX_BATCH, soft=True, mode="eager").block == "whole"
+    for b in (DENSE_MAX_BATCH + 1, 100, 1000):
+        plan = plan_batch_all(b, soft=True, mode="eager")
+        block = plan.block_size(b, b)
+        assert plan.kernel == "triples" and block <= DENSE_MAX_BATCH
+        assert block * b * b <= TRIPLE_BLOCK_ENTRIES or block == 1
+    with pytest.raises(ValueError, match="method='sorted' computes the hinge"):
+        plan_batch_all(64, soft=True, method="sorted", mode="eager")
+
+
+def test_automatic_count_blocks_keep_a_block_within_its_budget():
+    assert plan_batch_all(100, mode="eager").block_size(100, 100) == 100  # whole
+    for b in (1448, 8192, 32768):
+        block = plan_batch_all(b, mode="eager").block_size(b, b)
+        assert block & (block - 1) == 0  # a power of two
+        assert block * b <= COUNT_BLOCK_ENTRIES < 2 * block * b
+    assert plan_batch_all(1024, mode="eager").block_size(1024, 1024) == 1024  # whole
+    assert plan_batch_all(10**9, mode="eager").block_size(10**9, 10**9) == 1
+    # capped at the anchors: a replica's 5 anchors against a batch of 8192
+    assert plan_batch_all(8192, mode="eager").block_size(5, 8192) == 5
+
+
+@pytest.mark.parametrize("soft", [False, True])
+@pytest.mark.parametrize("b", [1, 40, 3000])
+def test_the_block_of_an_unknown_batch_size_follows_the_same_rule(soft, b):
+    plan = plan_batch_all(None, soft=soft, mode="graph")
+    known = plan_batch_all(b, soft=soft, mode="eager").block_size(b, b)
+    traced = tf.function(lambda n: plan.block_size(n, n),
+                         input_signature=[tf.TensorSpec((), tf.int32)])
+    assert int(traced(tf.constant(b))) == known
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"method": "fast"}, "method must be one of"),
+    ({"row_sort": "full"}, "row_sort must be one of"),
+    ({"anchor_block": 0}, "anchor_block must be at least 1"),
+])
+def test_bad_options_are_named(bad, match):
+    with pytest.raises(ValueError, match=match):
+        plan_batch_all(64, **bad)
+
+
+def test_describe_says_what_runs():
+    assert plan_batch_all(24, mode="eager").describe(24) == "triples"
+    assert plan_batch_all(512, mode="eager").describe(512) == (
+        f"search, merged above B/{CLASS_KERNEL_DIVISOR} positives")
+    assert plan_batch_all(8192, mode="compiled").describe(8192) == (
+        f"compare, merged above B/{CLASS_KERNEL_DIVISOR} positives, blocks of 256")
+    assert plan_batch_all(None, mode="graph").describe() == (
+        f"search, merged above B/{CLASS_KERNEL_DIVISOR} positives, blocks from the batch size")
+
+
+def pk(num_classes, per_class):
+    labels = np.repeat(np.arange(num_classes), per_class)
+    np.random.default_rng(0).shuffle(labels)
+    return labels
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+@pytest.mark.parametrize("num_classes, per_class", [(12, 4), (4, 12)])
+def test_the_kernel_that_runs_is_the_planned_one(monkeypatch, mode, num_classes, per_class):
+    """Eagerly the class size is known and one kernel runs: the class kernel while no anchor
+    has more than B / 8 positives, else the whole-row sort. In a graph and under XLA it is
+    known only when the graph runs: both are traced into a cond; the numbers are the
+    reference's either way."""
+    calls = spy_on_kernels(monkeypatch)
+    planned = []
+    original = plans.plan_batch_all
+    monkeypatch.setattr(engine, "plan_batch_all",
+                        lambda *a, **k: planned.append(original(*a, **k)) or planned[-1])
+    labels = pk(num_classes, per_class)
+    x = np.random.default_rng(1).normal(size=(len(labels), 5))
+
+    def loss(y, e):
+        return tftriplet.batch_all_triplet_loss(y, e, 0.3)[0]
+
+    fn = loss if mode == "eager" else tf.function(loss, jit_compile=(mode == "xla"))
+    got = fn(tf.constant(labels), tf.constant(x))
+    np.testing.assert_allclose(float(got), reference.batch_all(labels, x, 0.3)["loss"],
+                               rtol=1e-9)
+    (plan,) = planned
+    assert plan.mode == {"eager": "eager", "graph": "graph", "xla": "compiled"}[mode]
+    assert plan.kernel == CLASS_KERNEL[plan.mode]
+    if mode == "eager":
+        few = per_class - 1 <= len(labels) // CLASS_KERNEL_DIVISOR
+        assert calls == ["positives" if few else "merged"]
+    else:
+        assert sorted(calls) == ["merged", "positives"]

@@ -1,0 +1,30 @@
+"""docs/large-batches.md states the plan's rules: its numbers are the plan's constants."""
+
+import re
+from pathlib import Path
+
+from tftriplet.engine.plan import (
+    CLASS_KERNEL_DIVISOR,
+    COUNT_BLOCK_ENTRIES,
+    DENSE_MAX_BATCH,
+    TRIPLE_BLOCK_ENTRIES,
+    plan_batch_all,
+)
+
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "large-batches.md"
+
+
+def test_the_page_states_the_plan_as_it_is():
+    text = PAGE.read_text()
+    assert f"at most {DENSE_MAX_BATCH} samples (static)" in text
+    assert f"blocks of at most {DENSE_MAX_BATCH} anchors" in text
+    assert text.count(f"above `B / {CLASS_KERNEL_DIVISOR}` positives") == 2
+    assert "near 2²¹ entries" in text and COUNT_BLOCK_ENTRIES == 2**21
+    assert "near 2²² entries" in text and TRIPLE_BLOCK_ENTRIES == 2**22
+    # "the whole batch up to W samples, X anchors at B=8192, Y at B=32768"
+    whole, at_8192, at_32768 = map(int, re.search(
+        r"whole batch up to (\d+) samples, (\d+) anchors at B=8192, (\d+) at\s+B=32768",
+        text).groups())
+    block = lambda b: plan_batch_all(b, mode="eager").block_size(b, b)  # noqa: E731
+    assert block(whole) == whole and block(whole + 1) < whole + 1
+    assert (block(8192), block(32768)) == (at_8192, at_32768)

@@ -1,0 +1,167 @@
+"""The batch-all driver: anchors in blocks against the whole batch, sums and gradient.
+
+For each block of anchor rows the distance rows `(A, B)` give the per-pair weights `W`
+(`tftriplet.engine.counting` or `tftriplet.engine.triples`, as the plan says); the term
+sum, the counts and the gradient `sum W dd/de` are accumulated, the gradient by rows
+(`G_block @ p`, added to the anchors' rows) and by columns (`G_block^T @ p_block`), so the
+largest tensor is `(block, B)` (`(block, B, B)` for the per-triple form). A plan with one
+block covering the batch is the whole-matrix form.
+
+Rows are gathered from copies of the batch with one more (zero) row, and added into an
+accumulator of `B + 1` rows (`tftriplet.engine.counting.LabelTable` pads the labels the
+same way): then no gather or scatter sees an empty tensor, which XLA cannot compile when
+the batch size is unknown when tracing (an empty batch).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from keras import ops
+
+from tftriplet.backend_ops import add_to_rows, concrete_int, matmul_t, sequential_loop
+from tftriplet.distances import get_distance
+from tftriplet.engine import counting
+from tftriplet.engine.counting import label_table, one_more
+from tftriplet.engine.triples import triple_weights
+from tftriplet.statistics import TripletSums
+
+
+class _Totals(NamedTuple):
+    """The loop's carry: sums over the blocks done so far."""
+
+    terms: object
+    positive: object
+    by_rows: object  # (B + 1, D): gradient w.r.t. the points through the anchors' rows
+    by_columns: object  # (B, D): through the columns
+    column_scale: object  # (B,): colsum(G), the columns' norm term
+
+
+def _weights_fn(plan, table, margin, soft, k):
+    """`(d, rows) -> (W, terms per row, positive triples per row)` for the plan's kernel."""
+    if plan.kernel == "triples":
+        return lambda d, rows: triple_weights(d, rows, margin, soft)
+
+    def class_kernel(d, rows):
+        kernel = counting.search_weights if plan.kernel == "search" else counting.compare_weights
+        return kernel(d, rows, table.order, margin, k)
+
+    def merged(d, rows):
+        return counting.merged_weights(d, rows, margin)
+
+    def weights(d, rows):
+        if plan.kernel == "merged":
+            w, positive = merged(d, rows)
+        elif plan.merged_above is None:
+            w, positive = class_kernel(d, rows)
+        else:
+            batch_size = ops.shape(d)[1]
+            limit = batch_size // plan.merged_above
+            few = ops.less_equal(k - 1, limit)
+            few_now = concrete_int(few)
+            if few_now is not None:
+                w, positive = (class_kernel if few_now else merged)(d, rows)
+            else:
+                w, positive = ops.cond(few, lambda: class_kernel(d, rows),
+                                       lambda: merged(d, rows))
+        return w, ops.sum(w * d, axis=1) + margin * positive, positive
+
+    return weights
+
+
+def batch_all_sums(labels, embeddings, margin, distance, soft, plan, anchor_index=None,
+                   with_gradient=True, valid=None):
+    """Batch-all sums over the anchors `anchor_index`, mined against the whole batch.
+
+    Args:
+        labels: class ids `(B,)`.
+        embeddings: float `(B, D)` (not differentiated here: the gradient is returned).
+        margin: the margin `m`.
+        distance: a `tftriplet.distances.Distance` or its name.
+        soft: the soft margin.
+        plan: the `tftriplet.engine.plan.Plan`.
+        anchor_index: int32 `(A,)` distinct anchors, or None for every row.
+        with_gradient: also compute the gradient (two more `B x B x D` products).
+        valid: bool `(B,)`, the rows that take part as positives and negatives (the
+            anchors among them), or None for all.
+
+    Returns:
+        `TripletSums` over the anchors' valid triples: the terms, the valid and positive
+        triples, and the gradient of the terms with respect to `embeddings` (or None).
+    """
+    distance = get_distance(distance)
+    e = ops.stop_gradient(embeddings)
+    dtype = e.dtype
+    b = ops.shape(e)[0]
+    all_anchors = anchor_index is None
+    if all_anchors:
+        anchor_index = ops.arange(b, dtype="int32")
+    anchor_index = ops.cast(anchor_index, "int32")
+    table = label_table(labels, valid)
+    points = distance.prepare(e)
+    padded = type(points)(*(None if x is None else one_more(x) for x in points))
+    n = ops.cast(ops.take(table.num_positives, anchor_index), dtype)
+    columns = ops.cast(b, dtype) if valid is None else ops.sum(ops.cast(valid, dtype))
+    num_valid = ops.sum(n * (columns - 1.0 - n))  # positives x negatives, per anchor
+    k = ops.max(ops.take(table.class_size, anchor_index), initial=1)  # slots per anchor
+    k = concrete_int(k) if concrete_int(k) is not None else k
+    weights = _weights_fn(plan, table, margin, soft, k)
+    num_anchors = ops.shape(anchor_index)[0]
+    block = plan.block_size(num_anchors, b)
+    # one block of every row, in order: the distances' whole-matrix form
+    whole = all_anchors and isinstance(block, int) and block == concrete_int(b)
+    if isinstance(block, int) and concrete_int(num_anchors) is not None:
+        num_blocks = -(-concrete_int(num_anchors) // block)
+    else:
+        num_blocks = (ops.cast(num_anchors, "int32") + block - 1) // block
+    anchors = ops.concatenate([anchor_index, ops.zeros((1,), "int32")], axis=0)
+
+    def body(i, totals):
+        start_wanted = i * block
+        start = ops.maximum(ops.minimum(start_wanted, num_anchors - block), 0)
+        # The last block is moved back to end at the last anchor; rows it shares with the
+        # block before count once.
+        position = start + ops.arange(block, dtype="int32")
+        fresh = ops.greater_equal(position, start_wanted)
+        index = ops.take(anchors, position)
+        row_points = points if whole else padded.take(index)
+        d = distance.between(points, row_points, whole=whole)
+        w, terms, positive = weights(d, table.rows(index))
+        keep = ops.cast(fresh, dtype)
+        totals = totals._replace(terms=totals.terms + ops.sum(terms * keep),
+                                 positive=totals.positive + ops.sum(positive * keep))
+        if with_gradient:
+            totals = _add_gradient(totals, distance, points, row_points, index,
+                                   distance.slopes(w, d), keep)
+        return totals
+
+    zero = ops.zeros((), dtype)
+    if with_gradient:
+        initial = _Totals(zero, zero, ops.zeros_like(padded.values), ops.zeros_like(e),
+                          ops.zeros((b,), dtype))
+    else:
+        initial = _Totals(zero, zero, zero, zero, zero)
+    totals = sequential_loop(num_blocks, body, initial)
+    gradient = _gradient(totals, distance, points) if with_gradient else None
+    return TripletSums(totals.terms, num_valid, totals.positive, gradient)
+
+
+def _add_gradient(totals, distance, points, row_points, index, g, keep):
+    """Add one block's `sum G dd/dp` by rows and by columns (`G = slopes(W, d)`)."""
+    keep = ops.expand_dims(keep, 1)
+    by_columns = totals.by_columns - matmul_t(g, row_points.values * keep, transpose_a=True)
+    row_part = ops.matmul(g, points.values)
+    column_scale = totals.column_scale
+    if distance.norm_term:
+        column_scale = column_scale + ops.squeeze(matmul_t(keep, g, transpose_a=True), 0)
+        row_part = row_part - ops.expand_dims(ops.sum(g, axis=1), 1) * row_points.values
+    by_rows = add_to_rows(totals.by_rows, index, -row_part * keep)
+    return totals._replace(by_rows=by_rows, by_columns=by_columns, column_scale=column_scale)
+
+
+def _gradient(totals, distance, points):
+    """The gradient w.r.t. the embeddings from the accumulated rows and columns."""
+    gradient = totals.by_rows[:-1] + totals.by_columns
+    if distance.norm_term:
+        gradient = gradient + ops.expand_dims(totals.column_scale, 1) * points.values
+    return distance.to_embeddings(gradient, points)

@@ -1,0 +1,204 @@
+"""Which batch-all kernel runs, in which anchor blocks: one decision, from what is known
+when the graph is traced.
+
+Every threshold of the engine lives here. The decision depends on the static batch size
+(or its absence), the options (`method`, `soft`, `anchor_block`, `row_sort`) and how the
+code executes (`tftriplet.backend_ops.execution_mode`): eagerly, in a TensorFlow graph, or
+compiled by XLA (`jit_compile=True`, Keras' default on a GPU, and JAX). The number of
+positives per anchor is data: where it is not known when tracing, the plan states the
+rule that the kernel applies when it runs.
+
+The kernels (`tftriplet.engine.counting`, `tftriplet.engine.triples`):
+
+- `"triples"`: every triple of a block of anchors, `(block, B, B)` tensors (the dense
+  form, and the soft margin, which has no counting shortcut);
+- `"search"`: the hinge counted with each anchor's positives sorted and every negative
+  placed among them by a binary search and a histogram, `O(B^2 log k)`;
+- `"compare"`: the same counts from one comparison pass per positive slot, `O(B^2 k)`
+  without sorting, searching or scattering: what XLA compiles well;
+- `"merged"`: the hinge counted by sorting whole rows, `O(B^2 log B)`, for batches where
+  an anchor has many positives (the class kernels cost grows with `k`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from keras import ops
+
+from tftriplet.backend_ops import concrete_int, execution_mode
+
+#: The values of `method`.
+METHODS = ("auto", "dense", "sorted")
+
+#: The values of `row_sort`, how the hinge is counted: `"positives"` forces the class
+#: kernel, `"merged"` the whole-row sort, `"auto"` lets the plan choose.
+ROW_SORTS = ("auto", "merged", "positives")
+
+#: `method="auto"` evaluates every triple up to this static batch size, and evaluates the
+#: soft margin in blocks of at most this many anchors.
+DENSE_MAX_BATCH = 32
+
+#: The class kernels run while no anchor has more than `B // CLASS_KERNEL_DIVISOR`
+#: positives; above, the whole-row sort is as fast (docs/performance.md).
+CLASS_KERNEL_DIVISOR = 8
+
+#: The class kernel of each execution mode: binary search and histograms where shapes may
+#: depend on values (their cost is `log k` per entry), comparisons under XLA.
+CLASS_KERNEL = {"eager": "search", "graph": "search", "compiled": "compare"}
+
+#: The automatic anchor block of the counting kernels keeps a `(block, B)` tensor near this
+#: many entries (small enough for the allocator to reuse its buffers).
+COUNT_BLOCK_ENTRIES = 2**21
+
+#: The automatic anchor block of the per-triple form keeps a `(block, B, B)` tensor near this
+#: many entries.
+TRIPLE_BLOCK_ENTRIES = 2**22
+
+
+def check_method(method):
+    """`method` if it is one of `METHODS`, else a `ValueError`."""
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(
+            f"method must be one of {', '.join(repr(m) for m in METHODS)}; got {method!r}."
+        )
+    return method
+
+
+def check_anchor_block(anchor_block):
+    """`anchor_block` if it is None or a positive int, else a `ValueError`."""
+    if anchor_block is None:
+        return None
+    if isinstance(anchor_block, bool) or not isinstance(anchor_block, (int, np.integer)):
+        raise ValueError(
+            "anchor_block must be None (chosen from the batch size) or a positive integer; "
+            f"got {anchor_block!r}."
+        )
+    if anchor_block < 1:
+        raise ValueError(f"anchor_block must be at least 1; got {anchor_block}.")
+    return int(anchor_block)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How batch-all is evaluated.
+
+    Attributes:
+        kernel: `"triples"`, `"search"`, `"compare"` or `"merged"` (see the module).
+        merged_above: the class kernels give way to `"merged"` when an anchor has more than
+            `batch_size // merged_above` positives (None: never).
+        block: anchors per block: an int, `"whole"` (every anchor in one block) or
+            `"auto"` (from the batch size, within `budget`).
+        budget: for `"auto"`: `"row"` (a `(block, B)` tensor near `COUNT_BLOCK_ENTRIES`)
+            or `"matrix"` (a `(block, B, B)` tensor near `TRIPLE_BLOCK_ENTRIES`, and at
+            most `DENSE_MAX_BATCH` anchors).
+        mode: the execution mode the plan was made for.
+    """
+
+    kernel: str
+    merged_above: int | None
+    block: int | str
+    budget: str
+    mode: str
+
+    def block_size(self, num_anchors, batch_size):
+        """Anchors per block, capped at the number of anchors, at least 1: a Python int
+        when the sizes are known, else a scalar tensor."""
+        a_now, b_now = concrete_int(num_anchors), concrete_int(batch_size)
+        if self.block == "whole":
+            block = num_anchors if a_now is None else a_now
+        elif self.block == "auto":
+            block = None if b_now is None else _auto_block(b_now, self.budget)
+        else:
+            block = self.block
+        if isinstance(block, int) and a_now is not None:
+            return max(min(block, a_now), 1)
+        if block is None:  # unknown batch size: the same rule, as a tensor
+            b = ops.maximum(ops.cast(batch_size, "int32"), 1)
+            if self.budget == "matrix":
+                block = ops.minimum(_power_of_two(TRIPLE_BLOCK_ENTRIES // (b * b)),
+                                    DENSE_MAX_BATCH)
+            else:
+                block = _power_of_two(COUNT_BLOCK_ENTRIES // b)
+        return ops.maximum(ops.minimum(block, ops.cast(num_anchors, "int32")), 1)
+
+    def kernel_for(self, num_positives, batch_size):
+        """The kernel that runs when no anchor has more than `num_positives` positives."""
+        if self.merged_above is not None and num_positives > batch_size // self.merged_above:
+            return "merged"
+        return self.kernel
+
+    def describe(self, batch_size=None):
+        """One line for tables and logs: the kernel, its fallback and the blocks."""
+        text = self.kernel
+        if self.merged_above is not None:
+            text += f", merged above B/{self.merged_above} positives"
+        block = self.block_size(batch_size, batch_size) if batch_size is not None else None
+        if not isinstance(block, int):
+            return text + ", blocks from the batch size"
+        return text if block >= batch_size else f"{text}, blocks of {block}"
+
+
+def _power_of_two(x):
+    """The largest power of two at most `x` (an int32 tensor), at least 1."""
+    x = ops.maximum(x, 1)
+    for shift in (1, 2, 4, 8, 16):  # every bit below the highest set
+        x = ops.bitwise_or(x, ops.right_shift(x, shift))
+    return x - ops.right_shift(x, 1)
+
+
+def _auto_block(batch_size, budget):
+    """The largest power of two whose block tensor stays within the budget (at least 1)."""
+    b = max(batch_size, 1)
+    if budget == "matrix":
+        limit, row, cap = TRIPLE_BLOCK_ENTRIES, b * b, DENSE_MAX_BATCH
+    else:
+        limit, row, cap = COUNT_BLOCK_ENTRIES, b, None
+    block = 1
+    while block * 2 * row <= limit:
+        block *= 2
+    return block if cap is None else min(block, cap)
+
+
+def plan_batch_all(batch_size, *, soft=False, method="auto", anchor_block=None,
+                   row_sort="auto", mode=None):
+    """The plan for a batch of `batch_size` samples (an int, or None when unknown).
+
+    Args:
+        batch_size: the static batch size, or None.
+        soft: the soft margin (evaluated triple by triple: it has no counting shortcut).
+        method: `"auto"` (every triple up to `DENSE_MAX_BATCH` samples, else counting
+            for the hinge and triples in blocks of at most `DENSE_MAX_BATCH` anchors for
+            the soft margin), `"dense"` (every triple) or `"sorted"` (counting; the hinge
+            only).
+        anchor_block: anchors per block, or None (the whole batch for `"dense"`, else
+            chosen from the batch size).
+        row_sort: `"auto"`, `"positives"` (the class kernel, never the whole-row sort) or
+            `"merged"` (always the whole-row sort).
+        mode: `"eager"`, `"graph"` or `"compiled"`; None: the current one.
+
+    Returns:
+        A `Plan`.
+    """
+    check_method(method)
+    anchor_block = check_anchor_block(anchor_block)
+    if row_sort not in ROW_SORTS:
+        raise ValueError(f"row_sort must be one of {ROW_SORTS}; got {row_sort!r}.")
+    if method == "sorted" and soft:
+        raise ValueError(
+            "method='sorted' computes the hinge (any distance) by counting sorted "
+            f"distances, and the soft margin has no such shortcut; got soft={soft!r}. Use "
+            "method='dense' (with anchor_block=... to bound its memory) or 'auto', which "
+            f"evaluates the soft margin in anchor blocks above {DENSE_MAX_BATCH} samples."
+        )
+    mode = mode or execution_mode()
+    small = batch_size is not None and batch_size <= DENSE_MAX_BATCH
+    if method == "dense" or (method == "auto" and (small or soft)):
+        block = anchor_block or ("whole" if method == "dense" or small else "auto")
+        return Plan("triples", None, block, "matrix", mode)
+    block = anchor_block or "auto"
+    if row_sort == "merged":
+        return Plan("merged", None, block, "row", mode)
+    merged_above = None if row_sort == "positives" else CLASS_KERNEL_DIVISOR
+    return Plan(CLASS_KERNEL[mode], merged_above, block, "row", mode)
