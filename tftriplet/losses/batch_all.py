@@ -151,6 +151,7 @@ class BatchAllTripletLoss(TripletLoss):
     """
 
     strategy = "batch_all"
+    count_name = "num_valid"
     supports_soft = True
 
     def __init__(
@@ -163,6 +164,8 @@ class BatchAllTripletLoss(TripletLoss):
         cross_replica=False,
         distance=None,
         squared=False,
+        memory_size=0,
+        memory_warmup=0,
         name=None,
         reduction="sum_over_batch_size",
         dtype=None,
@@ -173,6 +176,8 @@ class BatchAllTripletLoss(TripletLoss):
             cross_replica=cross_replica,
             distance=distance,
             squared=squared,
+            memory_size=memory_size,
+            memory_warmup=memory_warmup,
             name=name,
             reduction=reduction,
             dtype=dtype,
@@ -182,13 +187,13 @@ class BatchAllTripletLoss(TripletLoss):
         # the soft margin has no sorted form: refuse the combination now, not in fit()
         engine.plan_batch_all(None, soft=self.soft, method=self.method, mode="eager")
 
-    def sums(self, labels, embeddings, anchor_index=None):
+    def sums(self, labels, embeddings, anchor_index=None, valid=None):
         """Computed by the engine's plan for this batch; in anchor blocks whenever
         `anchor_index` is given (`O(A B)` memory for the hinge, `O(block B^2)` for the
         soft margin)."""
         return engine.batch_all_sums(
             labels, embeddings, self.margin, self.distance, self.soft, method=self.method,
-            anchor_block=self.anchor_block, anchor_index=anchor_index,
+            anchor_block=self.anchor_block, anchor_index=anchor_index, valid=valid,
         )
 
     def get_config(self):

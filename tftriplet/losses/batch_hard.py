@@ -19,11 +19,12 @@ from tftriplet.mining import anchor_rows, hardest_negative_distance, hardest_pos
 from tftriplet.statistics import statistics, sum_parts
 
 
-def batch_hard_terms(labels, embeddings, margin, distance, soft, anchor_index=None):
+def batch_hard_terms(labels, embeddings, margin, distance, soft, anchor_index=None,
+                     valid=None):
     """Per-anchor terms `(A,)` and counted and positive flags
     (`tftriplet.margins.masked_terms`), for the anchors `anchor_index` (int32 `(A,)`;
-    None: all `B`) mined against the batch."""
-    rows = anchor_rows(labels, embeddings, distance, anchor_index)
+    None: all `B`) mined against the batch's `valid` columns (bool `(B,)`; None: all)."""
+    rows = anchor_rows(labels, embeddings, distance, anchor_index, valid)
     diff = hardest_positive_distance(rows) - hardest_negative_distance(rows)
     has_positive = ops.any(rows.positive, axis=1)
     has_negative = ops.greater(rows.num_negatives, 0)
@@ -111,9 +112,10 @@ class BatchHardTripletLoss(TripletLoss):
     """
 
     strategy = "batch_hard"
+    count_name = "num_anchors"
     supports_soft = True
 
-    def sums(self, labels, embeddings, anchor_index=None):
+    def sums(self, labels, embeddings, anchor_index=None, valid=None):
         return sum_parts(*batch_hard_terms(
-            labels, embeddings, self.margin, self.distance, self.soft, anchor_index
+            labels, embeddings, self.margin, self.distance, self.soft, anchor_index, valid
         ))

@@ -20,10 +20,11 @@ from tftriplet.mining import anchor_rows, semi_hard_negative_distance
 from tftriplet.statistics import statistics, sum_parts
 
 
-def semi_hard_terms(labels, embeddings, margin, distance, anchor_index=None):
-    """Per anchor-positive pair terms ``(A, B)``, counted and positive flags, for the
-    anchors ``anchor_index`` (int32 ``(A,)``; None: all ``B``) mined against the batch."""
-    rows = anchor_rows(labels, embeddings, distance, anchor_index)
+def semi_hard_terms(labels, embeddings, margin, distance, anchor_index=None, valid=None):
+    """Per anchor-positive pair terms `(A, B)`, counted and positive flags, for the
+    anchors `anchor_index` (int32 `(A,)`; None: all `B`) mined against the batch's
+    `valid` columns (bool `(B,)`; None: all)."""
+    rows = anchor_rows(labels, embeddings, distance, anchor_index, valid)
     diff = rows.distances - semi_hard_negative_distance(rows)
     has_negative = ops.expand_dims(ops.greater(rows.num_negatives, 0), 1)
     return masked_terms(diff, ops.logical_and(rows.positive, has_negative), margin, False)
@@ -101,8 +102,9 @@ class SemiHardTripletLoss(TripletLoss):
     """
 
     strategy = "semi_hard"
+    count_name = "num_pairs"
 
-    def sums(self, labels, embeddings, anchor_index=None):
+    def sums(self, labels, embeddings, anchor_index=None, valid=None):
         return sum_parts(*semi_hard_terms(
-            labels, embeddings, self.margin, self.distance, anchor_index
+            labels, embeddings, self.margin, self.distance, anchor_index, valid
         ))
