@@ -169,6 +169,9 @@ class CrossBatchMemory(keras.metrics.Metric):
         b = ops.shape(labels)[0]
         slots = ops.greater_equal(ops.arange(self.size, dtype="int32"), self.size - filled)
         valid = ops.concatenate([ops.ones((b,), "bool"), slots], axis=0)
+        # Empty rows are never positives or negatives (`valid`); distinct labels keep them
+        # out of any real class, whose size sets the cost of the counting kernels.
+        held_labels = ops.where(slots, held_labels, _empty_labels(self.size))
         return Pool(ops.concatenate([labels, held_labels], axis=0),
                     ops.concatenate([embeddings, held], axis=0), valid,
                     ops.arange(b, dtype="int32"), filled, steps)
@@ -270,6 +273,12 @@ def label_dtype():
         if not jax.config.jax_enable_x64:
             return "int32"
     return "int64"
+
+
+def _empty_labels(size):
+    """`size` distinct labels for empty rows, from the smallest integer up."""
+    dtype = label_dtype()
+    return ops.cast(np.iinfo(dtype).min + np.arange(size, dtype=np.int64), dtype)
 
 
 def _constant(value):
