@@ -306,23 +306,27 @@ def _newest(items, size):
     return items[max(len(items) - size, 0):]
 
 
-def triple_hinges(labels, embeddings, margin=0.2, distance="euclidean", distances=None):
+def triple_hinges(labels, embeddings, margin=0.2, distance="euclidean", distances=None,
+                  anchors=None):
     """``d(i, j) - d(i, k) + margin`` over every valid triple, in a fixed order.
 
     ``distances`` (a ``(B, B)`` array) replaces :func:`distance_matrix`, so that the same
     quantities can be evaluated on distances computed another way (in float32, say).
-    Returns a 1-D array.
+    ``anchors``: only the first ``anchors`` rows are anchors (`pooled`). Returns a 1-D
+    array.
     """
     labels = np.asarray(labels).reshape(-1)
     d = distance_matrix(embeddings, distance) if distances is None else np.asarray(distances)
-    same = labels[:, None] == labels[None, :]
-    positive = same & ~np.eye(len(labels), dtype=bool)
+    rows = len(labels) if anchors is None else anchors
+    same = labels[:rows, None] == labels[None, :]
+    positive = same & ~np.eye(rows, len(labels), dtype=bool)
     valid = positive[:, :, None] & ~same[:, None, :]
-    return (d[:, :, None] - d[:, None, :] + margin)[valid]
+    return (d[:rows, :, None] - d[:rows, None, :] + margin)[valid]
 
 
 def decision_values(
-    labels, embeddings, strategy="batch_all", margin=0.2, distance="euclidean", distances=None
+    labels, embeddings, strategy="batch_all", margin=0.2, distance="euclidean", distances=None,
+    anchors=None,
 ):
     """Every quantity whose sign decides a count, a selection or differentiability.
 
@@ -335,17 +339,20 @@ def decision_values(
       chosen);
     - for ``euclidean``, every off-diagonal distance (its gradient is undefined at 0).
 
-    ``distances`` replaces :func:`distance_matrix` as in :func:`triple_hinges`. Returns a
-    1-D array.
+    ``distances`` replaces :func:`distance_matrix` as in :func:`triple_hinges`; with
+    ``anchors``, only the first ``anchors`` rows are anchors and their rows are read.
+    Returns a 1-D array.
     """
     d = distance_matrix(embeddings, distance) if distances is None else np.asarray(distances)
     b = d.shape[0]
-    values = [triple_hinges(labels, embeddings, margin, distance, d)]
+    rows = b if anchors is None else anchors
+    values = [triple_hinges(labels, embeddings, margin, distance, d, anchors)]
     if strategy in ("batch_hard", "semi_hard"):
         a, c = np.triu_indices(b, k=1)
-        values += [d[i, a][(a != i) & (c != i)] - d[i, c][(a != i) & (c != i)] for i in range(b)]
+        values += [d[i, a][(a != i) & (c != i)] - d[i, c][(a != i) & (c != i)]
+                   for i in range(rows)]
     if distance == "euclidean":
-        values.append(d[~np.eye(b, dtype=bool)])
+        values.append(d[:rows][~np.eye(rows, b, dtype=bool)])
     return np.concatenate(values)
 
 
