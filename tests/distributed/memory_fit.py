@@ -5,6 +5,7 @@ Run as a script by tests/distributed/test_memory_distributed.py, in a fresh proc
 
     python memory_fit.py mirrored N OUT   # N logical CPUs, MirroredStrategy, cross_replica
     python memory_fit.py single OUT       # one device, the same global batches
+    python memory_fit.py refused N OUT    # MirroredStrategy without cross_replica: the error
 
 Writes OUT (JSON): the weights after `fit`, the losses Keras logged per epoch (one step
 each), and the memory's contents and step count.
@@ -35,7 +36,7 @@ def batches():
     return x, y
 
 
-def run(strategy=None):
+def run(strategy=None, cross_replica=True):
     os.environ["TFTRIPLET_TEST_LOSS"] = json.dumps(
         {"strategy": os.environ.get("TFTRIPLET_MEMORY_STRATEGY", "batch_all"),
          "memory_size": MEMORY, "memory_warmup": WARMUP}
@@ -45,7 +46,7 @@ def run(strategy=None):
         model = build_model(cross_replica=False)
     else:
         with strategy.scope():
-            model = build_model(cross_replica=True)
+            model = build_model(cross_replica=cross_replica)
     tftriplet.attach_memory(model)
     x, y = batches()
     losses = []
@@ -67,6 +68,12 @@ def run(strategy=None):
 def main(argv):
     if argv[1] == "mirrored":
         result = run(mirrored_strategy(int(argv[2])))
+    elif argv[1] == "refused":
+        try:
+            run(mirrored_strategy(int(argv[2])), cross_replica=False)
+            result = {"error": None}
+        except ValueError as err:
+            result = {"error": str(err)}
     else:
         result = run()
     with open(argv[-1], "w") as f:

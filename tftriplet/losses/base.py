@@ -89,8 +89,10 @@ class TripletLoss(keras.losses.Loss):
         #: The `tftriplet.memory.CrossBatchMemory`, or None without `memory_size`.
         self.memory = None
         if self.memory_size:
+            # the name given, never Keras' numbered one: the backup's state key is made of it
+            base = name or f"{self.strategy}_triplet_loss"
             self.memory = CrossBatchMemory(self.memory_size, self.memory_warmup,
-                                           name=f"{self.name}_memory")
+                                           name=f"{base}_memory")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         if sample_weight is not None:
