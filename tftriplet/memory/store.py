@@ -178,7 +178,8 @@ class CrossBatchMemory(keras.metrics.Metric):
 
     def push(self, pool):
         """After the loss: the batch of `pool` (its `Pool`, holding the memory as it was
-        read) enters the memory, unless it is still warming up; the step is counted."""
+        read) enters the memory, unless it is still warming up; the step is counted (a
+        batch of no samples is not a step)."""
         b = ops.shape(pool.anchor_index)[0]
         held, held_labels = pool.embeddings[b:], pool.labels[b:]
         enter = ops.greater_equal(pool.steps, self.warmup)
@@ -190,28 +191,37 @@ class CrossBatchMemory(keras.metrics.Metric):
         self._embeddings.assign(ops.where(enter, new, held))
         self._labels.assign(ops.where(enter, new_labels, held_labels))
         self._filled.assign(ops.where(enter, filled, pool.filled))
-        self._steps.assign(pool.steps + 1)
+        # an empty batch is no step (TensorFlow's fit makes one when a resumed epoch's
+        # data runs out: tftriplet.BackupAndRestore)
+        self._steps.assign(pool.steps + ops.cast(ops.greater(b, 0), "int32"))
 
     # ------------------------------------------------------------------ for users
+
+    def _value(self, key):
+        """A variable's value as NumPy: a restored state not built yet, else 0 or empty
+        before the first batch."""
+        if self.spec is not None:
+            return ops.convert_to_numpy(getattr(self, f"_{key}"))
+        if self._restored:
+            return self._restored[key]
+        empty = {"embeddings": np.zeros((self.size, 0), np.float32),
+                 "labels": np.zeros((self.size,), np.int64)}
+        return empty.get(key, np.zeros((), np.int32))
 
     @property
     def filled(self):
         """How many rows hold a sample (0 before the first batch)."""
-        return 0 if self.spec is None else int(ops.convert_to_numpy(self._filled))
+        return int(self._value("filled"))
 
     @property
     def steps(self):
         """How many training steps the memory has seen (warm-up steps included)."""
-        return 0 if self.spec is None else int(ops.convert_to_numpy(self._steps))
+        return int(self._value("steps"))
 
     def contents(self):
         """`(labels, embeddings)` of the samples held, oldest first, as NumPy arrays."""
-        if self.spec is None:
-            return np.zeros((0,), np.int64), np.zeros((0, 0), np.float32)
-        filled = self.filled
-        labels = ops.convert_to_numpy(self._labels)
-        embeddings = ops.convert_to_numpy(self._embeddings)
-        return labels[self.size - filled:], embeddings[self.size - filled:]
+        start = self.size - self.filled
+        return self._value("labels")[start:], self._value("embeddings")[start:]
 
     def clear(self):
         """Empty the memory and restart its step count (the warm-up runs again)."""
@@ -246,11 +256,9 @@ class CrossBatchMemory(keras.metrics.Metric):
         return {"size": self.size, "warmup": self.warmup}
 
     def resume_state(self):
-        if self.spec is None:
+        if self.spec is None and not self._restored:
             return {"built": False}
-        arrays = {key: ops.convert_to_numpy(getattr(self, f"_{key}"))
-                  for key in ("embeddings", "labels", "filled", "steps")}
-        return {"built": True, **arrays}
+        return {"built": True, **{key: self._value(key) for key in STATE}}
 
     def resume_restore(self, state):
         if not state.get("built"):
@@ -263,6 +271,10 @@ class CrossBatchMemory(keras.metrics.Metric):
         _check_restored(state, self.spec, self.name)
         for key, value in state.items():
             getattr(self, f"_{key}").assign(value)
+
+
+#: The variables, by name.
+STATE = ("embeddings", "labels", "filled", "steps")
 
 
 def label_dtype():
