@@ -133,6 +133,10 @@ class BatchAllTripletLoss(TripletLoss):
             the global batch (`tftriplet.distributed`).
         distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
         squared: shorthand for `distance="squared_euclidean"`.
+        memory_size: with `N > 0`, the positives and negatives of the batch's anchors come
+            from the batch and the `N` most recent earlier samples too (docs/memory.md,
+            `tftriplet.attach_memory`); 0 (default): the batch alone.
+        memory_warmup: training steps before the memory is used (default 0).
         name: the loss name.
         reduction: accepted for Keras compatibility; the loss is one scalar per batch.
         dtype: the dtype of the returned loss (computed in float32 at least).
@@ -147,7 +151,9 @@ class BatchAllTripletLoss(TripletLoss):
     Reference:
         Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832 ;
         Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",
-        2017, https://arxiv.org/abs/1703.07737
+        2017, https://arxiv.org/abs/1703.07737 ;
+        Wang et al., "Cross-Batch Memory for Embedding Learning", CVPR 2020,
+        https://arxiv.org/abs/1912.06798 (`memory_size`)
     """
 
     strategy = "batch_all"

@@ -87,28 +87,38 @@ def batch_hard_triplet_loss(
 class BatchHardTripletLoss(TripletLoss):
     """Batch-hard triplet loss as a Keras loss.
 
-    Per anchor with a positive and a negative: ``max(d_p - d_n + m, 0)`` with the hardest
-    positive distance ``d_p`` and the hardest negative distance ``d_n`` (``softplus(d_p -
-    d_n)`` with ``soft=True``); the mean over those anchors. See
-    :func:`batch_hard_triplet_loss`.
+    Per anchor with a positive and a negative, with the hardest positive distance `d_p` and
+    the hardest negative distance `d_n`:
+
+        l(i) = max(d_p(i) - d_n(i) + m, 0)        (soft=True: softplus(d_p(i) - d_n(i)))
+
+    and the loss is the mean over those anchors. See `batch_hard_triplet_loss`.
 
     Args:
-        margin: the margin ``m`` (default 0.2; unused when ``soft``).
+        margin: the margin `m` (default 0.2; unused when `soft`).
         soft: the soft margin instead of the hinge.
-        cross_replica: under ``tf.distribute``, each replica mines its anchors against the
-            global batch (:mod:`tftriplet.distributed`).
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: shorthand for ``distance="squared_euclidean"``.
+        cross_replica: under `tf.distribute`, each replica mines its anchors against the
+            global batch (`tftriplet.distributed`).
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+        squared: shorthand for `distance="squared_euclidean"`.
+        memory_size: with `N > 0`, each anchor's hardest positive and negative are sought
+            among the `N` most recent earlier samples too, a cross-batch memory
+            (docs/memory.md, `tftriplet.attach_memory`); 0 (default): none.
+        memory_warmup: steps mined alone before the memory is used (default 0).
         name: the loss name.
         reduction: accepted for Keras compatibility; the loss is one scalar per batch.
         dtype: the dtype of the returned loss (computed in float32 at least).
+
+    `y_true`: integer class ids `(B,)` or `(B, 1)`; `y_pred`: embeddings `(B, D)`.
 
     Example:
         >>> model.compile(optimizer="adam", loss=tftriplet.BatchHardTripletLoss(soft=True))
 
     Reference:
         Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",
-        2017, https://arxiv.org/abs/1703.07737
+        2017, https://arxiv.org/abs/1703.07737 ;
+        Wang et al., "Cross-Batch Memory for Embedding Learning", CVPR 2020,
+        https://arxiv.org/abs/1912.06798 (`memory_size`)
     """
 
     strategy = "batch_hard"

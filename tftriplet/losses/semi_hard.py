@@ -78,27 +78,39 @@ def semi_hard_triplet_loss(labels, embeddings, margin=0.2, squared=False, distan
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SemiHardTripletLoss(TripletLoss):
-    """Semi-hard triplet loss (FaceNet) as a Keras loss, at ``O(B^2)`` memory.
+    """Semi-hard triplet loss (FaceNet) as a Keras loss, at `O(B^2)` memory.
 
-    Per anchor-positive pair whose anchor has a negative: the closest negative farther than
-    the positive (else the farthest negative), ``max(d_ap - d_an + m, 0)``; the mean over
-    those pairs. See :func:`semi_hard_triplet_loss`. It has no soft-margin form.
+    Per anchor-positive pair `(i, j)` whose anchor has a negative, with `d_n(i, j)` the
+    closest negative farther than the positive (else the farthest negative):
+
+        l(i, j) = max(d(i, j) - d_n(i, j) + m, 0)
+
+    and the loss is the mean over those pairs. See `semi_hard_triplet_loss`. It has no
+    soft-margin form.
 
     Args:
-        margin: the margin ``m`` (default 0.2).
-        cross_replica: under ``tf.distribute``, each replica mines its anchors against the
-            global batch (:mod:`tftriplet.distributed`).
-        distance: ``"euclidean"`` (default), ``"squared_euclidean"`` or ``"cosine"``.
-        squared: shorthand for ``distance="squared_euclidean"``.
+        margin: the margin `m` (default 0.2).
+        cross_replica: under `tf.distribute`, each replica mines its anchors against the
+            global batch (`tftriplet.distributed`).
+        distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
+        squared: shorthand for `distance="squared_euclidean"`.
+        memory_size: with `N > 0`, the pairs' positives and semi-hard negatives come from
+            the batch and its `N` most recent predecessors (docs/memory.md,
+            `tftriplet.attach_memory`); 0, the default: from the batch alone.
+        memory_warmup: how many first steps ignore the memory (default 0).
         name: the loss name.
         reduction: accepted for Keras compatibility; the loss is one scalar per batch.
         dtype: the dtype of the returned loss (computed in float32 at least).
+
+    `y_true`: integer class ids `(B,)` or `(B, 1)`; `y_pred`: embeddings `(B, D)`.
 
     Example:
         >>> model.compile(optimizer="adam", loss=tftriplet.SemiHardTripletLoss(margin=0.5))
 
     Reference:
-        Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832
+        Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832 ;
+        Wang et al., "Cross-Batch Memory for Embedding Learning", CVPR 2020,
+        https://arxiv.org/abs/1912.06798 (`memory_size`)
     """
 
     strategy = "semi_hard"
