@@ -22,7 +22,8 @@ from tftriplet.inputs import standardize_inputs
 from tftriplet.losses import pooled
 from tftriplet.margins import check_margin
 from tftriplet.memory import CrossBatchMemory, check_memory_size, check_warmup
-from tftriplet.statistics import mean, normalising_count, over_positive, statistics
+from tftriplet.statistics import mean, normalising_count, over_positive
+from tftriplet.statistics import statistics as statistics_dict
 
 
 class TripletLoss(keras.losses.Loss):
@@ -179,8 +180,8 @@ class TripletLoss(keras.losses.Loss):
             labels, embeddings = pool.labels, pool.embeddings
             anchor_index, valid = pool.anchor_index, pool.valid
         sums = self.sums(labels, embeddings, anchor_index, valid)
-        return statistics(sums, self.by_positive, self.count_name, embeddings,
-                          fraction=self.strategy == "batch_all")
+        return statistics_dict(sums, self.by_positive, self.count_name, embeddings,
+                               fraction=self.strategy == "batch_all")
 
     def get_config(self):
         config = super().get_config()
