@@ -300,3 +300,18 @@ def test_jax_and_torch_called_directly_follow_the_reference(backend):
             assert got == pytest.approx(want, rel=1e-5, abs=1e-6), case
             if gradient is not None:
                 np.testing.assert_allclose(gradient, want_gradient, rtol=1e-4, atol=1e-5)
+
+
+def test_a_subclass_written_before_the_validity_mask_works_without_a_memory():
+    class Older(tftriplet.TripletLoss):
+        strategy, count_name = "batch_hard", "num_anchors"
+
+        def sums(self, labels, embeddings, anchor_index=None):  # no `valid`
+            return tftriplet.BatchHardTripletLoss.sums(self, labels, embeddings, anchor_index)
+
+    labels, embeddings = stream(seed=7)[0]
+    want = reference.batch_hard(labels, embeddings, MARGIN)
+    assert float(Older(margin=MARGIN, dtype="float64")(labels, embeddings)) == pytest.approx(
+        want["loss"], rel=1e-9)
+    assert float(Older(margin=MARGIN).statistics(labels, embeddings)["num_anchors"]) == want[
+        "num_anchors"]

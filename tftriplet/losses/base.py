@@ -143,17 +143,25 @@ class TripletLoss(keras.losses.Loss):
         positives and negatives among the `valid` rows (bool `(B,)`; None: every row)."""
         raise NotImplementedError
 
+    def _sums(self, labels, embeddings, anchor_index, valid):
+        """`sums`, given `valid` only when there is one: a subclass written before the
+        validity mask (`sums(labels, embeddings, anchor_index=None)`) works without a
+        memory."""
+        if valid is None:
+            return self.sums(labels, embeddings, anchor_index)
+        return self.sums(labels, embeddings, anchor_index, valid)
+
     def compute(self, labels, embeddings, anchor_index=None, valid=None):
         """The scalar loss of standardized `labels` `(B,)` and `embeddings` `(B, D)`
         (anchors and valid rows as for `sums`)."""
-        sums = self.sums(labels, embeddings, anchor_index, valid)
+        sums = self._sums(labels, embeddings, anchor_index, valid)
         return mean(sums, self.by_positive, embeddings)
 
     def anchor_terms(self, labels, embeddings, anchor_index, valid=None):
         """`(numerator, count)`: the terms of the anchors `anchor_index` summed, with their
         gradient, and their share of the normaliser, so that the shares of all anchors
         summed and divided by `max(count, 1)` are the loss."""
-        sums = self.sums(labels, embeddings, anchor_index, valid)
+        sums = self._sums(labels, embeddings, anchor_index, valid)
         numerator = sums.terms
         if sums.gradient is not None:
             numerator = with_gradient_of(numerator, sums.gradient, embeddings)
@@ -179,7 +187,7 @@ class TripletLoss(keras.losses.Loss):
             pool = self.memory.pool(labels, embeddings)
             labels, embeddings = pool.labels, pool.embeddings
             anchor_index, valid = pool.anchor_index, pool.valid
-        sums = self.sums(labels, embeddings, anchor_index, valid)
+        sums = self._sums(labels, embeddings, anchor_index, valid)
         return statistics_dict(sums, self.by_positive, self.count_name, embeddings,
                                fraction=self.strategy == "batch_all")
 
