@@ -52,7 +52,8 @@ def attach_memory(model):
     compiled `fit` step carry the memory from step to step (without it, JAX's `fit` raises
     an error naming this function), and on every backend it keeps `evaluate` and `fit`'s
     validation from using or changing the memory: they compute each batch's own loss.
-    Calling it again (after another `compile`) attaches the new losses' memories.
+    Calling it again (after another `compile`) attaches the new losses' memories; one of
+    an earlier loss stays among `model.metrics`, unchanged from then on.
 
     Args:
         model: a compiled `keras.Model` whose loss (or one of whose losses) was made with
