@@ -6,11 +6,11 @@ compiled something, XLA's ``XLA_GPU_JIT`` kernels) on any machine, and
 dtype constraints. ``tensorflow-cpu`` registers none, so this module skips there; it runs in
 ``tox -e gpu-audit``.
 
-Each loss (every strategy, distance and, for batch-all, method and sorted kernel) and each
-metric is traced with its gradient (losses) or ``update_state`` + ``result`` (metrics) in a
-``tf.function`` graph, with a static and an unknown batch size, and under XLA
-(``jit_compile=True``). Every op of those graphs, including the bodies of loops and
-branches, is looked up:
+Each loss (every strategy, distance and, for batch-all, method and sorted kernel; each
+strategy with a cross-batch memory) and each metric is traced with its gradient (losses)
+or ``update_state`` + ``result`` (metrics) in a ``tf.function`` graph, with a static and
+an unknown batch size, and under XLA (``jit_compile=True``). Every op of those graphs,
+including the bodies of loops and branches, is looked up:
 
 - graph mode: a kernel for device ``GPU`` whose type constraints admit the node's dtypes.
   A kernel that keeps *every* input and output in host memory (TensorFlow registers such
@@ -177,6 +177,10 @@ def loss_cases():
                 continue
             name = f"{cls.__name__}-{distance}-soft{soft}"
             cases.append((name, cls(margin=0.2, distance=distance, soft=soft)))
+    for cls in (tftriplet.BatchAllTripletLoss, tftriplet.BatchHardTripletLoss,
+                tftriplet.SemiHardTripletLoss):  # a cross-batch memory: variables, the pool
+        cases.append((f"{cls.__name__}-memory", cls(margin=0.2, memory_size=64,
+                                                     memory_warmup=1)))
     for row_sort, squared in itertools.product(("merged", "positives", "auto"), (False, True)):
 
         def sorted_kernel(y, x, row_sort=row_sort, squared=squared):

@@ -2,7 +2,8 @@
 
 The public API: the losses (function and `keras.losses.Loss` per strategy), the metrics,
 distances and masks, the P x K samplers (a `keras.utils.PyDataset` and a `tf.data`
-pipeline), the retrieval metrics and a callback that logs them during training.
+pipeline), the retrieval metrics and a callback that logs them during training, and the
+cross-batch memory the losses take (`memory_size`, `attach_memory`).
 `import tftriplet` loads nothing beyond Keras and runs no command-line code: the command
 line (`tftriplet_cli`) and the conformance suite (`tftriplet_conformance`) are packages of
 their own, which import this one.
@@ -26,6 +27,7 @@ from tftriplet.losses import (
     triplet_statistics,
 )
 from tftriplet.masks import anchor_negative_mask, anchor_positive_mask, triplet_mask
+from tftriplet.memory import CrossBatchMemory, attach_memory
 from tftriplet.metrics import (
     FractionPositiveTriplets,
     MeanNegativeDistance,
@@ -44,6 +46,7 @@ __all__ = [
     "BackupAndRestore",
     "BatchAllTripletLoss",
     "BatchHardTripletLoss",
+    "CrossBatchMemory",
     "FractionPositiveTriplets",
     "MeanNegativeDistance",
     "MeanPositiveDistance",
@@ -54,6 +57,7 @@ __all__ = [
     "TripletLoss",
     "anchor_negative_mask",
     "anchor_positive_mask",
+    "attach_memory",
     "batch_all_triplet_loss",
     "batch_all_triplet_statistics",
     "batch_hard_triplet_loss",

@@ -31,6 +31,8 @@ def row_searchsorted(sorted_rows, values, side="right"):
     if name == "tensorflow":
         import tensorflow as tf
 
+        if _compiled_with_static(sorted_rows):
+            return binary_search(sorted_rows, values, side, _row_gather)
         return tf.searchsorted(sorted_rows, values, side=side, out_type=tf.int32)
     if name == "torch":
         import torch
@@ -56,8 +58,46 @@ def sorted_searchsorted(sorted_values, values, side):
     if backend.backend() == "tensorflow":
         import tensorflow as tf
 
+        if _compiled_with_static(sorted_values):
+            return binary_search(sorted_values, values, side, ops.take)
         return tf.searchsorted(sorted_values, values, side=side, out_type=tf.int32)
     return ops.cast(ops.searchsorted(sorted_values, values, side=side), "int32")
+
+
+def _compiled_with_static(sorted_values):
+    """Whether TensorFlow's XLA compiles this, with the searched length known: there
+    `tf.searchsorted` compares every value with every entry (`O(Q N)` memory), so the
+    search is done by `binary_search` instead."""
+    return sorted_values.shape[-1] is not None and execution_mode() == "compiled"
+
+
+def _row_gather(rows, index):
+    return ops.take_along_axis(rows, index, axis=-1)
+
+
+def binary_search(sorted_values, values, side, gather):
+    """`searchsorted` by bisection: `O(Q log N)` work and `O(Q)` memory, the same counts.
+
+    Args:
+        sorted_values: sorted along the last axis, of static length `N`: `(N,)`, or
+            `(B, N)` rows.
+        values: `(Q,)`, or `(B, Q)` for rows.
+        side: `"right"` (count the entries `<= value`) or `"left"` (`< value`).
+        gather: `(sorted_values, int32 positions like values) -> entries there`.
+
+    Returns:
+        int32 counts in `[0, N]`, the shape of `values`.
+    """
+    n = sorted_values.shape[-1]
+    low = ops.zeros(ops.shape(values), "int32")
+    high = ops.full(ops.shape(values), n, "int32")
+    for _ in range(max(n, 1).bit_length()):  # each halves [low, high]
+        middle = (low + high) // 2
+        entry = gather(sorted_values, ops.minimum(middle, max(n - 1, 0)))
+        below = ops.less_equal(entry, values) if side == "right" else ops.less(entry, values)
+        move = ops.logical_and(below, ops.less(middle, high))
+        low, high = ops.where(move, middle + 1, low), ops.where(move, high, middle)
+    return low
 
 
 def row_bincount(ids, num_bins):

@@ -84,6 +84,8 @@ def gather_global_batch(context, labels, embeddings):
     embeddings = _placed(context, embeddings)
     # Separate calls: the labels carry no gradient, the embeddings' gradient is all-reduced.
     global_embeddings = context.all_gather(embeddings, axis=0)
+    # all_gather forgets the static shape; the embedding dimension is the local one
+    global_embeddings = tf.ensure_shape(global_embeddings, [None, embeddings.shape[1]])
     global_labels = context.all_gather(labels, axis=0)
     local_size = _placed(context, tf.shape(embeddings, out_type=tf.int32)[:1])
     sizes = context.all_gather(local_size, axis=0)

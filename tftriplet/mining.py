@@ -26,12 +26,15 @@ class AnchorRows:
 
     The rows are those of the anchors `anchor_index` against all `B` samples (all
     `B` anchors, the square matrix, when `anchor_index` is None), so mining `A`
-    anchors costs `O(A * B)` memory.
+    anchors costs `O(A * B)` memory. With `valid` (bool `(B,)`), only the valid
+    columns are positives or negatives: a fixed-size pool with empty slots (a cross-batch
+    memory, `tftriplet.memory`) mines as if the invalid columns were not there.
 
     Attributes:
         distances: the differentiable `(A, B)` distances.
-        positive: bool `(A, B)`, `[a, j]`: j is not the anchor itself and has its label.
-        negative: bool `(A, B)`, `[a, k]`: k has another label.
+        positive: bool `(A, B)`, `[a, j]`: j is valid, not the anchor itself and has its
+            label.
+        negative: bool `(A, B)`, `[a, k]`: k is valid and has another label.
         num_negatives: int32 `(A,)`, negatives per anchor.
         negative_order: int32 `(A, B)`, row a's column indices by increasing distance,
             negatives first.
@@ -39,13 +42,17 @@ class AnchorRows:
             non-negatives padded with a value above every distance.
     """
 
-    def __init__(self, labels, distances, anchor_index=None):
+    def __init__(self, labels, distances, anchor_index=None, valid=None):
         self.distances = distances
         if anchor_index is None:
             self.positive = anchor_positive_mask(labels)
             self.negative = anchor_negative_mask(labels)
         else:
             self.positive, self.negative = anchor_pair_masks(labels, anchor_index)
+        if valid is not None:  # invalid columns are neither positives nor negatives
+            columns = ops.expand_dims(ops.convert_to_tensor(valid, "bool"), 0)
+            self.positive = ops.logical_and(self.positive, columns)
+            self.negative = ops.logical_and(self.negative, columns)
         self.num_negatives = ops.sum(ops.cast(self.negative, "int32"), axis=1)
         plain = ops.stop_gradient(distances)
         # initial=0 (distances are >= 0): a replica may have no anchors at all.
@@ -67,15 +74,16 @@ class AnchorRows:
         return ops.take_along_axis(self.distances, columns, axis=1)
 
 
-def anchor_rows(labels, embeddings, distance, anchor_index=None):
+def anchor_rows(labels, embeddings, distance, anchor_index=None, valid=None):
     """`AnchorRows` of the anchors `anchor_index` against the whole batch.
 
     With `anchor_index=None` the rows of all anchors (the `(B, B)` matrix); else only the
     `(A, B)` rows: nothing of size `B x B` is built. The distances are the distance
-    object's differentiable matrix (`tftriplet.distances.Distance.matrix`).
+    object's differentiable matrix (`tftriplet.distances.Distance.matrix`). `valid` (bool
+    `(B,)`, or None for all) marks the columns that may be positives or negatives.
     """
     distances = get_distance(distance).matrix(embeddings, anchor_index)
-    return AnchorRows(labels, distances, anchor_index)
+    return AnchorRows(labels, distances, anchor_index, valid)
 
 
 def hardest_positive_distance(rows):

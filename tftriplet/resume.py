@@ -3,8 +3,8 @@ one would, sampler position and tftriplet's state included.
 
 The state protocol. A backup holds, besides the weights and optimizer state, the position
 `(epoch, step)` and one entry per *piece of state*, keyed by the piece's `resume_key`.
-A piece is an object given to `BackupAndRestore` (or a loss found through `model.loss`)
-with:
+A piece is an object given to `BackupAndRestore` (or a loss, or its cross-batch memory
+`loss.memory`, found through `model.loss`) with:
 
 - `resume_key`: a unique name (str);
 - `resume_config()`: a dict of JSON values that must be equal when a backup is
@@ -51,7 +51,8 @@ class BackupAndRestore(keras.callbacks.Callback):
     where the uninterrupted run would: the sampler's position (epoch and step) comes back
     with the weights and optimizer state, the interrupted epoch goes on from the step after
     the backup (Keras restarts it from its first batch), and the state of tftriplet's
-    objects comes back too (`RetrievalEvaluation`'s per-epoch results). A backup from
+    objects comes back too (`RetrievalEvaluation`'s per-epoch results, a loss's cross-batch
+    memory). A backup from
     another sampler (P, K, seed, batches per epoch, data) or of other state is refused with
     a `tftriplet.backup.BackupError`, and so is a corrupt or partial backup directory;
     backups are written so that a kill at any moment leaves a whole one
@@ -77,7 +78,8 @@ class BackupAndRestore(keras.callbacks.Callback):
             by `tftriplet.pk_dataset`, transformed or not), and other objects whose state
             must come back (`tftriplet.RetrievalEvaluation`). A loss object with the same
             state methods (`resume_key`, `resume_config`, `resume_state`,
-            `resume_restore`) is found through `model.loss`.
+            `resume_restore`), or a loss's cross-batch memory (`loss.memory`), is found
+            through `model.loss`.
         save_freq: `"epoch"`, or a number of steps.
         double_checkpoint: keep the previous backup too, restored when the latest one is
             unreadable.
@@ -88,7 +90,7 @@ class BackupAndRestore(keras.callbacks.Callback):
         batches = tftriplet.PKBatches(x, y, 8, 4, batches_per_epoch=100, seed=0)
         evaluation = tftriplet.RetrievalEvaluation(x_val, y_val)
         backup = tftriplet.BackupAndRestore("backup", batches, evaluation, save_freq=50)
-        model.fit(batches, epochs=20, callbacks=[evaluation, backup])
+        model.fit(batches, epochs=20, callbacks=[evaluation, backup])  # doctest: +SKIP
         ```
     """
 
@@ -320,13 +322,15 @@ def _resumable(obj):
 
 
 def _collect(given, model):
-    """The pieces of state by key: those given, and a loss (or losses) that has state."""
+    """The pieces of state by key: those given, and a loss (or losses) that has state or a
+    cross-batch memory (`loss.memory`)."""
     losses = getattr(model, "loss", None)
     if isinstance(losses, dict):
         losses = list(losses.values())
+    losses = losses if isinstance(losses, (list, tuple)) else [losses]
+    candidates = [piece for loss in losses for piece in (loss, getattr(loss, "memory", None))]
     found = list(given) + [
-        loss for loss in (losses if isinstance(losses, (list, tuple)) else [losses])
-        if hasattr(loss, "resume_key") and loss not in given
+        piece for piece in candidates if hasattr(piece, "resume_key") and piece not in given
     ]
     pieces = {}
     for piece in found:

@@ -11,7 +11,9 @@ the fixtures (`python -m tftriplet_conformance generate`). Other libraries' trip
 losses run as backends too (`tftriplet_conformance.adapters.peer_adapters`, their
 report `python -m tftriplet_conformance report`), and so does anyone's own implementation
 (`--adapter package.module:Name`; the interface is in the contract's README), in any
-language as a process (`--command "node my_triplet.js"`; `adapters.process`).
+language as a process (`--command "node my_triplet.js"`; `adapters.process`). Optional
+features of the contract (the cross-batch memory) keep their fixtures apart, for the
+implementations that claim them (`tftriplet_conformance.optional`).
 """
 
 from pathlib import Path

@@ -55,7 +55,7 @@ def _run(args):
     from tftriplet_conformance.fixtures import load_fixtures
     from tftriplet_conformance.runner import format_report, run
 
-    fixtures = load_fixtures(args.fixtures, args.fixture)
+    fixtures = load_fixtures(args.fixtures, args.fixture, with_optional=True)
     adapters, required = _adapters(args)
     log = None if args.quiet else _Progress()
     outcome = run(fixtures, adapters, required=required, log=log, timeout=args.timeout)

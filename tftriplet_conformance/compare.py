@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tftriplet_conformance import optional
 from tftriplet_conformance.tolerances import effective
 from tftriplet_conformance.variants import variant_of
 
@@ -57,6 +58,8 @@ def compare(fixture, outputs, backend, dtype, not_reported=()):
         result.ratio = math.inf
         result.failures.append(str(outputs["error"]))
         return result
+    if optional.feature_of(fixture) == "memory":
+        return _compare_steps(fixture, outputs, backend, dtype, not_reported)
     tol = effective(fixture, backend, dtype)
     expected = fixture["expected"]
     if set(outputs) == {"printed"}:  # a program that only prints the seed's line
@@ -85,6 +88,18 @@ def compare(fixture, outputs, backend, dtype, not_reported=()):
     if "gradient" in outputs:
         _compare_gradient(result, outputs["gradient"], expected["gradient"], tol)
     _compare_printed(result, expected, outputs)
+    return result
+
+
+def _compare_steps(fixture, outputs, backend, dtype, not_reported):
+    """Every step of a memory fixture compared as a core fixture, its failures named by
+    step; the worst ratio over the steps."""
+    result = Comparison()
+    for index, step_outputs in enumerate(outputs["steps"]):
+        one = compare(optional.step(fixture, index), step_outputs, backend, dtype, not_reported)
+        result.ratio = max(result.ratio, one.ratio)
+        result.failures += [f"step {index}: {failure}" for failure in one.failures]
+        result.not_compared = sorted(set(result.not_compared) | set(one.not_compared))
     return result
 
 

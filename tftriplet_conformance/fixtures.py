@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from tftriplet_conformance import FIXTURES_DIR, SCHEMA_PATH
+from tftriplet_conformance import FIXTURES_DIR, SCHEMA_PATH, optional
 from tftriplet_conformance.errors import UsageError
 
 #: Golden floats regenerated on another NumPy build may differ in the last bits (summation
@@ -19,30 +19,42 @@ def load_schema():
 
 
 def validate(fixture, schema=None):
-    """Raise `jsonschema.ValidationError` unless `fixture` matches `schema.json`."""
+    """Raise `jsonschema.ValidationError` unless `fixture` matches `schema.json` (a
+    fixture of an optional feature: its feature's schema, `optional.validate_feature`)."""
     import jsonschema
 
+    if schema is None and optional.feature_of(fixture) is not None:
+        optional.validate_feature(fixture)
+        return
     jsonschema.validate(fixture, schema or load_schema())
 
 
-def fixture_paths(directory=None):
-    return sorted(Path(directory or FIXTURES_DIR).glob("*.json"))
+def fixture_paths(directory=None, with_optional=False):
+    """The core fixture files of `directory`; `with_optional`: those of every optional
+    feature too (`optional/<feature>/*.json`)."""
+    folder = Path(directory or FIXTURES_DIR)
+    paths = sorted(folder.glob("*.json"))
+    if with_optional:
+        for feature in optional.FEATURES:
+            paths += sorted(optional.folder(feature, folder).glob("*.json"))
+    return paths
 
 
 def load_fixture(path):
     return json.loads(Path(path).read_text())
 
 
-def load_fixtures(directory=None, names=None):
+def load_fixtures(directory=None, names=None, with_optional=False):
     """All fixtures in `directory` (default: the package's), sorted by name; `names`
-    keeps only those.
+    keeps only those. `with_optional`: the fixtures of the optional features too, after
+    the core ones (`tftriplet_conformance.optional`).
 
     Raises `UsageError` when there is none (a missing or empty folder), when a file is
     not a JSON object with a `name`, when two files share a name, or when a name in
     `names` is not there.
     """
     folder = Path(directory or FIXTURES_DIR)
-    paths = fixture_paths(folder)
+    paths = fixture_paths(folder, with_optional)
     if not paths:
         state = "is empty of *.json files" if folder.is_dir() else "does not exist"
         raise UsageError(f"no fixtures: the folder {folder} {state}")
@@ -54,6 +66,7 @@ def load_fixtures(directory=None, names=None):
             raise UsageError(f"fixture file {path} cannot be read as JSON: {err}") from err
         if not isinstance(fixture, dict) or not isinstance(fixture.get("name"), str):
             raise UsageError(f"fixture file {path} is not a JSON object with a 'name'")
+        _check_place(fixture, path, folder)
         if fixture["name"] in seen:
             raise UsageError(f"two fixtures are named {fixture['name']!r}: {seen[fixture['name']]} "
                              f"and {path}")
@@ -67,6 +80,18 @@ def load_fixtures(directory=None, names=None):
     return fixtures
 
 
+def _check_place(fixture, path, folder):
+    """A fixture's `feature` must be the folder it is in: none in the core folder, `F` in
+    `optional/F/` (an optional fixture among the core ones would reach every adapter)."""
+    feature = optional.feature_of(fixture)
+    place = None if path.parent == folder else path.parent.name
+    if feature != place:
+        raise UsageError(
+            f"fixture file {path} has feature {feature!r} but lies in the folder of "
+            f"{'the core fixtures' if place is None else f'the optional feature {place!r}'}"
+        )
+
+
 def _dump(value, indent):
     """JSON with one line per matrix row, so that diffs stay readable."""
     pad = " " * indent
@@ -78,6 +103,9 @@ def _dump(value, indent):
     if isinstance(value, list) and value and isinstance(value[0], list):
         rows = [f"{pad}  {json.dumps(row, allow_nan=False)}" for row in value]
         return "[\n" + ",\n".join(rows) + "\n" + pad + "]"
+    if isinstance(value, list) and value and isinstance(value[0], dict):  # a memory's steps
+        items = [f"{pad}  {_dump(item, indent + 2)}" for item in value]
+        return "[\n" + ",\n".join(items) + "\n" + pad + "]"
     # json.dumps writes floats with repr: the shortest decimal that round-trips float64
     return json.dumps(value, allow_nan=False)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tftriplet_conformance import FIXTURES_DIR, reference
-from tftriplet_conformance.cases import CASES
+from tftriplet_conformance import FIXTURES_DIR, optional, reference
+from tftriplet_conformance.cases import CASES, OPTIONAL_CASES
 from tftriplet_conformance.fixtures import (
     differences,
     dumps,
@@ -32,7 +32,8 @@ TIE_CLEARANCE = 2.0**-14
 HALF_SLACK = 2.0
 
 
-def _round_to(embeddings, dtype):
+def round_to(embeddings, dtype):
+    """`embeddings` rounded as a half-precision run sees them (float64 -> float32 -> `dtype`)."""
     import ml_dtypes  # a Keras dependency
 
     half = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16}[dtype]
@@ -54,7 +55,7 @@ def half_precision_tolerances(labels, embeddings, loss, result, scale):
     gradient = np.asarray(result["gradient"])
     tolerances = {}
     for dtype in ("float16", "bfloat16"):
-        rounded = _round_to(embeddings, dtype)
+        rounded = round_to(embeddings, dtype)
         moved = variant.reference(labels, rounded, loss)
         decisions = _decisions(variant, labels, rounded, loss)
         near = int(np.sum(np.abs(decisions) < TIE_CLEARANCE * scale))
@@ -180,22 +181,52 @@ def build_fixture(name, spec, generator):
 
 
 def generate_all(names=None):
-    """`{name: fixture}` for every registered case (or those in `names`)."""
+    """`{name: fixture}` for every registered core case (or those in `names`)."""
     selected = names or list(CASES)
     return {name: build_fixture(name, CASES[name].make(), CASES[name].where) for name in selected}
 
 
+def generate_optional():
+    """`{feature: {name: fixture}}` for the cases of every optional feature."""
+    from tftriplet_conformance.generate_memory import build_memory_fixture
+
+    builders = {"memory": build_memory_fixture}
+    return {
+        feature: {name: builders[feature](name, case.make(), case.where)
+                  for name, case in cases.items()}
+        for feature, cases in OPTIONAL_CASES.items()
+    }
+
+
+def _folders(out_dir, names=None):
+    """`[(folder, {name: fixture}, whether to remove other files)]`: the core fixtures,
+    then each optional feature's (all of them only when no `names` are asked for)."""
+    out = Path(out_dir or FIXTURES_DIR)
+    folders = [(out, generate_all(names), names is None)]
+    if names is None:
+        folders += [(optional.folder(feature, out), fixtures, True)
+                    for feature, fixtures in generate_optional().items()]
+    return folders
+
+
 def write_fixtures(out_dir=None, force=False, names=None, log=print):
-    """Write the fixtures into `out_dir`; returns the number of refused changes.
+    """Write the fixtures into `out_dir` (and its `optional/<feature>/` folders); returns
+    the number of refused changes.
 
     New files are written. A file whose content would change is rewritten only with
     `force` (keeping every float on disk within `fixtures.DRIFT_RTOL` of the new one:
     `fixtures.keep_unchanged`); otherwise each difference is printed and counted.
     Differences within `DRIFT_RTOL` alone leave the file as it is.
     """
-    out = Path(out_dir or FIXTURES_DIR)
+    refused = sum(_write_folder(folder, fixtures, force, prune, log)
+                  for folder, fixtures, prune in _folders(out_dir, names))
+    if refused:
+        log(f"{refused} fixture(s) would change; rerun with --force to accept.")
+    return refused
+
+
+def _write_folder(out, fixtures, force, prune, log):
     out.mkdir(parents=True, exist_ok=True)
-    fixtures = generate_all(names)
     refused = 0
     for name, fixture in fixtures.items():
         path = out / f"{name}.json"
@@ -217,37 +248,37 @@ def write_fixtures(out_dir=None, force=False, names=None, log=print):
         else:
             log(f"writing {path.name}")
         path.write_text(dumps(fixture))
-    if names is None:
-        for path in sorted(out.glob("*.json")):
-            if path.stem not in fixtures:
-                if force:
-                    log(f"removing {path.name} (no such case)")
-                    path.unlink()
-                else:
-                    log(f"REFUSING to remove {path.name} (not in tftriplet_conformance.cases)")
-                    refused += 1
-    if refused:
-        log(f"{refused} fixture(s) would change; rerun with --force to accept.")
+    for path in sorted(out.glob("*.json")) if prune else ():
+        if path.stem not in fixtures:
+            if force:
+                log(f"removing {path.name} (no such case)")
+                path.unlink()
+            else:
+                log(f"REFUSING to remove {path.name} (not in tftriplet_conformance.cases)")
+                refused += 1
     return refused
 
 
 def check_drift(directory=None, log=print):
-    """Regenerate in memory and list every difference from the files on disk."""
-    fixtures = generate_all()
-    directory = Path(directory or FIXTURES_DIR)
-    problems = []
-    on_disk = {p.stem for p in directory.glob("*.json")}
-    for name in sorted(on_disk - set(fixtures)):
-        problems.append(f"{name}.json: no such case in tftriplet_conformance.cases")
-    for name, fixture in fixtures.items():
-        path = directory / f"{name}.json"
-        if not path.exists():
-            problems.append(f"{name}.json: missing")
-            continue
-        problems.extend(f"{name}.json: {d}" for d in differences(load_fixture(path), fixture))
+    """Regenerate in memory and list every difference from the files on disk (the core
+    fixtures and every optional feature's)."""
+    problems, top = [], Path(directory or FIXTURES_DIR)
+    for folder, fixtures, _ in _folders(directory):
+        where = "" if folder == top else f"{folder.relative_to(top).as_posix()}/"
+        on_disk = {p.stem for p in folder.glob("*.json")}
+        for name in sorted(on_disk - set(fixtures)):
+            problems.append(f"{where}{name}.json: no such case in tftriplet_conformance.cases")
+        for name, fixture in fixtures.items():
+            path = folder / f"{name}.json"
+            if not path.exists():
+                problems.append(f"{where}{name}.json: missing")
+                continue
+            problems.extend(f"{where}{name}.json: {d}"
+                            for d in differences(load_fixture(path), fixture))
     for line in problems:
         log(line)
     return problems
 
 
-__all__ = ["build_fixture", "check_drift", "generate_all", "write_fixtures"]
+__all__ = ["build_fixture", "check_drift", "generate_all", "generate_optional",
+           "write_fixtures"]

@@ -15,7 +15,7 @@ import numpy as np
 DIVIDE_SAFE = 1e-12
 
 
-#: The distance names, as `tftriplet.DISTANCES`.
+#: The distance names, as :data:`tftriplet.DISTANCES`.
 DISTANCE_NAMES = ("euclidean", "squared_euclidean", "cosine")
 
 
@@ -160,18 +160,24 @@ def _negatives(labels, i):
     return [k for k in range(len(labels)) if labels[k] != labels[i]]
 
 
-def batch_all(labels, embeddings, margin=0.2, distance="euclidean", soft=False):
+def _anchors(labels, anchors):
+    """The anchor rows: every row, or the first `anchors` rows (a pool's batch)."""
+    return range(len(labels) if anchors is None else anchors)
+
+
+def batch_all(labels, embeddings, margin=0.2, distance="euclidean", soft=False, anchors=None):
     """Batch-all over every valid triple (anchor i, positive j, negative k).
 
     Hinge: `sum max(d_ij - d_ik + m, 0) / #{positive hinges}` (the seed's form). Soft:
     `sum softplus(d_ij - d_ik) / #{valid triples}`. Counts: `num_valid`,
     `num_positive` (triples with `d_ij - d_ik + m > 0`) and `fraction_positive`.
+    `anchors`: only the first `anchors` rows are anchors (`pooled`); None: every row.
     """
     labels = np.asarray(labels).reshape(-1)
     e = np.asarray(embeddings, dtype=np.float64)
     terms = _Terms(distance_matrix(e, distance), margin, soft)
     num_valid = 0
-    for i in range(len(labels)):
+    for i in _anchors(labels, anchors):
         for j in _positives(labels, i):
             for k in _negatives(labels, i):
                 num_valid += 1
@@ -185,19 +191,20 @@ def batch_all(labels, embeddings, margin=0.2, distance="euclidean", soft=False):
     )
 
 
-def batch_hard(labels, embeddings, margin=0.2, distance="euclidean", soft=False):
+def batch_hard(labels, embeddings, margin=0.2, distance="euclidean", soft=False, anchors=None):
     """Batch-hard (Hermans et al. 2017): per anchor, hardest positive vs hardest negative.
 
     Over anchors i with a positive and a negative: `term(max_j d_ij - min_k d_ik)`, term
     the hinge `max(x + m, 0)` or `softplus(x)`; the loss is the mean over those anchors.
     Counts: `num_anchors` (anchors used) and `num_positive` (their `x + m > 0`).
+    `anchors` as for `batch_all`.
     """
     labels = np.asarray(labels).reshape(-1)
     e = np.asarray(embeddings, dtype=np.float64)
     d = distance_matrix(e, distance)
     terms = _Terms(d, margin, soft)
     num_anchors = 0
-    for i in range(len(labels)):
+    for i in _anchors(labels, anchors):
         positives, negatives = _positives(labels, i), _negatives(labels, i)
         if positives and negatives:
             num_anchors += 1
@@ -207,12 +214,13 @@ def batch_hard(labels, embeddings, margin=0.2, distance="euclidean", soft=False)
     return terms.result(e, distance, num_anchors, num_anchors=num_anchors)
 
 
-def semi_hard(labels, embeddings, margin=0.2, distance="euclidean", soft=False):
+def semi_hard(labels, embeddings, margin=0.2, distance="euclidean", soft=False, anchors=None):
     """Semi-hard (FaceNet): per anchor-positive pair, the closest farther negative.
 
     Over pairs (i, j) whose anchor has a negative: the negative k closest to i among those
     with `d_ik > d_ij`, else the farthest negative; `max(d_ij - d_ik + m, 0)`, mean over
     those pairs. Counts: `num_pairs` and `num_positive`. There is no soft form.
+    `anchors` as for `batch_all`.
     """
     if soft:
         raise ValueError("semi_hard has no soft-margin form; got soft=True.")
@@ -221,7 +229,7 @@ def semi_hard(labels, embeddings, margin=0.2, distance="euclidean", soft=False):
     d = distance_matrix(e, distance)
     terms = _Terms(d, margin, soft=False)
     num_pairs = 0
-    for i in range(len(labels)):
+    for i in _anchors(labels, anchors):
         negatives = _negatives(labels, i)
         if not negatives:
             continue
@@ -249,23 +257,76 @@ def triplet_loss(
     return STRATEGIES[strategy](labels, embeddings, margin=margin, distance=distance, soft=soft)
 
 
-def triple_hinges(labels, embeddings, margin=0.2, distance="euclidean", distances=None):
+def pooled(labels, embeddings, memory_labels, memory_embeddings, strategy="batch_all",
+           margin=0.2, distance="euclidean", soft=False):
+    """A strategy with a cross-batch memory: the batch's rows are the anchors, the batch
+    and the memory together the pool their positives and negatives come from.
+
+    The definitions are the strategy's with "batch" read as "pool" for j and k: the
+    memory's rows are positives and negatives, never anchors, and constants (the gradient
+    is d loss / d the batch's embeddings, `(B, D)`). An empty memory gives the batch's
+    own loss.
+    """
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    e = np.asarray(embeddings, dtype=np.float64)
+    memory_labels = np.asarray(memory_labels, dtype=np.int64).reshape(-1)
+    memory = np.asarray(memory_embeddings, dtype=np.float64).reshape(len(memory_labels),
+                                                                     e.shape[1])
+    pool = np.concatenate([e, memory], axis=0)
+    result = STRATEGIES[strategy](np.concatenate([labels, memory_labels]), pool, margin=margin,
+                                  distance=distance, soft=soft, anchors=len(labels))
+    return {**result, "gradient": result["gradient"][: len(labels)]}
+
+
+def memory_steps(steps, size, warmup=0, strategy="batch_all", margin=0.2,
+                 distance="euclidean", soft=False):
+    """The outputs of a loss with a cross-batch memory over a sequence of batches.
+
+    The memory starts empty and holds the `size` most recent samples seen before the
+    current batch (first in, first out). The first `warmup` batches are computed alone
+    and do not enter the memory; from then on each batch is computed against the memory
+    (`pooled`), then enters it. `steps`: `(labels, embeddings)` pairs; returns one
+    outputs dict per step.
+    """
+    memory_labels, memory_embeddings, results = [], [], []
+    for step, (labels, embeddings) in enumerate(steps):
+        result = pooled(labels, embeddings, memory_labels, memory_embeddings, strategy,
+                        margin, distance, soft)
+        results.append(result)
+        if step >= warmup:
+            memory_labels = _newest(memory_labels + [int(x) for x in labels], size)
+            memory_embeddings = _newest(
+                memory_embeddings + [[float(x) for x in row] for row in embeddings], size
+            )
+    return results
+
+
+def _newest(items, size):
+    """The last `size` items of a list (none for 0)."""
+    return items[max(len(items) - size, 0):]
+
+
+def triple_hinges(labels, embeddings, margin=0.2, distance="euclidean", distances=None,
+                  anchors=None):
     """`d(i, j) - d(i, k) + margin` over every valid triple, in a fixed order.
 
     `distances` (a `(B, B)` array) replaces `distance_matrix`, so that the same
     quantities can be evaluated on distances computed another way (in float32, say).
-    Returns a 1-D array.
+    `anchors`: only the first `anchors` rows are anchors (`pooled`). Returns a 1-D
+    array.
     """
     labels = np.asarray(labels).reshape(-1)
     d = distance_matrix(embeddings, distance) if distances is None else np.asarray(distances)
-    same = labels[:, None] == labels[None, :]
-    positive = same & ~np.eye(len(labels), dtype=bool)
+    rows = len(labels) if anchors is None else anchors
+    same = labels[:rows, None] == labels[None, :]
+    positive = same & ~np.eye(rows, len(labels), dtype=bool)
     valid = positive[:, :, None] & ~same[:, None, :]
-    return (d[:, :, None] - d[:, None, :] + margin)[valid]
+    return (d[:rows, :, None] - d[:rows, None, :] + margin)[valid]
 
 
 def decision_values(
-    labels, embeddings, strategy="batch_all", margin=0.2, distance="euclidean", distances=None
+    labels, embeddings, strategy="batch_all", margin=0.2, distance="euclidean", distances=None,
+    anchors=None,
 ):
     """Every quantity whose sign decides a count, a selection or differentiability.
 
@@ -278,17 +339,20 @@ def decision_values(
       chosen);
     - for `euclidean`, every off-diagonal distance (its gradient is undefined at 0).
 
-    `distances` replaces `distance_matrix` as in `triple_hinges`. Returns a
-    1-D array.
+    `distances` replaces `distance_matrix` as in `triple_hinges`; with
+    `anchors`, only the first `anchors` rows are anchors and their rows are read.
+    Returns a 1-D array.
     """
     d = distance_matrix(embeddings, distance) if distances is None else np.asarray(distances)
     b = d.shape[0]
-    values = [triple_hinges(labels, embeddings, margin, distance, d)]
+    rows = b if anchors is None else anchors
+    values = [triple_hinges(labels, embeddings, margin, distance, d, anchors)]
     if strategy in ("batch_hard", "semi_hard"):
         a, c = np.triu_indices(b, k=1)
-        values += [d[i, a][(a != i) & (c != i)] - d[i, c][(a != i) & (c != i)] for i in range(b)]
+        values += [d[i, a][(a != i) & (c != i)] - d[i, c][(a != i) & (c != i)]
+                   for i in range(rows)]
     if distance == "euclidean":
-        values.append(d[~np.eye(b, dtype=bool)])
+        values.append(d[:rows][~np.eye(rows, b, dtype=bool)])
     return np.concatenate(values)
 
 

@@ -15,6 +15,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
+from tftriplet_conformance import optional
 from tftriplet_conformance.adapters import BrokenAdapter, Unsupported, all_adapters
 from tftriplet_conformance.cells import (
     DIFFERS,
@@ -107,7 +108,7 @@ def run_backend(adapter, fixtures, entries=None, progress=None, timeout=DEFAULT_
     guard = guard or Guard(adapter, timeout)
     try:
         declared = _declarations(guard)
-        cells, supported = _supports(guard, fixtures)
+        cells, supported = _supports(guard, fixtures, declared)
         if progress is not None:
             progress(0, len(supported), None)
         limit = guard.timeout * max(1, len(supported))
@@ -122,6 +123,7 @@ def run_backend(adapter, fixtures, entries=None, progress=None, timeout=DEFAULT_
             cells[fixture["name"]] = _run_fixture(guard, declared, fixture, entries)
     finally:
         guard.close()
+    _hold_to_claims(cells, fixtures, declared)
     if progress is not None:
         progress(len(supported), len(supported), "")
     return cells
@@ -137,10 +139,18 @@ def _declarations(guard):
     return declared
 
 
-def _supports(guard, fixtures):
-    """Cells (`n/a`, or `FAIL` where `supports` misbehaved) and the supported fixtures."""
+def _supports(guard, fixtures, declared):
+    """Cells (`n/a`, or `FAIL` where `supports` misbehaved) and the supported fixtures.
+    A fixture of an optional feature the adapter does not claim is `n/a` without asking."""
     cells, supported = {}, []
     for fixture in fixtures:
+        feature = optional.feature_of(fixture)
+        if feature is not None and feature not in declared.features:
+            cells[fixture["name"]] = Cell(status=NA, details=[
+                f"the optional feature {feature!r} is not claimed (features="
+                f"{list(declared.features)})"
+            ])
+            continue
         what = f"supports(fixture {fixture['name']!r})"
         value, fault = guard.call(method("supports", for_adapter(fixture)), what)
         pair, problem = (None, fault.message) if fault else check_pair(value, what)
@@ -151,6 +161,21 @@ def _supports(guard, fixtures):
         else:
             cells[fixture["name"]] = Cell(status=NA, details=[pair[1]])
     return cells, supported
+
+
+def _hold_to_claims(cells, fixtures, declared):
+    """An adapter that claims an optional feature but ran none of its fixtures (each one
+    `n/a`) fails them all: a claim is kept, never skipped silently."""
+    for feature in declared.features:
+        names = [f["name"] for f in fixtures if optional.feature_of(f) == feature]
+        if names and all(cells[name].status == NA for name in names):
+            reasons = sorted({d for name in names for d in cells[name].details})
+            for name in names:
+                cells[name] = Cell(FAIL, math.inf, [
+                    f"claims the optional feature {feature!r} (features="
+                    f"{list(declared.features)}) but ran none of its {len(names)} fixtures: "
+                    + "; ".join(reasons)
+                ])
 
 
 def _run_fixture(guard, declared, fixture, entries):

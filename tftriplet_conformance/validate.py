@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tftriplet_conformance import optional
 from tftriplet_conformance.differs import Difference
 from tftriplet_conformance.tolerances import DEFAULTS
 from tftriplet_conformance.variants import VARIANTS, variant_of
@@ -31,6 +32,7 @@ class Declarations:
     differentiable: bool
     not_reported: tuple = ()
     differences: tuple = ()
+    features: tuple = ()
 
 
 def read_declarations(adapter):
@@ -44,6 +46,7 @@ def read_declarations(adapter):
         "differentiable": adapter.differentiable,
         "not_reported": getattr(adapter, "not_reported", ()),
         "differences": getattr(adapter, "differences", ()),
+        "features": getattr(adapter, "features", ()),
     }
 
 
@@ -77,9 +80,24 @@ def check_declarations(raw):
     wrong = [d for d in differences if not isinstance(d, Difference)]
     if wrong:
         return None, f"differences holds {show(wrong[0])}: expected differs.Difference entries"
+    problem = _check_features(raw["features"])
+    if problem:
+        return None, problem
     return Declarations(
-        name, tuple(dtypes), raw["differentiable"], tuple(raw["not_reported"]), tuple(differences)
+        name, tuple(dtypes), raw["differentiable"], tuple(raw["not_reported"]),
+        tuple(differences), tuple(raw["features"]),
     ), None
+
+
+def _check_features(value):
+    """What is wrong with the optional features an adapter claims, or None."""
+    if isinstance(value, str) or not isinstance(value, (tuple, list)):
+        return f"features is {show(value)}: expected a tuple of optional features, e.g. ('memory',)"
+    unknown = [f for f in value if f not in optional.FEATURES]
+    if unknown:
+        return f"features names {show(unknown[0])}, not an optional feature; known: " + str(
+            list(optional.FEATURES))
+    return None
 
 
 def _check_not_reported(value):
@@ -146,7 +164,10 @@ def _runs_problem(runs, where):
 
 
 def check_outputs(outputs, fixture, declared, where):
-    """One mode's outputs: numbers as numbers, the gradient B x D, or `{"error": text}`."""
+    """One mode's outputs: numbers as numbers, the gradient B x D, or `{"error": text}`;
+    for a memory fixture `{"steps": [outputs of each step]}`, every step checked."""
+    if optional.feature_of(fixture) == "memory":
+        return _check_steps(outputs, fixture, declared, where)
     if not isinstance(outputs, dict):
         return {"error": f"{where} returned {show(outputs)} for a mode: expected a dict"}
     if "error" in outputs:
@@ -178,6 +199,27 @@ def check_outputs(outputs, fixture, declared, where):
     if problems:
         return {"error": f"{where} returned " + "; ".join(problems)}
     return checked
+
+
+def _check_steps(outputs, fixture, declared, where):
+    """A memory fixture's outputs: one checked outputs dict per step, in order."""
+    n = optional.num_steps(fixture)
+    expected = f"expected {{'steps': [outputs of step 0, ..., step {n - 1}]}}"
+    if isinstance(outputs, dict) and "error" in outputs:
+        return {"error": f"returned an error: {outputs['error']}"}
+    steps = outputs.get("steps") if isinstance(outputs, dict) else None
+    if not isinstance(steps, (list, tuple)):
+        return {"error": f"{where} returned {show(outputs)} for a memory fixture: {expected}"}
+    if len(steps) != n or set(outputs) != {"steps"}:
+        return {"error": f"{where} returned {len(steps)} steps (and keys {sorted(outputs)}) "
+                f"for a memory fixture of {n} steps: {expected}"}
+    checked = []
+    for index, step_outputs in enumerate(steps):
+        one = check_outputs(step_outputs, optional.step(fixture, index), declared, where)
+        if "error" in one:
+            return {"error": f"step {index}: {one['error']}"}
+        checked.append(one)
+    return {"steps": checked}
 
 
 def _shape(fixture):

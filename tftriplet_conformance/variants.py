@@ -47,6 +47,21 @@ def _reference(labels, embeddings, loss):
     return reference.triplet_loss(labels, embeddings, options.pop("name"), **options)
 
 
+def memory_reference(steps, loss, memory):
+    """The float64 outputs of every step of a memory fixture: `steps` are `(labels,
+    embeddings)` pairs, `loss` and `memory` the fixture's objects
+    (`tftriplet_conformance.reference.memory_steps`)."""
+    import numpy as np
+
+    from tftriplet_conformance import reference
+
+    options = options_of(loss)
+    strategy = options.pop("name")
+    labeled = [(np.array(labels, np.int64), rows) for labels, rows in steps]
+    return reference.memory_steps(labeled, memory["size"], memory["warmup"], strategy,
+                                  **options)
+
+
 #: The keys of a fixture's optional `hints` object: how tftriplet's own kernels evaluate
 #: the loss (`method`: batch-all's dense or sorted form; `anchor_block`: anchors per block
 #: of a blocked form). The result is the same; other implementations ignore them.
@@ -54,10 +69,12 @@ HINTS = ("method", "anchor_block")
 
 
 def _keras_factory(class_name, statistics_name, has_soft=True):
-    """`(loss, dtype, hints=None) -> (loss_fn, statistics_fn)`: the public Loss class and
-    statistics, with the fixture's `hints` passed on as keyword arguments."""
+    """`(loss, dtype, hints=None, memory=None) -> (loss_fn, statistics_fn)`: the public
+    Loss class and statistics, with the fixture's `hints` passed on as keyword arguments.
+    With a fixture's `memory` object the Loss has that memory, and the statistics are its
+    own (`TripletLoss.statistics`: the batch against the memory, which it leaves as is)."""
 
-    def factory(loss, dtype, hints=None):
+    def factory(loss, dtype, hints=None, memory=None):
         import tftriplet
 
         options = options_of(loss)
@@ -66,7 +83,12 @@ def _keras_factory(class_name, statistics_name, has_soft=True):
             if options.pop("soft"):
                 raise ValueError(f"{class_name} has no soft-margin form")
         options.update({key: hints[key] for key in HINTS if key in (hints or {})})
-        loss_object = getattr(tftriplet, class_name)(**options, dtype=loss_dtype(dtype))
+        with_memory = {} if memory is None else {"memory_size": memory["size"],
+                                                 "memory_warmup": memory["warmup"]}
+        loss_object = getattr(tftriplet, class_name)(**options, **with_memory,
+                                                     dtype=loss_dtype(dtype))
+        if memory is not None:
+            return loss_object, loss_object.statistics
         statistics_fn = getattr(tftriplet, statistics_name)
 
         def statistics(labels, embeddings):
@@ -108,10 +130,10 @@ class Variant:
     Attributes:
         reference: `(labels, embeddings, loss) -> dict` in float64 NumPy, with the outputs
             named in `outputs` plus `gradient`.
-        keras: `(loss, dtype, hints=None) -> (loss_fn, statistics_fn)`;
+        keras: `(loss, dtype, hints=None, memory=None) -> (loss_fn, statistics_fn)`;
             `loss_fn(labels, embeddings)` is the scalar loss (the public
-            `keras.losses.Loss`), `statistics_fn` returns a dict of the non-gradient
-            outputs.
+            `keras.losses.Loss`, with a cross-batch memory for a `memory` object),
+            `statistics_fn` returns a dict of the non-gradient outputs.
         c_name: the loss id the C program takes, or `None` if it does not implement it.
         outputs: the scalar outputs a fixture stores for this variant.
         counts: those outputs that are integer counts (compared exactly by default).
@@ -168,8 +190,9 @@ VARIANTS = {
 
 def keras_callables(fixture, dtype):
     """`(loss_fn, statistics_fn)` of the tftriplet Keras loss for `fixture` in `dtype`: its
-    variant's `keras` factory with the fixture's `loss` and `hints`."""
-    return variant_of(fixture).keras(fixture["loss"], dtype, fixture.get("hints"))
+    variant's `keras` factory with the fixture's `loss`, `hints` and `memory`."""
+    return variant_of(fixture).keras(fixture["loss"], dtype, fixture.get("hints"),
+                                     fixture.get("memory"))
 
 
 def variant_of(case):

@@ -4,7 +4,9 @@ float64 reference's answers, or with one fault: `python fake_process.py FAULT [F
 FAULT is one of: `none`, `crash` (exit 3 with a message on stderr), `hang`, `not-json`,
 `protocol` (announces protocol 2), `silent` (reads a request and exits 0 without
 replying), `wrong-id`, `float32-unsupported` (announces float64 and float32, answers
-`unsupported` for float32 only). With FIXTURE, only requests for that fixture get the fault.
+`unsupported` for float32 only), `memory` (claims the optional feature memory and answers
+its fixtures right), `memory-alone` (claims it, but mines each batch alone). With FIXTURE,
+only requests for that fixture get the fault.
 """
 
 import json
@@ -39,7 +41,12 @@ def answer(request):
     if fault == "float32-unsupported" and request["dtype"] == "float32":
         return {"type": "unsupported", "id": request["id"], "reason": "no float32 here"}
     fixture = {"name": request["fixture"], "loss": request["loss"], "inputs": request["inputs"]}
-    outputs = NumpyAdapter().run(fixture, "float64")["loops"]
+    if fault == "memory-alone" and "memory" in request:  # the batches, forgetting the memory
+        steps = [{**fixture, "inputs": step} for step in request["inputs"]["steps"]]
+        outputs = {"steps": [NumpyAdapter().run(step, "float64")["loops"] for step in steps]}
+    else:
+        fixture.update({k: request[k] for k in ("feature", "memory") if k in request})
+        outputs = NumpyAdapter().run(fixture, "float64")["loops"]
     return {"type": "result", "id": 99 if fault == "wrong-id" else request["id"],
             "outputs": outputs}
 
@@ -51,7 +58,8 @@ def main():
             dtypes = ["float64", "float32"] if FAULT == "float32-unsupported" else ["float64"]
             reply({"type": "started", "protocol": 2 if FAULT == "protocol" else 1,
                    "implementation": {"name": f"fake-{FAULT}", "language": "Python"},
-                   "dtypes": dtypes, "differentiable": True})
+                   "dtypes": dtypes, "differentiable": True,
+                   **({"features": ["memory"]} if FAULT.startswith("memory") else {})})
         elif request["type"] == "stop":
             return
         else:

@@ -1,4 +1,5 @@
-"""The conformance suite under pytest: every backend on every fixture, one test each.
+"""The conformance suite under pytest: every backend on every fixture, one test each (the
+fixtures of the optional features included, for the backends that claim them).
 
 ``CONFORMANCE_BACKENDS`` (comma separated) selects the backends, as tox does per
 environment; by default all run, and an unavailable backend is skipped with its reason
@@ -12,11 +13,12 @@ import os
 
 import pytest
 
-from tftriplet_conformance.adapters import all_adapters, backend_names
+from tftriplet_conformance import optional
+from tftriplet_conformance.adapters import all_adapters, backend_names, own_adapters
 from tftriplet_conformance.fixtures import load_fixtures
 from tftriplet_conformance.runner import FAIL, NA, XPASS, Outcome, format_report, run_backend
 
-FIXTURES = load_fixtures()
+FIXTURES = load_fixtures(with_optional=True)
 SELECTED = [
     b.strip()
     for b in os.environ.get("CONFORMANCE_BACKENDS", ",".join(backend_names())).split(",")
@@ -58,6 +60,12 @@ def test_selected_backends_are_known():
     assert set(SELECTED) <= set(backend_names()), SELECTED
 
 
+def _implements(adapter, fixture):
+    """Whether `adapter` claims the fixture's optional feature (if any) and supports it."""
+    feature = optional.feature_of(fixture)
+    return (feature is None or feature in adapter.features) and adapter.supports(fixture)[0]
+
+
 def _supported_pairs():
     """(backend, fixture) pairs the backend implements; the others are n/a in the matrix.
     A backend that is not available here gets every fixture (each one skips, or fails
@@ -67,8 +75,15 @@ def _supported_pairs():
         pytest.param(backend, fixture, id=f"{fixture['name']}-{backend}")
         for backend in SELECTED
         for fixture in FIXTURES
-        if not adapters[backend].available()[0] or adapters[backend].supports(fixture)[0]
+        if not adapters[backend].available()[0] or _implements(adapters[backend], fixture)
     ]
+
+
+def test_the_own_backends_but_c_claim_the_memory():
+    """The project's backends run the memory fixtures; the C program does not claim them."""
+    claims = {adapter.name: adapter.features for adapter in own_adapters()}
+    assert claims == {"numpy": ("memory",), "c": (), "tensorflow": ("memory",),
+                      "jax": ("memory",), "torch": ("memory",)}
 
 
 @pytest.mark.parametrize("backend, fixture", _supported_pairs())

@@ -39,6 +39,13 @@ def test_the_fixture_counts_in_the_docs_are_the_folders():
     assert stated == (len(FIXTURES), hinge, len(FIXTURES) - hinge)
 
 
+def test_the_optional_fixture_count_in_the_docs_is_the_folders():
+    optional_fixtures = load_fixtures(with_optional=True)[len(FIXTURES):]
+    stated = _number(r"`conformance/fixtures/optional/memory/` holds (\d+) cases", DOCS)
+    assert stated == len(optional_fixtures) > 0
+    assert {f["feature"] for f in optional_fixtures} == {"memory"}
+
+
 def test_the_default_tolerances_in_the_readme_are_the_runners():
     rows = re.findall(r"^ *\| (float64|float32|float16|bfloat16) \|(.*)\|$", README, re.M)
     table = {

@@ -171,6 +171,8 @@ def test_no_drift_between_generator_and_fixtures(tmp_path, run_conformance):
     drift check from the command line (`generate --check`) finds no difference."""
     assert write_fixtures(tmp_path, log=lambda line: None) == 0
     assert sorted(p.name for p in tmp_path.glob("*.json")) == [p.name for p in fixture_paths()]
+    written = [p.relative_to(tmp_path) for p in fixture_paths(tmp_path, with_optional=True)]
+    assert written == [p.relative_to(FIXTURES_DIR) for p in fixture_paths(with_optional=True)]
     check = run_conformance("generate", "--check", "--out", str(FIXTURES_DIR))
     assert check.returncode == 0 and check.stdout.startswith("0 difference(s)"), (
         check.stdout + check.stderr
@@ -178,14 +180,20 @@ def test_no_drift_between_generator_and_fixtures(tmp_path, run_conformance):
 
 
 def test_the_drift_check_reports_a_changed_fixture(tmp_path):
-    for path in fixture_paths():
-        shutil.copy(path, tmp_path)
+    shutil.copytree(FIXTURES_DIR, tmp_path, dirs_exist_ok=True)  # the optional ones too
     _copy_with_changed_loss(tmp_path)
+    memory = tmp_path / "optional" / "memory" / "memory_batch_hard_n10.json"
+    changed = load_fixture(memory)
+    changed["expected"]["steps"][2]["num_positive"] += 1
+    memory.write_text(dumps(changed))
     problems = check_drift(tmp_path, log=lambda line: None)
     assert problems == [
         "random_b5_d7_c3_squared.json: expected.loss: "
         f"{BY_NAME['random_b5_d7_c3_squared']['expected']['loss'] * (1 + 1e-6)!r} -> "
-        f"{BY_NAME['random_b5_d7_c3_squared']['expected']['loss']!r}"
+        f"{BY_NAME['random_b5_d7_c3_squared']['expected']['loss']!r}",
+        "optional/memory/memory_batch_hard_n10.json: expected.steps[2].num_positive: "
+        f"{changed['expected']['steps'][2]['num_positive']} -> "
+        f"{changed['expected']['steps'][2]['num_positive'] - 1}",
     ]
 
 

@@ -76,6 +76,8 @@ def make_loss(cross_replica=False):
         distance=spec.get("distance"),
         soft=spec.get("soft", False),
         cross_replica=cross_replica,
+        memory_size=spec.get("memory_size", 0),
+        memory_warmup=spec.get("memory_warmup", 0),
     )
 
 

@@ -7,9 +7,10 @@ second mid-epoch between two backups, the third right after a backup; the fourth
 the end. Every restart is checked against an uninterrupted run of the same command that
 records its weights after every step: the step the restart resumes from, the weights it
 restores there, and at the end the final weights and RetrievalEvaluation's history of
-every epoch. Also: a run killed while writing a backup resumes from the one before, and
-epoch backups (save_freq="epoch") resume at the epoch boundary. The measured differences
-are printed (pytest -s).
+every epoch. Also: a run killed while writing a backup resumes from the one before,
+epoch backups (save_freq="epoch") resume at the epoch boundary, and a loss with a
+cross-batch memory ends with the uninterrupted weights and memory. The measured
+differences are printed (pytest -s).
 """
 
 from __future__ import annotations
@@ -60,13 +61,14 @@ def references(tmp_path_factory):
     (in parallel with the test that asks) and read when the test needs them."""
     started = {}
 
-    def reference(backend, sampler):
-        if (backend, sampler) not in started:
+    def reference(backend, sampler, **env):
+        key = (backend, sampler, *sorted(env.items()))
+        if key not in started:
             folder = tmp_path_factory.mktemp(f"reference-{backend}-{sampler}")
-            started[backend, sampler] = start(
-                backend, sampler, 3, folder, "run", TFTRIPLET_EVERY_STEP="1"
+            started[key] = start(
+                backend, sampler, 3, folder, "run", TFTRIPLET_EVERY_STEP="1", **env
             )
-        return started[backend, sampler]
+        return started[key]
 
     yield reference
     kill_running([run.proc for run, _ in started.values()])
@@ -164,3 +166,27 @@ def test_epoch_backups_resume_at_the_epoch_boundary(backend, references, tmp_pat
     reference = result_of(reference_run)
     check_restart(reference, out, 10, f"{backend}/pkbatches, epoch backups: killed at step 12")
     check_end(reference, out, f"{backend}/pkbatches, epoch backups")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_memory_comes_back_and_the_run_ends_with_the_uninterrupted_weights(
+    backend, references, tmp_path
+):
+    """A memory of 8 samples (2 warm-up steps): killed mid-epoch between backups (step 8,
+    resumed at 6), the restart ends with the uninterrupted weights and memory, and the
+    memory is in effect (a run without it ends elsewhere)."""
+    _skip_without(backend)
+    reference_run = references(backend, "pkbatches", TFTRIPLET_MEMORY=8)
+    without = references(backend, "pkbatches")
+    run, _ = start(backend, "pkbatches", 3, tmp_path, "run0", TFTRIPLET_PAUSE_AT=8,
+                   TFTRIPLET_MEMORY=8)
+    kill_at(run, 8, TIMEOUT)
+    run, out = start(backend, "pkbatches", 3, tmp_path, "last", TFTRIPLET_MEMORY=8)
+    run.finish(TIMEOUT)
+    reference = result_of(reference_run)
+    check_restart(reference, out, 6, f"{backend} with a memory: killed at step 8")
+    check_end(reference, out, f"{backend} with a memory")
+    final = json.loads(out.read_text())["memory"]
+    assert final["labels"] == reference["memory"]["labels"] and final["steps"] == 20
+    assert difference([final["embeddings"]], [reference["memory"]["embeddings"]]) <= TOLERANCE
+    assert difference(reference["weights"], result_of(without)["weights"]) > 1e-3

@@ -176,3 +176,46 @@ def test_double_checkpoint_restores_the_previous_backup_when_the_latest_is_damag
         restart(directory, batches(), model=model, epochs=1, double_checkpoint=True)
     # generation 1 is step 3 (epoch 0, step 3): the restored run ends epoch 0 at step 5
     assert int(model.optimizer.iterations) == N
+
+
+def memory_model(size, units=3, warmup=1):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(units)])
+    loss = tftriplet.BatchAllTripletLoss(margin=0.5, memory_size=size, memory_warmup=warmup)
+    model.compile(keras.optimizers.Adam(0.01), loss)
+    tftriplet.attach_memory(model)
+    return model
+
+
+def test_a_memory_of_another_size_or_dimension_is_refused(tmp_path):
+    interrupted_fit(tmp_path, batches(), model=memory_model(8))
+    with pytest.raises(BackupError, match=r"memory:batch_all_triplet_loss_memory.*size=8 "
+                                          r"there, 9 here"):
+        restart(tmp_path, batches(), model=memory_model(9))
+    with pytest.raises(BackupError, match=r"holds the state of \['memory:batch_all_triplet_"
+                                          r"loss_memory', 'sampler'\]; this run has \['sampler'\]"):
+        restart(tmp_path, batches())
+    state = memory_model(8).loss.memory.resume_state()  # not built: an empty state
+    assert state == {"built": False}
+    held = interrupted_fit(tmp_path / "2", batches(), model=memory_model(8)).loss.memory
+    state = held.resume_state()
+    for built in (True, False):  # restored into built variables, or kept for the first batch
+        memory = tftriplet.CrossBatchMemory(8, warmup=1)
+        if built:
+            memory.build(5, "float32")
+        match = "holds embeddings of dimension 3 in float32; this run gives .* dimension 5"
+        with pytest.raises(ValueError, match=match):
+            memory.resume_restore(state)
+            memory.check_batch(np.ones((2, 5), "float32"))
+
+
+def test_a_restored_memory_holds_what_it_held_at_the_backup(tmp_path):
+    model = interrupted_fit(tmp_path, batches(), model=memory_model(8, warmup=0), step=6)
+    held = model.loss.memory.contents()  # the backup of step 6 is the state after step 6
+    fresh = memory_model(8, warmup=0)
+    backup = tftriplet.BackupAndRestore(tmp_path, batches(), save_freq=3)
+    backup.set_model(fresh)
+    backup.on_train_begin()
+    assert fresh.loss.memory.steps == 6
+    for a, b in zip(held, fresh.loss.memory.contents(), strict=True):
+        np.testing.assert_array_equal(a, b)

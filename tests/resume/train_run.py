@@ -14,7 +14,9 @@ to be killed, so the test kills it at a known point; with $TFTRIPLET_PAUSE_IN_BA
 it prints ``PAUSED IN BACKUP`` and waits while writing its n-th backup, once the new
 generation's files are written and before ``latest.json`` names it. At the end it writes
 OUT (JSON): the weights, RetrievalEvaluation's history, and with $TFTRIPLET_EVERY_STEP=1
-the weights after every step.
+the weights after every step. With $TFTRIPLET_MEMORY=<N> the loss has a cross-batch memory
+of N samples (attached to the model; BackupAndRestore finds it through model.loss), and
+OUT holds the memory's contents at the end too.
 """
 
 from __future__ import annotations
@@ -59,8 +61,12 @@ def build_model(cross_replica=False):
         ]
     )
     # Adam: its moments and its step count (bias correction) must come back too.
-    loss = tftriplet.BatchAllTripletLoss(margin=0.5, cross_replica=cross_replica)
+    memory = int(os.environ.get("TFTRIPLET_MEMORY", "0"))
+    loss = tftriplet.BatchAllTripletLoss(margin=0.5, cross_replica=cross_replica,
+                                         memory_size=memory, memory_warmup=2 if memory else 0)
     model.compile(keras.optimizers.Adam(0.01), loss)
+    if memory:
+        tftriplet.attach_memory(model)
     return model
 
 
@@ -139,6 +145,10 @@ def main(argv):
         history={str(e): r for e, r in evaluation.history.items()},
         backup_left=os.path.exists(backup_dir),
     )
+    if model.loss.memory is not None:
+        labels, embeddings = model.loss.memory.contents()
+        record["memory"] = {"labels": labels.tolist(), "embeddings": embeddings.tolist(),
+                            "steps": model.loss.memory.steps}
     with open(out, "w") as f:
         json.dump(record, f)
 

@@ -136,6 +136,10 @@ class BatchAllTripletLoss(TripletLoss):
             the global batch (`tftriplet.distributed`).
         distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
         squared: shorthand for `distance="squared_euclidean"`.
+        memory_size: with `N > 0`, the positives and negatives of the batch's anchors come
+            from the batch and the `N` most recent earlier samples too (docs/memory.md,
+            `tftriplet.attach_memory`); 0 (default): the batch alone.
+        memory_warmup: training steps before the memory is used (default 0).
         name: the loss name.
         reduction: accepted for Keras compatibility; the loss is one scalar per batch.
         dtype: the dtype of the returned loss (computed in float32 at least).
@@ -152,10 +156,13 @@ class BatchAllTripletLoss(TripletLoss):
     Reference:
         Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832 ;
         Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",
-        2017, https://arxiv.org/abs/1703.07737
+        2017, https://arxiv.org/abs/1703.07737 ;
+        Wang et al., "Cross-Batch Memory for Embedding Learning", CVPR 2020,
+        https://arxiv.org/abs/1912.06798 (`memory_size`)
     """
 
     strategy = "batch_all"
+    count_name = "num_valid"
     supports_soft = True
 
     def __init__(
@@ -168,6 +175,8 @@ class BatchAllTripletLoss(TripletLoss):
         cross_replica=False,
         distance=None,
         squared=False,
+        memory_size=0,
+        memory_warmup=0,
         name=None,
         reduction="sum_over_batch_size",
         dtype=None,
@@ -178,6 +187,8 @@ class BatchAllTripletLoss(TripletLoss):
             cross_replica=cross_replica,
             distance=distance,
             squared=squared,
+            memory_size=memory_size,
+            memory_warmup=memory_warmup,
             name=name,
             reduction=reduction,
             dtype=dtype,
@@ -187,13 +198,13 @@ class BatchAllTripletLoss(TripletLoss):
         # the soft margin has no sorted form: refuse the combination now, not in fit()
         engine.plan_batch_all(None, soft=self.soft, method=self.method, mode="eager")
 
-    def sums(self, labels, embeddings, anchor_index=None):
+    def sums(self, labels, embeddings, anchor_index=None, valid=None):
         """Computed by the engine's plan for this batch; in anchor blocks whenever
         `anchor_index` is given (`O(A B)` memory for the hinge, `O(block B^2)` for the
         soft margin)."""
         return engine.batch_all_sums(
             labels, embeddings, self.margin, self.distance, self.soft, method=self.method,
-            anchor_block=self.anchor_block, anchor_index=anchor_index,
+            anchor_block=self.anchor_block, anchor_index=anchor_index, valid=valid,
         )
 
     def get_config(self):

@@ -19,10 +19,12 @@ from tftriplet.mining import anchor_rows, hardest_negative_distance, hardest_pos
 from tftriplet.statistics import statistics, sum_parts
 
 
-def batch_hard_terms(labels, embeddings, margin, distance, soft, anchor_index=None):
+def batch_hard_terms(labels, embeddings, margin, distance, soft, anchor_index=None,
+                     valid=None):
     """Per-anchor `tftriplet.margins.MaskedTerms` `(A,)` of the anchors `anchor_index`
-    (int32 `(A,)`; None: all `B`) mined against the batch."""
-    rows = anchor_rows(labels, embeddings, distance, anchor_index)
+    (int32 `(A,)`; None: all `B`) mined against the batch's `valid` columns (bool `(B,)`;
+    None: all)."""
+    rows = anchor_rows(labels, embeddings, distance, anchor_index, valid)
     diff = hardest_positive_distance(rows) - hardest_negative_distance(rows)
     has_positive = ops.any(rows.positive, axis=1)
     has_negative = ops.greater(rows.num_negatives, 0)
@@ -87,10 +89,12 @@ def batch_hard_triplet_loss(
 class BatchHardTripletLoss(TripletLoss):
     """Batch-hard triplet loss as a Keras loss.
 
-    Per anchor with a positive and a negative: `max(d_p - d_n + m, 0)` with the hardest
-    positive distance `d_p` and the hardest negative distance `d_n` (`softplus(d_p -
-    d_n)` with `soft=True`); the mean over those anchors. See
-    `batch_hard_triplet_loss`.
+    Per anchor with a positive and a negative, with the hardest positive distance `d_p` and
+    the hardest negative distance `d_n`:
+
+        l(i) = max(d_p(i) - d_n(i) + m, 0)        (soft=True: softplus(d_p(i) - d_n(i)))
+
+    and the loss is the mean over those anchors. See `batch_hard_triplet_loss`.
 
     Args:
         margin: the margin `m` (default 0.2; unused when `soft`).
@@ -99,9 +103,15 @@ class BatchHardTripletLoss(TripletLoss):
             global batch (`tftriplet.distributed`).
         distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
         squared: shorthand for `distance="squared_euclidean"`.
+        memory_size: with `N > 0`, each anchor's hardest positive and negative are sought
+            among the `N` most recent earlier samples too, a cross-batch memory
+            (docs/memory.md, `tftriplet.attach_memory`); 0 (default): none.
+        memory_warmup: steps mined alone before the memory is used (default 0).
         name: the loss name.
         reduction: accepted for Keras compatibility; the loss is one scalar per batch.
         dtype: the dtype of the returned loss (computed in float32 at least).
+
+    `y_true`: integer class ids `(B,)` or `(B, 1)`; `y_pred`: embeddings `(B, D)`.
 
     Example:
         ```python
@@ -110,13 +120,16 @@ class BatchHardTripletLoss(TripletLoss):
 
     Reference:
         Hermans et al., "In Defense of the Triplet Loss for Person Re-Identification",
-        2017, https://arxiv.org/abs/1703.07737
+        2017, https://arxiv.org/abs/1703.07737 ;
+        Wang et al., "Cross-Batch Memory for Embedding Learning", CVPR 2020,
+        https://arxiv.org/abs/1912.06798 (`memory_size`)
     """
 
     strategy = "batch_hard"
+    count_name = "num_anchors"
     supports_soft = True
 
-    def sums(self, labels, embeddings, anchor_index=None):
+    def sums(self, labels, embeddings, anchor_index=None, valid=None):
         return sum_parts(batch_hard_terms(
-            labels, embeddings, self.margin, self.distance, self.soft, anchor_index
+            labels, embeddings, self.margin, self.distance, self.soft, anchor_index, valid
         ))

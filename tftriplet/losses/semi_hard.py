@@ -20,10 +20,11 @@ from tftriplet.mining import anchor_rows, semi_hard_negative_distance
 from tftriplet.statistics import statistics, sum_parts
 
 
-def semi_hard_terms(labels, embeddings, margin, distance, anchor_index=None):
+def semi_hard_terms(labels, embeddings, margin, distance, anchor_index=None, valid=None):
     """Per anchor-positive pair `tftriplet.margins.MaskedTerms` `(A, B)` of the anchors
-    `anchor_index` (int32 `(A,)`; None: all `B`) mined against the batch."""
-    rows = anchor_rows(labels, embeddings, distance, anchor_index)
+    `anchor_index` (int32 `(A,)`; None: all `B`) mined against the batch's `valid`
+    columns (bool `(B,)`; None: all)."""
+    rows = anchor_rows(labels, embeddings, distance, anchor_index, valid)
     diff = rows.distances - semi_hard_negative_distance(rows)
     has_negative = ops.expand_dims(ops.greater(rows.num_negatives, 0), 1)
     return masked_terms(diff, ops.logical_and(rows.positive, has_negative), margin, False)
@@ -81,9 +82,13 @@ def semi_hard_triplet_loss(labels, embeddings, margin=0.2, squared=False, distan
 class SemiHardTripletLoss(TripletLoss):
     """Semi-hard triplet loss (FaceNet) as a Keras loss, at `O(B^2)` memory.
 
-    Per anchor-positive pair whose anchor has a negative: the closest negative farther than
-    the positive (else the farthest negative), `max(d_ap - d_an + m, 0)`; the mean over
-    those pairs. See `semi_hard_triplet_loss`. It has no soft-margin form.
+    Per anchor-positive pair `(i, j)` whose anchor has a negative, with `d_n(i, j)` the
+    closest negative farther than the positive (else the farthest negative):
+
+        l(i, j) = max(d(i, j) - d_n(i, j) + m, 0)
+
+    and the loss is the mean over those pairs. See `semi_hard_triplet_loss`. It has no
+    soft-margin form.
 
     Args:
         margin: the margin `m` (default 0.2).
@@ -91,9 +96,15 @@ class SemiHardTripletLoss(TripletLoss):
             global batch (`tftriplet.distributed`).
         distance: `"euclidean"` (default), `"squared_euclidean"` or `"cosine"`.
         squared: shorthand for `distance="squared_euclidean"`.
+        memory_size: with `N > 0`, the pairs' positives and semi-hard negatives come from
+            the batch and its `N` most recent predecessors (docs/memory.md,
+            `tftriplet.attach_memory`); 0, the default: from the batch alone.
+        memory_warmup: how many first steps ignore the memory (default 0).
         name: the loss name.
         reduction: accepted for Keras compatibility; the loss is one scalar per batch.
         dtype: the dtype of the returned loss (computed in float32 at least).
+
+    `y_true`: integer class ids `(B,)` or `(B, 1)`; `y_pred`: embeddings `(B, D)`.
 
     Example:
         ```python
@@ -101,12 +112,15 @@ class SemiHardTripletLoss(TripletLoss):
         ```
 
     Reference:
-        Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832
+        Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832 ;
+        Wang et al., "Cross-Batch Memory for Embedding Learning", CVPR 2020,
+        https://arxiv.org/abs/1912.06798 (`memory_size`)
     """
 
     strategy = "semi_hard"
+    count_name = "num_pairs"
 
-    def sums(self, labels, embeddings, anchor_index=None):
+    def sums(self, labels, embeddings, anchor_index=None, valid=None):
         return sum_parts(semi_hard_terms(
-            labels, embeddings, self.margin, self.distance, anchor_index
+            labels, embeddings, self.margin, self.distance, anchor_index, valid
         ))

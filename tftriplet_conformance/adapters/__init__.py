@@ -13,7 +13,9 @@ must return the gradient), and these methods:
   saying so beforehand (a process learns it from its implementation's reply).
 - `close()`: release what `prepare` started (a process); called once at the end.
 
-The fixture an adapter receives is a copy without `expected`.
+An adapter may claim optional features of the contract in `features` (e.g.
+`("memory",)`, `tftriplet_conformance.optional`); only then does it get their
+fixtures. The fixture an adapter receives is a copy without `expected`.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ class Adapter:
     differentiable = False
     #: Outputs of `expected` this backend cannot produce: not compared (peers only).
     not_reported = ()
-    #: Declared semantic differences (`tftriplet_conformance.differs.Difference`).
+    #: Declared semantic differences (:class:`~tftriplet_conformance.differs.Difference`).
     differences = ()
+    #: The optional features it implements (`tftriplet_conformance.optional.FEATURES`).
+    features = ()
 
     def available(self):
         return True, ""

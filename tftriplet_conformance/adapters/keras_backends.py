@@ -49,6 +49,7 @@ TIMEOUT = 1200
 
 class KerasAdapter(Adapter):
     differentiable = True
+    features = ("memory",)
 
     def __init__(self, backend):
         self.name = backend

@@ -6,13 +6,18 @@ exchanges JSON messages with it, one per line, over its stdin and stdout
 
     -> {"type": "start", "protocol": 1}
     <- {"type": "started", "protocol": 1, "implementation": {"name": "triplet.js", ...},
-        "dtypes": ["float64"], "differentiable": true, "not_reported": []}
+        "dtypes": ["float64"], "differentiable": true, "not_reported": [],
+        "features": []}                  (optional: the optional features it claims)
     -> {"type": "run", "id": 1, "fixture": "...", "dtype": "float64",
         "loss": {...the fixture's loss...}, "inputs": {"labels": [...], "embeddings": [[...]]}}
     <- {"type": "result", "id": 1, "outputs": {"loss": ..., "gradient": [[...]], ...}}
        or {"type": "unsupported", "id": 1, "reason": "..."}
        or {"type": "error", "id": 1, "message": "..."}
     -> {"type": "stop"}
+
+A process that claims the optional feature `memory` also gets those fixtures: the request
+then has `"feature": "memory"`, the fixture's `memory` object and `inputs` as `{"steps":
+[...]}`, and the reply's outputs are `{"steps": [outputs of each step]}`.
 
 The implementation is never trusted: a crash, a reply that is not the protocol's, or no
 reply is that request's failure, and the process is started again for the next request;
@@ -111,6 +116,7 @@ class ProcessAdapter(Adapter):
             "dtypes": reply.get("dtypes"),
             "differentiable": reply.get("differentiable"),
             "not_reported": reply.get("not_reported", []),
+            "features": reply.get("features", []),
         }
         if self.announced is not None and announced != self.announced:
             self._fail(f"announced {announced} when restarted, {self.announced} at first")
@@ -119,6 +125,7 @@ class ProcessAdapter(Adapter):
         self.dtypes = _as_tuple(announced["dtypes"])
         self.differentiable = announced["differentiable"]
         self.not_reported = _as_tuple(announced["not_reported"])
+        self.features = _as_tuple(announced["features"])
         if not self._fixed_name:
             self.name = implementation["name"]
 
@@ -219,8 +226,9 @@ class ProcessAdapter(Adapter):
 
 
 def run_request(fixture, dtype, number):
-    """The `run` message for one fixture and dtype: its loss and inputs as they are."""
-    return {
+    """The `run` message for one fixture and dtype: its loss and inputs as they are (and
+    the `feature` and `memory` objects of a memory fixture)."""
+    request = {
         "type": "run",
         "id": number,
         "fixture": fixture["name"],
@@ -228,6 +236,8 @@ def run_request(fixture, dtype, number):
         "loss": fixture["loss"],
         "inputs": fixture["inputs"],
     }
+    request.update({key: fixture[key] for key in ("feature", "memory") if key in fixture})
+    return request
 
 
 def _kill(proc):

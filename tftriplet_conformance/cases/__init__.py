@@ -11,10 +11,14 @@ Modules: `inputs` (drawing inputs and margins), `random_case` (the record and bu
 random case), `tables` (the random cases), `edges` (the seed program's case and batch-all's
 edge cases), `mining` (edge cases of the other variants and of batch-all's evaluation
 hints), `pins` (cases that pin a rule of the contract a plausible implementation gets
-wrong). Every case is registered in `CASES` under its fixture's name.
+wrong), `memory` (sequences of batches through a cross-batch memory, an optional
+feature). Every case is registered in `CASES` under its fixture's name, those of an
+optional feature in `OPTIONAL_CASES[feature]`.
 """
 
-from tftriplet_conformance.cases import edges, mining, pins, tables  # noqa: F401  (register)
-from tftriplet_conformance.cases.registry import CASES, Case, case
+from tftriplet_conformance.cases import edges, memory, mining, pins, tables  # noqa: F401
+from tftriplet_conformance.cases.registry import CASES, OPTIONAL_CASES, Case, case
 
-__all__ = ["CASES", "Case", "case"]
+memory.register_memory_cases(memory.FEATURE)
+
+__all__ = ["CASES", "OPTIONAL_CASES", "Case", "case"]

@@ -66,7 +66,12 @@ def clear_margin(labels, embeddings, loss, target):
     to the fewest decimals that keep it well inside the gap.
     """
     hinges = variant_of({"loss": loss}).hinges
-    roots = -(hinges(labels, embeddings, {**loss, "margin": 0.0}))
+    return clear_of_roots(-(hinges(labels, embeddings, {**loss, "margin": 0.0})), target)
+
+
+def clear_of_roots(roots, target):
+    """The margin in `[target / 2, 3 * target / 2]` farthest from every root (where a
+    hinge is 0), as a short decimal (`clear_margin`)."""
     low, high = target / 2, 3 * target / 2
     inside = np.unique(roots[(roots > low) & (roots < high)])
     edges = np.concatenate([[low], inside, [high]])

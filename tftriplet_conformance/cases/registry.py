@@ -26,12 +26,27 @@ class Case:
 #: name -> `Case`, in registration order.
 CASES: dict[str, Case] = {}
 
+#: feature -> name -> `Case`: the cases of each optional feature
+#: (`tftriplet_conformance.optional`), whose fixtures live in `fixtures/optional/<feature>/`.
+OPTIONAL_CASES: dict[str, dict[str, Case]] = {}
+
 
 def register(name, make, where):
     """Add a case; a duplicate name is an error."""
-    if name in CASES:
-        raise ValueError(f"duplicate conformance case name {name!r}")
+    _check_new(name)
     CASES[name] = Case(name, make, where)
+
+
+def register_optional(feature, name, make, where):
+    """Add a case of the optional feature `feature`; names are unique across all cases."""
+    _check_new(name)
+    OPTIONAL_CASES.setdefault(feature, {})[name] = Case(name, make, where)
+
+
+def _check_new(name):
+    taken = name in CASES or any(name in cases for cases in OPTIONAL_CASES.values())
+    if taken:
+        raise ValueError(f"duplicate conformance case name {name!r}")
 
 
 def case(function):
