@@ -12,6 +12,7 @@ from tftriplet.engine import plan as plans
 from tftriplet.engine.plan import (
     CLASS_KERNEL,
     CLASS_KERNEL_DIVISOR,
+    COMPARE_MAX_POSITIVES,
     COUNT_BLOCK_ENTRIES,
     DENSE_MAX_BATCH,
     TRIPLE_BLOCK_ENTRIES,
@@ -27,6 +28,8 @@ def test_auto_evaluates_every_triple_up_to_the_dense_limit():
         large = plan_batch_all(DENSE_MAX_BATCH + 1, mode=mode)
         assert large.kernel == CLASS_KERNEL[mode]
         assert large.merged_above == CLASS_KERNEL_DIVISOR
+        cap = COMPARE_MAX_POSITIVES if large.kernel == "compare" else None
+        assert large.max_positives == cap
         assert plan_batch_all(None, mode=mode).kernel == CLASS_KERNEL[mode]  # unknown size
 
 
@@ -94,9 +97,23 @@ def test_describe_says_what_runs():
     assert plan_batch_all(512, mode="eager").describe(512) == (
         f"search, merged above B/{CLASS_KERNEL_DIVISOR} positives")
     assert plan_batch_all(8192, mode="compiled").describe(8192) == (
-        f"compare, merged above B/{CLASS_KERNEL_DIVISOR} positives, blocks of 256")
+        f"compare, merged above min(B/{CLASS_KERNEL_DIVISOR}, {COMPARE_MAX_POSITIVES}) "
+        "positives, blocks of 256")
     assert plan_batch_all(None, mode="graph").describe() == (
         f"search, merged above B/{CLASS_KERNEL_DIVISOR} positives, blocks from the batch size")
+
+
+def test_the_class_limit_is_the_smaller_bound():
+    search = plan_batch_all(None, mode="graph")
+    compare = plan_batch_all(None, mode="compiled")
+    for b in (64, 2048, 8192, 65536):
+        assert search.class_limit(b) == b // CLASS_KERNEL_DIVISOR
+        assert compare.class_limit(b) == min(b // CLASS_KERNEL_DIVISOR, COMPARE_MAX_POSITIVES)
+        assert compare.kernel_for(COMPARE_MAX_POSITIVES + 1, 65536) == "merged"
+    assert plan_batch_all(None, row_sort="positives", mode="compiled").class_limit(64) is None
+    traced = tf.function(lambda b: compare.class_limit(b),
+                         input_signature=[tf.TensorSpec((), tf.int32)])
+    assert int(traced(tf.constant(65536))) == COMPARE_MAX_POSITIVES
 
 
 def pk(num_classes, per_class):

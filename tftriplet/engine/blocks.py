@@ -55,9 +55,7 @@ def _weights_fn(plan, table, margin, soft, k):
         elif plan.merged_above is None:
             w, positive = class_kernel(d, rows)
         else:
-            batch_size = ops.shape(d)[1]
-            limit = batch_size // plan.merged_above
-            few = ops.less_equal(k - 1, limit)
+            few = ops.less_equal(k - 1, plan.class_limit(ops.shape(d)[1]))
             few_now = concrete_int(few)
             if few_now is not None:
                 w, positive = (class_kernel if few_now else merged)(d, rows)

@@ -48,6 +48,12 @@ CLASS_KERNEL_DIVISOR = 8
 #: depend on values (their cost is `log k` per entry), comparisons under XLA.
 CLASS_KERNEL = {"eager": "search", "graph": "search", "compiled": "compare"}
 
+#: The compare kernel's cost grows with `k` (one pass a positive) and XLA's whole-row sort
+#: costs about as much as 256 passes at B=2048 and at 8192: above 256 positives per
+#: anchor (or `B // CLASS_KERNEL_DIVISOR`, if fewer) the rows are sorted whole
+#: (docs/performance.md).
+COMPARE_MAX_POSITIVES = 256
+
 #: The automatic anchor block of the counting kernels keeps a `(block, B)` tensor near this
 #: many entries (small enough for the allocator to reuse its buffers).
 COUNT_BLOCK_ENTRIES = 2**21
@@ -87,7 +93,8 @@ class Plan:
     Attributes:
         kernel: `"triples"`, `"search"`, `"compare"` or `"merged"` (see the module).
         merged_above: the class kernels give way to `"merged"` when an anchor has more than
-            `batch_size // merged_above` positives (None: never).
+            `batch_size // merged_above` positives (None: never)...
+        max_positives: ... or more than this many (None: no such bound).
         block: anchors per block: an int, `"whole"` (every anchor in one block) or
             `"auto"` (from the batch size, within `budget`).
         budget: for `"auto"`: `"row"` (a `(block, B)` tensor near `COUNT_BLOCK_ENTRIES`)
@@ -98,6 +105,7 @@ class Plan:
 
     kernel: str
     merged_above: int | None
+    max_positives: int | None
     block: int | str
     budget: str
     mode: str
@@ -123,17 +131,31 @@ class Plan:
                 block = _power_of_two(COUNT_BLOCK_ENTRIES // b)
         return ops.maximum(ops.minimum(block, ops.cast(num_anchors, "int32")), 1)
 
+    def class_limit(self, batch_size):
+        """The most positives per anchor the class kernel takes (an int, or a tensor when
+        `batch_size` is one), or None when it takes any number."""
+        if self.merged_above is None:
+            return None
+        limit = batch_size // self.merged_above
+        if self.max_positives is None:
+            return limit
+        if isinstance(limit, int):
+            return min(limit, self.max_positives)
+        return ops.minimum(limit, self.max_positives)
+
     def kernel_for(self, num_positives, batch_size):
         """The kernel that runs when no anchor has more than `num_positives` positives."""
-        if self.merged_above is not None and num_positives > batch_size // self.merged_above:
-            return "merged"
-        return self.kernel
+        limit = self.class_limit(batch_size)
+        return "merged" if limit is not None and num_positives > limit else self.kernel
 
     def describe(self, batch_size=None):
         """One line for tables and logs: the kernel, its fallback and the blocks."""
         text = self.kernel
         if self.merged_above is not None:
-            text += f", merged above B/{self.merged_above} positives"
+            bound = f"B/{self.merged_above}"
+            if self.max_positives is not None:
+                bound = f"min({bound}, {self.max_positives})"
+            text += f", merged above {bound} positives"
         block = self.block_size(batch_size, batch_size) if batch_size is not None else None
         if not isinstance(block, int):
             return text + ", blocks from the batch size"
@@ -196,9 +218,12 @@ def plan_batch_all(batch_size, *, soft=False, method="auto", anchor_block=None,
     small = batch_size is not None and batch_size <= DENSE_MAX_BATCH
     if method == "dense" or (method == "auto" and (small or soft)):
         block = anchor_block or ("whole" if method == "dense" or small else "auto")
-        return Plan("triples", None, block, "matrix", mode)
+        return Plan("triples", None, None, block, "matrix", mode)
     block = anchor_block or "auto"
     if row_sort == "merged":
-        return Plan("merged", None, block, "row", mode)
-    merged_above = None if row_sort == "positives" else CLASS_KERNEL_DIVISOR
-    return Plan(CLASS_KERNEL[mode], merged_above, block, "row", mode)
+        return Plan("merged", None, None, block, "row", mode)
+    kernel = CLASS_KERNEL[mode]
+    if row_sort == "positives":
+        return Plan(kernel, None, None, block, "row", mode)
+    cap = COMPARE_MAX_POSITIVES if kernel == "compare" else None
+    return Plan(kernel, CLASS_KERNEL_DIVISOR, cap, block, "row", mode)
