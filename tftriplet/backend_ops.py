@@ -269,13 +269,13 @@ def add_to_rows(accumulator, index, updates):
     return accumulator + ops.scatter(ops.expand_dims(index, 1), updates, ops.shape(accumulator))
 
 
-def sequential_loop(num_iterations, body, initial):
-    """`body(i, carry)` for `i` in `0 .. num_iterations - 1`, one iteration at a time.
+def sequential_loop(num_iterations, body, initial, overlap=1):
+    """`body(i, carry)` for `i` in `0 .. num_iterations - 1`, `overlap` at a time at most.
 
     `keras.ops.fori_loop` lets TensorFlow run up to ten iterations of a `while_loop` at
     once, which would keep that many iterations' temporaries alive; here TensorFlow runs
-    one at a time (`parallel_iterations=1`). `num_iterations` may be a tensor (a size known
-    only when the graph runs).
+    at most `overlap` (its `parallel_iterations`; XLA, JAX and PyTorch run one at a time).
+    `num_iterations` may be a tensor (a size known only when the graph runs).
     """
     if backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -284,7 +284,7 @@ def sequential_loop(num_iterations, body, initial):
             lambda i, carry: i < num_iterations,
             lambda i, carry: (i + 1, body(i, carry)),
             (tf.constant(0, "int32"), initial),
-            parallel_iterations=1,
+            parallel_iterations=overlap,
         )[1]
     if backend.backend() == "torch":
         carry = initial

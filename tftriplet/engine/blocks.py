@@ -23,6 +23,7 @@ from tftriplet.backend_ops import add_to_rows, concrete_int, matmul_t, sequentia
 from tftriplet.distances import get_distance
 from tftriplet.engine import counting
 from tftriplet.engine.counting import label_table, one_more
+from tftriplet.engine.plan import BLOCKS_AT_ONCE
 from tftriplet.engine.triples import triple_weights
 from tftriplet.statistics import TripletSums
 
@@ -139,7 +140,7 @@ def batch_all_sums(labels, embeddings, margin, distance, soft, plan, anchor_inde
                           ops.zeros((b,), dtype))
     else:
         initial = _Totals(zero, zero, zero, zero, zero)
-    totals = sequential_loop(num_blocks, body, initial)
+    totals = sequential_loop(num_blocks, body, initial, overlap=BLOCKS_AT_ONCE)
     gradient = _gradient(totals, distance, points) if with_gradient else None
     return TripletSums(totals.terms, num_valid, totals.positive, gradient)
 
