@@ -56,11 +56,27 @@ def _run(args):
     from tftriplet_conformance.runner import format_report, run
 
     fixtures = load_fixtures(args.fixtures, args.fixture, with_optional=True)
+    fresh = _fresh(args, fixtures)
     adapters, required = _adapters(args)
     log = None if args.quiet else _Progress()
-    outcome = run(fixtures, adapters, required=required, log=log, timeout=args.timeout)
+    outcome = run(fixtures, adapters, required=required, log=log, timeout=args.timeout,
+                  fresh=fresh)
     print(format_report(fixtures, outcome, verbose=args.verbose))
     return 1 if outcome.failed else 0
+
+
+def _fresh(args, fixtures):
+    """The run's fresh cases: drawn (`--fresh`, `--fresh-seed`), or none (`--no-fresh`)."""
+    from tftriplet_conformance.fresh import Fresh, draw
+
+    if args.no_fresh is None:
+        return draw(fixtures, args.fresh_seed, args.fresh)
+    if args.fresh_seed is not None or args.fresh != 1:
+        raise UsageError("--no-fresh runs no fresh case: it cannot go with --fresh or "
+                         "--fresh-seed")
+    if not args.no_fresh.strip():
+        raise UsageError("--no-fresh needs a reason, shown in the report: --no-fresh 'why'")
+    return Fresh.none(args.no_fresh)
 
 
 def _seconds(text):
@@ -71,6 +87,21 @@ def _seconds(text):
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0; got {text!r}")
     return value
+
+
+def _integer(low, high, what):
+    """An argparse type: an int in `[low, high)`."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value < high:
+            raise argparse.ArgumentTypeError(f"expected {what}; got {text!r}")
+        return value
+
+    return parse
 
 
 def _generate(args):
@@ -156,11 +187,37 @@ def _add_run_options(parser):
         help="time limit of one adapter call for one fixture: a hang fails that backend "
         "(default: %(default)g)",
     )
+    _add_fresh_options(parser)
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress lines on stderr"
     )
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="also detail xfails and differences"
+    )
+
+
+def _add_fresh_options(parser):
+    """The options of the fresh cases (`tftriplet_conformance.fresh`)."""
+    parser.add_argument(
+        "--fresh",
+        type=_integer(1, 1000, "an int from 1 to 999"),
+        default=1,
+        metavar="N",
+        help="fresh cases per loss variant (default: %(default)s): random cases drawn for "
+        "this run, in no file, which every implementation runs beside the fixtures",
+    )
+    parser.add_argument(
+        "--fresh-seed",
+        type=_integer(0, 2**32, "an int from 0 to 2**32 - 1"),
+        metavar="SEED",
+        help="draw the fresh cases of the run that printed SEED, given the same --fixture, "
+        "--fixtures and --fresh (default: a new seed)",
+    )
+    parser.add_argument(
+        "--no-fresh",
+        metavar="REASON",
+        help="run no fresh case, for REASON (shown in the report); nothing then tells a "
+        "result computed from one looked up in the fixture files",
     )
 
 

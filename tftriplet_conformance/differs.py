@@ -47,10 +47,13 @@ class Difference:
     when: Callable | None = None
 
     def matches(self, backend, fixture, mode):
+        return fnmatchcase(backend, self.backend) and self.covers(fixture, mode)
+
+    def covers(self, fixture, mode):
+        """Whether it applies to `fixture` in `mode`, whatever the backend."""
         options = options_of(fixture["loss"])
         return (
-            fnmatchcase(backend, self.backend)
-            and fnmatchcase(fixture["name"], self.fixture)
+            fnmatchcase(fixture["name"], self.fixture)
             and fnmatchcase(mode, self.mode)
             and all(options.get(k) == v for k, v in self.loss.items())
             and (self.when is None or bool(self.when(fixture)))

@@ -2,10 +2,12 @@
 
 A run passes only when every adapter it was asked for by name (or every one, with
 `required`) was available, and was compared on at least one fixture; each comparison
-covers every output the contract requires (`compare`). An adapter's fault, wherever it
-happens, is that adapter's failure (`guard`, `validate`), and the run goes on with the
-others. Adapters get a copy of each fixture without its expected outputs; the runner
-compares against its own.
+covers every output the contract requires (`compare`). Beside the fixtures, every adapter
+runs the run's fresh cases (`fresh`: drawn at run time, in no file), under the same
+checks and two more rules (`fresh_rules`), so that looking the golden files up fails. An
+adapter's fault, wherever it happens, is that adapter's failure (`guard`, `validate`),
+and the run goes on with the others. Adapters get a copy of each fixture without its
+expected outputs; the runner compares against its own.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from tftriplet_conformance import optional
+from tftriplet_conformance import fresh_rules, optional
 from tftriplet_conformance.adapters import BrokenAdapter, Unsupported, all_adapters
 from tftriplet_conformance.cells import (
     DIFFERS,
@@ -35,6 +37,7 @@ from tftriplet_conformance.cells import (
     summary,
 )
 from tftriplet_conformance.errors import AdapterFault, UsageError
+from tftriplet_conformance.fresh import PREFIX, draw, is_fresh
 from tftriplet_conformance.guard import DEFAULT_TIMEOUT, Guard, defined_at
 from tftriplet_conformance.matrix import format_report
 from tftriplet_conformance.validate import (
@@ -76,15 +79,19 @@ class Outcome:
         broken: `{backend: reason}`, backend-level failures: it could not be loaded,
             its attributes or `available()` are wrong, it was required but is not
             available, or it was compared on no fixture.
+        fresh: the run's fresh cases (`fresh.Fresh`), or `None`.
+        fresh_matrix: `{backend: {fresh case name: Cell}}`, apart from the fixtures'.
     """
 
     matrix: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
     broken: dict = field(default_factory=dict)
+    fresh: object = None
+    fresh_matrix: dict = field(default_factory=dict)
 
     @property
     def failed(self):
-        return bool(self.broken) or failed(self.matrix)
+        return bool(self.broken) or failed(self.matrix) or failed(self.fresh_matrix)
 
 
 def for_adapter(fixture):
@@ -165,9 +172,11 @@ def _supports(guard, fixtures, declared):
 
 def _hold_to_claims(cells, fixtures, declared):
     """An adapter that claims an optional feature but ran none of its fixtures (each one
-    `n/a`) fails them all: a claim is kept, never skipped silently."""
+    `n/a`) fails them all: a claim is kept, never skipped silently. (Its fresh cases are
+    held to the fixtures by `fresh_rules`.)"""
     for feature in declared.features:
-        names = [f["name"] for f in fixtures if optional.feature_of(f) == feature]
+        names = [f["name"] for f in fixtures
+                 if optional.feature_of(f) == feature and not is_fresh(f["name"])]
         if names and all(cells[name].status == NA for name in names):
             reasons = sorted({d for name in names for d in cells[name].details})
             for name in names:
@@ -251,18 +260,29 @@ def _label(adapter):
 
 
 def run(fixtures, adapters=None, *, required=False, entries=None, log=None,
-        timeout=DEFAULT_TIMEOUT):
-    """Run `adapters` (default: every one) over `fixtures`; returns an `Outcome`.
+        timeout=DEFAULT_TIMEOUT, fresh=None):
+    """Run `adapters` (default: every one) over `fixtures` and fresh cases; returns an
+    `Outcome`.
 
     With `required` (adapters named on the command line, or `--strict`), an adapter that
     is not available, or that is compared on no fixture, fails the run; otherwise an
     unavailable one is only listed as skipped. `timeout` limits each call for one fixture
-    (seconds). `log`, if given, receives progress lines.
+    (seconds). `log`, if given, receives progress lines. `fresh` (a `fresh.Fresh`): the
+    fresh cases every adapter runs beside the fixtures; `None` draws one per loss variant
+    of `fixtures` with a new seed (`Fresh.none(reason)`: none).
     """
     if not fixtures:
         raise UsageError("no fixtures to run: expected at least one fixture file (*.json)")
+    taken = [f["name"] for f in fixtures if is_fresh(f["name"])]
+    if taken:
+        raise UsageError(f"fixture names {taken} start with {PREFIX!r}, which names the "
+                         "runner's fresh cases: rename them")
     adapters = all_adapters() if adapters is None else list(adapters)
-    session = _Session(fixtures, Outcome(), required, entries, log, timeout)
+    fresh = draw(fixtures) if fresh is None else fresh
+    session = _Session(fixtures, Outcome(fresh=fresh), required, entries, log, timeout)
+    if fresh.fixtures:
+        session.say(f"{len(fresh.fixtures)} fresh cases, seed {fresh.seed} (--fresh-seed "
+                    f"{fresh.seed} draws them again)")
     for number, adapter in enumerate(adapters, 1):
         where = f"[{number}/{len(adapters)}] {_label(adapter)}"
         start = time.perf_counter()
@@ -271,8 +291,10 @@ def run(fixtures, adapters=None, *, required=False, entries=None, log=None,
             session.outcome.broken[name] = problem
             session.say(f"{where}: FAILED: {problem}")
         elif name in session.outcome.matrix:
-            cells = session.outcome.matrix[name].values()
-            session.say(f"{where}: {summary(cells)} in {time.perf_counter() - start:.1f} s")
+            counts = summary(session.outcome.matrix[name].values())
+            if session.outcome.fresh_matrix.get(name):
+                counts += f"; fresh cases: {summary(session.outcome.fresh_matrix[name].values())}"
+            session.say(f"{where}: {counts} in {time.perf_counter() - start:.1f} s")
     return session.outcome
 
 
@@ -310,13 +332,19 @@ class _Session:
                     return label, None
                 return label, f"was asked for but is not available: {pair[1]}"
             name = _unique(_label(adapter), self.outcome)  # a process learns it when started
-            progress = _progress(self.log, where, self.fixtures)
+            cases = list(self.outcome.fresh.fixtures)
+            progress = _progress(self.log, where, self.fixtures + cases)
             try:
-                cells = run_backend(adapter, self.fixtures, self.entries, progress, guard=guard)
+                cells = run_backend(adapter, self.fixtures + cases, self.entries, progress,
+                                    guard=guard)
             except AdapterFault as err:
                 return name, str(err)
-            self.outcome.matrix[name] = cells
-            return name, _nothing_compared(cells) if self.required else None
+            self.outcome.matrix[name] = {f["name"]: cells[f["name"]] for f in self.fixtures}
+            if cases:
+                fresh_cells = {case["name"]: cells[case["name"]] for case in cases}
+                fresh_rules.hold(self.outcome.matrix[name], fresh_cells, self.fixtures, cases)
+                self.outcome.fresh_matrix[name] = fresh_cells
+            return name, _nothing_compared(self.outcome.matrix[name]) if self.required else None
         finally:
             guard.close()
 
@@ -348,7 +376,7 @@ def _progress(log, where, fixtures):
 
     def progress(done, total, name):
         if name is None:
-            log(f"{where}: preparing {total} fixtures ({len(fixtures) - total} n/a)")
+            log(f"{where}: preparing {total} cases ({len(fixtures) - total} n/a)")
         elif name:
             log(f"{where}: fixture {done + 1}/{total} {name}")
 

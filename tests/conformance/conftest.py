@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fresh_expect import session_seed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,3 +26,9 @@ def _run_conformance(*args, cwd=REPO, path=()):
 def run_conformance():
     """``run_conformance(*args, cwd=REPO, path=())``: the runner from the command line."""
     return _run_conformance
+
+
+def pytest_report_header(config):
+    seed = session_seed()
+    return (f"conformance fresh cases: seed {seed} (CONFORMANCE_FRESH_SEED={seed} draws them "
+            "again, =random other ones)")

@@ -5,14 +5,17 @@ FAULT is one of: `none`, `crash` (exit 3 with a message on stderr), `hang`, `not
 `protocol` (announces protocol 2), `silent` (reads a request and exits 0 without
 replying), `wrong-id`, `float32-unsupported` (announces float64 and float32, answers
 `unsupported` for float32 only), `memory` (claims the optional feature memory and answers
-its fixtures right), `memory-alone` (claims it, but mines each batch alone). With FIXTURE,
-only requests for that fixture get the fault.
+its fixtures right), `memory-alone` (claims it, but mines each batch alone), `lookup`
+(computes nothing: answers from the golden files by the fixture's name, `unsupported` for
+a name no file has). With FIXTURE, only requests for that fixture get the fault.
 """
 
 import json
+import pathlib
 import sys
 import time
 
+from tftriplet_conformance import FIXTURES_DIR
 from tftriplet_conformance.adapters.numpy import NumpyAdapter
 
 FAULT = sys.argv[1]
@@ -38,6 +41,8 @@ def answer(request):
         sys.stdout.write("computing the loss...\n")
         sys.stdout.flush()
         return None
+    if fault == "lookup":
+        return looked_up(request)
     if fault == "float32-unsupported" and request["dtype"] == "float32":
         return {"type": "unsupported", "id": request["id"], "reason": "no float32 here"}
     fixture = {"name": request["fixture"], "loss": request["loss"], "inputs": request["inputs"]}
@@ -49,6 +54,14 @@ def answer(request):
         outputs = NumpyAdapter().run(fixture, "float64")["loops"]
     return {"type": "result", "id": 99 if fault == "wrong-id" else request["id"],
             "outputs": outputs}
+
+
+def looked_up(request):
+    for path in pathlib.Path(FIXTURES_DIR).rglob("*.json"):
+        data = json.loads(path.read_text())
+        if data["name"] == request["fixture"]:
+            return {"type": "result", "id": request["id"], "outputs": data["expected"]}
+    return {"type": "unsupported", "id": request["id"], "reason": "not implemented"}
 
 
 def main():

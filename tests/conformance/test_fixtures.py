@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from finite_differences import assert_gradient_is_the_finite_difference
 
 from tftriplet_conformance import FIXTURES_DIR
 from tftriplet_conformance.adapters import backend_names
@@ -258,30 +259,6 @@ def test_expected_failures_name_real_backends_and_fixtures_with_reasons():
         assert len(entry.reason) > 20, entry
 
 
-def _loss_float64(labels, embeddings, loss):
-    """The loss value alone: the batch-all hinge from its hinges, the rest from the loops."""
-    from tftriplet_conformance.variants import variant_of
-
-    variant = variant_of({"loss": loss})
-    if loss["name"] == "batch_all" and not loss.get("soft") and loss["distance"] != "cosine":
-        hinges = variant.hinges(labels, embeddings, loss)
-        positive = hinges[hinges > 0]
-        return positive.sum() / (positive.size + 1e-12)
-    return variant.reference(labels, embeddings, loss)["loss"]
-
-
-def _clearance(fixture):
-    """How far the nearest decision (hinge, selection) is from 0."""
-    from tftriplet_conformance.variants import variant_of
-
-    variant = variant_of(fixture)
-    if variant.decisions is None:
-        return fixture["numerics"]["min_abs_hinge"] or 1.0
-    labels = np.array(fixture["inputs"]["labels"], dtype=np.int64)
-    values = variant.decisions(labels, fixture["inputs"]["embeddings"], fixture["loss"])
-    return float(np.min(np.abs(values))) if values.size else 1.0
-
-
 @pytest.mark.parametrize(
     "fixture",
     [f for f in FIXTURES if f["numerics"]["tie_clear"] and len(f["inputs"]["labels"]) <= 24],
@@ -289,24 +266,7 @@ def _clearance(fixture):
 )
 def test_golden_gradient_matches_finite_differences(fixture):
     """The golden gradients come from the loop reference; check them independently."""
-    from tftriplet_conformance.reference import distance_matrix, finite_difference_gradient
-
-    labels = np.array(fixture["inputs"]["labels"], dtype=np.int64)
-    embeddings = np.array(fixture["inputs"]["embeddings"])
-    d = distance_matrix(embeddings)
-    assert np.all(d[~np.eye(len(labels), dtype=bool)] > 0), "FD needs distinct rows"
-    # A step in proportion to the embeddings, and small enough that no hinge changes sign
-    # (a coordinate step moves a distance by at most eps, a squared one by 2 |e| eps).
-    size = max(1.0, float(np.max(np.abs(embeddings))))
-    clearance = _clearance(fixture)
-    eps = min(1e-5 * size, clearance / (8 * size))
-    numeric = finite_difference_gradient(
-        lambda e: _loss_float64(labels, e, fixture["loss"]), embeddings, eps=eps
-    )
-    golden = np.array(fixture["expected"]["gradient"])
-    # truncation error of central differences, plus round-off of the loss divided by eps
-    allowed = 1e-6 * np.max(np.abs(golden)) + 1e-14 * abs(fixture["expected"]["loss"]) / eps
-    assert np.max(np.abs(numeric - golden)) <= allowed
+    assert_gradient_is_the_finite_difference(fixture)
 
 
 def test_c_backend_reproduces_the_seed_programs_line():

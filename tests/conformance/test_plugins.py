@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from fresh_expect import default_fresh, fresh_line, loss_variant
 
 from tftriplet_conformance.adapters import load_adapter
 from tftriplet_conformance.fixtures import load_fixtures
@@ -22,8 +23,9 @@ def test_the_documented_plugin_passes_from_the_command_line(run_conformance, tmp
     proc = run_conformance("--adapter", "plugin_example:MyLoss", cwd=tmp_path, path=[HERE])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"seed_c_program\s+ok ", proc.stdout), proc.stdout
-    # the batch-all hinge with a Euclidean distance: what the example implements
-    fixtures = load_fixtures()
+    # the batch-all hinge with a Euclidean distance: what the example implements; the
+    # memory fixtures are n/a too (it does not claim the optional feature)
+    fixtures, everything = load_fixtures(), load_fixtures(with_optional=True)
     hinge = [
         f
         for f in fixtures
@@ -31,9 +33,17 @@ def test_the_documented_plugin_passes_from_the_command_line(run_conformance, tmp
         and not f["loss"].get("soft")
         and f["loss"]["distance"] != "cosine"
     ]
-    others = len(fixtures) - len(hinge)
-    assert f"x 1 backends: {others} n/a, {len(hinge)} ok" in proc.stdout
-    assert f"n/a my-loss ({others} fixtures): my-loss implements the batch-all hinge" in proc.stdout
+    others = len(everything) - len(hinge)
+    assert f"\n{len(everything)} fixtures x 1 backends: {others} n/a, {len(hinge)} ok\n" in (
+        proc.stdout)
+    assert (f"n/a my-loss ({len(fixtures) - len(hinge)} fixtures): my-loss implements the "
+            "batch-all hinge") in proc.stdout
+    # and the fresh cases of its two variants (Euclidean and squared), drawn for this run
+    core, memory = default_fresh(everything)
+    ran = len({loss_variant(f) for f in hinge})
+    assert ran == 2
+    assert fresh_line(proc.stdout)[:3] == (core + memory, 1, f"{core + memory - ran} n/a, {ran} ok")
+    assert re.search(r"^fresh:batch_all_squared\s+ok ", proc.stdout, flags=re.M), proc.stdout
 
 
 def test_its_wrong_twin_fails_with_a_readable_report(run_conformance, tmp_path):
@@ -55,9 +65,14 @@ def test_progress_names_backend_and_fixture_on_stderr(run_conformance, tmp_path)
                       cwd=tmp_path, path=[HERE])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stderr.splitlines()
-    assert "[1/1] my-loss: preparing 1 fixtures (0 n/a)" in lines
-    assert "[1/1] my-loss: fixture 1/1 seed_c_program" in lines
-    assert any(re.fullmatch(r"\[1/1\] my-loss: 1 ok in \d+\.\d s", line) for line in lines)
+    # the fixture, then the fresh case of its loss (the batch-all hinge, Euclidean)
+    seed = fresh_line(proc.stdout)[3]
+    assert lines[0] == f"1 fresh cases, seed {seed} (--fresh-seed {seed} draws them again)"
+    assert "[1/1] my-loss: preparing 2 cases (0 n/a)" in lines
+    assert "[1/1] my-loss: fixture 1/2 seed_c_program" in lines
+    assert "[1/1] my-loss: fixture 2/2 fresh:batch_all_euclidean" in lines
+    assert any(re.fullmatch(r"\[1/1\] my-loss: 1 ok; fresh cases: 1 ok in \d+\.\d s", line)
+               for line in lines)
     quiet = run_conformance("--adapter", "plugin_example:MyLoss", "-q", "--fixture",
                        "seed_c_program", cwd=tmp_path, path=[HERE])
     assert quiet.returncode == 0 and quiet.stderr == ""

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fresh_expect import default_fresh, fresh_line
 
 from tftriplet_conformance.adapters.numpy import NumpyAdapter
 from tftriplet_conformance.adapters.process import PROTOCOL, ProcessAdapter, run_request
@@ -46,11 +47,17 @@ def test_the_node_example_passes_every_fixture():
     proc = _cli("--command", f"node {NODE_DIR / 'triplet.js'}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # the optional memory fixtures are n/a: the example does not claim the feature
-    n, m = len(FIXTURES), len(load_fixtures(with_optional=True)) - len(FIXTURES)
-    assert proc.stdout.endswith(f"{n + m} fixtures x 1 backends: {m} n/a, {n} ok\n"), (
+    everything = load_fixtures(with_optional=True)
+    n, m = len(FIXTURES), len(everything) - len(FIXTURES)
+    assert f"\n{n + m} fixtures x 1 backends: {m} n/a, {n} ok\n" in proc.stdout, (
         proc.stdout[-500:]
     )
     assert "the optional feature 'memory' is not claimed (features=[])" in proc.stdout
+    # and every fresh case drawn for this run (one per loss variant), through the protocol
+    core, memory = default_fresh(everything)
+    assert core == 15, "every strategy, distance and margin form has fixtures"
+    assert fresh_line(proc.stdout)[:3] == (core + memory, 1, f"{memory} n/a, {core} ok")
+    assert proc.stdout.endswith("draws them again)\n")
     assert "triplet.js" in proc.stdout.splitlines()[1]  # the column: its announced name
 
 

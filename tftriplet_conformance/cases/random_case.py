@@ -70,7 +70,10 @@ def _labels(record, gen):
     return labels, words, f"{record.num_classes} classes x {record.per_class}"
 
 
-def _target_margin(record):
+def target_margin(record):
+    """The margin a case's `clear_margin` aims at: the record's `target_margin`, else a fifth
+    of a typical distance between two of its rows (so that a fair share of triples is
+    positive)."""
     if record.target_margin is not None:
         return record.target_margin
     typical = {
@@ -103,7 +106,7 @@ def random_case(record):
     labels, label_words, class_words = _labels(record, gen)
     embeddings = grid_embeddings(gen, record.batch_size, record.dim, record.scale)
     loss = loss_spec(record.name, 0.0, record.distance, record.soft)
-    loss["margin"] = clear_margin(labels, embeddings, loss, _target_margin(record))
+    loss["margin"] = clear_margin(labels, embeddings, loss, target_margin(record))
     hints = {"method": record.method, "anchor_block": record.anchor_block}
     method = (
         f"glibc rand() after srand({record.seed}): {label_words}, "
