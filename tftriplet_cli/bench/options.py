@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from tftriplet_cli.arguments import int_list
+
 DEFAULT_SIZES = (32, 128, 512, 768, 2048, 8192)
 DEFAULT_METHODS = ("dense", "sorted", "pml")
 EXTRA_METHODS = ("matmul", "cross_replica")
@@ -31,7 +33,7 @@ BACKENDS_PRESET = (
 def add_arguments(parser):
     """The options of `tftriplet bench`."""
     parser.add_argument(
-        "--sizes", type=_int_list, default=list(DEFAULT_SIZES),
+        "--sizes", type=int_list("batch sizes", minimum=1), default=list(DEFAULT_SIZES),
         help="comma-separated batch sizes (default: %(default)s)",
     )
     parser.add_argument(
@@ -70,19 +72,6 @@ def add_arguments(parser):
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--verbose", action="store_true", help="print each result as it comes")
-
-
-def _int_list(text):
-    """Positive integers from `"32,128"`, or an error naming the text."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers; got {text!r}"
-        ) from err
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive batch sizes; got {text!r}")
-    return values
 
 
 def _method_list(text):
