@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 from tftriplet_cli.arguments import int_list
+from tftriplet_cli.bench.memory import LOSS_METHODS
 
 DEFAULT_SIZES = (32, 128, 512, 768, 2048, 8192)
 DEFAULT_METHODS = ("dense", "sorted", "pml")
-EXTRA_METHODS = ("matmul", "cross_replica")
+#: The loss classes (`tftriplet_cli.bench.memory.LOSS_METHODS`), with `--memory` each.
+EXTRA_METHODS = ("matmul", "cross_replica", *LOSS_METHODS)
 
 #: `--preset large`: (batch size, method) rows, each in its own process.
 LARGE_PRESET = (
@@ -19,6 +21,10 @@ LARGE_PRESET = (
     (4096, "cross_replica"),
 )
 BACKENDS = ("tensorflow", "jax", "torch")
+
+#: `--preset memory`: (batch size, method, memory size) rows, each in its own process: a
+#: step of each loss with a full cross-batch memory of 4096 and of 65536 samples.
+MEMORY_PRESET = tuple((256, method, n) for n in (4096, 65536) for method in LOSS_METHODS)
 
 #: `--preset backends`: (batch size, method, backend, XLA) rows with default arguments,
 #: each in its own process: a TensorFlow graph against XLA, `jax.jit` and PyTorch at the
@@ -38,15 +44,21 @@ def add_arguments(parser):
     )
     parser.add_argument(
         "--methods", type=_method_list, default=list(DEFAULT_METHODS),
-        help="comma-separated among dense,sorted,pml,matmul,cross_replica "
-        "(default: dense,sorted,pml)",
+        help="comma-separated among dense,sorted,pml,matmul,cross_replica and the losses "
+        "batch_all,batch_hard,semi_hard (default: dense,sorted,pml)",
     )
     parser.add_argument(
-        "--preset", choices=("large", "backends"), default=None,
+        "--memory", type=int_list("memory sizes", minimum=1), default=None, metavar="N",
+        help="batch_all, batch_hard, semi_hard: a training step with a full cross-batch "
+        "memory of N samples (comma-separated sizes: a row each)",
+    )
+    parser.add_argument(
+        "--preset", choices=("large", "backends", "memory"), default=None,
         help="instead of --sizes x --methods: large, the large-batch rows (matmul and "
         "sorted at 8192, sorted at 32768, sorted and cross_replica at 4096); backends, "
         "sorted at 2048 and 8192 in a TensorFlow graph, under XLA, JAX and PyTorch, and "
-        "the matmul at 8192",
+        "the matmul at 8192; memory, the three losses at B=256 with a full memory of "
+        "4096 and of 65536 samples",
     )
     parser.add_argument(
         "--replicas", type=int, default=2,
