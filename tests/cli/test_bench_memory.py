@@ -20,8 +20,8 @@ BATCH, MEMORY, DIM, PER_CLASS, STEPS, MARGIN = 8, 24, 3, 2, 3, 0.2
 
 STEPS_SCRIPT = """
 import json
-from tftriplet_cli.bench.memory import memory_step
-step, sync = memory_step({method!r}, {backend!r}, {memory}, {batch}, {dim}, {per_class},
+from tftriplet_cli.bench.memory import loss_step
+step, sync = loss_step({method!r}, {backend!r}, {memory}, {batch}, {dim}, {per_class},
                          {margin}, False, steps={steps})
 print(json.dumps([float(step()[0]) for _ in range({steps})]))
 """
@@ -54,20 +54,24 @@ def run_python(code, backend):
 def test_each_step_mines_against_the_full_memory_which_each_batch_enters(backend):
     """Three steps of each loss in a fresh process of the backend: the first against the
     memory as filled, the next ones against it with the earlier batches in (JAX carries the
-    memory's variables through its compiled step)."""
+    memory's variables through its compiled step); and three steps without a memory."""
     code = "\n".join(
-        STEPS_SCRIPT.format(method=m, backend=backend, memory=MEMORY, batch=BATCH, dim=DIM,
+        STEPS_SCRIPT.format(method=m, backend=backend, memory=n, batch=BATCH, dim=DIM,
                             per_class=PER_CLASS, margin=MARGIN, steps=STEPS)
-        for m in LOSS_METHODS
+        for m in LOSS_METHODS for n in (MEMORY, 0)
     )
-    printed = run_python(code, backend)
+    printed = iter(run_python(code, backend))
     batches, _, _ = memory_inputs(BATCH, MEMORY, DIM, PER_CLASS, STEPS)
-    for method, losses in zip(LOSS_METHODS, printed, strict=True):
+    unfilled, _, _ = memory_inputs(BATCH, 0, DIM, PER_CLASS, STEPS)  # the stream from its start
+    for method in LOSS_METHODS:
+        with_memory, without = next(printed), next(printed)
         expected = expected_losses(method)
-        np.testing.assert_allclose(losses, expected, rtol=1e-5, err_msg=method)
-        # The test can fail: the batch alone, or a memory the batches never enter, differ.
-        alone = [reference.triplet_loss(y, x, method, MARGIN)["loss"] for y, x in batches]
-        assert not np.allclose(expected, alone, rtol=1e-3), method
+        np.testing.assert_allclose(with_memory, expected, rtol=1e-5, err_msg=method)
+        alone = [reference.triplet_loss(y, x, method, MARGIN)["loss"] for y, x in unfilled]
+        np.testing.assert_allclose(without, alone, rtol=1e-5, err_msg=f"{method}, no memory")
+        # The test can fail: the same batches alone, or a memory they never enter, differ.
+        same_alone = [reference.triplet_loss(y, x, method, MARGIN)["loss"] for y, x in batches]
+        assert not np.allclose(expected, same_alone, rtol=1e-3), method
         assert not np.allclose(expected[1:], expected_losses(method, pushes=False)[1:],
                                rtol=1e-3), method
 
@@ -110,4 +114,4 @@ def test_memory_with_other_rows_is_refused(extra, message, capsys):
 
 
 def test_memory_preset_has_the_rows_of_the_issue():
-    assert set(MEMORY_PRESET) == {(256, m, n) for m in LOSS_METHODS for n in (4096, 65536)}
+    assert set(MEMORY_PRESET) == {(256, m, n) for m in LOSS_METHODS for n in (0, 4096, 65536)}

@@ -1,4 +1,5 @@
-"""The bench's memory rows: one training step of a loss with a full cross-batch memory.
+"""The bench's loss rows: one training step of a loss class, with a full cross-batch memory
+of `N` samples or (`N = 0`) without one.
 
 The stream is made of P x K batches: `per_class` samples of each of `B / per_class`
 distinct classes drawn from `MEMORY_CLASSES` (or more when one batch needs more), and
@@ -34,8 +35,9 @@ def memory_inputs(batch_size, memory, dim, per_class, steps, seed=0):
 
     rng = np.random.default_rng(seed)
     earlier = [_pk_batch(rng, batch_size, dim, per_class) for _ in range(-(-memory // batch_size))]
-    labels = np.concatenate([y for y, _ in earlier])[-memory:].astype("int64")
-    embeddings = np.concatenate([x for _, x in earlier])[-memory:]
+    labels = np.concatenate([y for y, _ in earlier] or [np.zeros(0)])[-memory:].astype("int64")
+    embeddings = np.concatenate([x for _, x in earlier] or [np.zeros((0, dim), "float32")])
+    embeddings = embeddings[len(embeddings) - len(labels):]
     return [_pk_batch(rng, batch_size, dim, per_class) for _ in range(steps)], labels, embeddings
 
 
@@ -52,7 +54,8 @@ def _pk_batch(rng, batch_size, dim, per_class):
 
 def filled_loss(method, memory, batch_size, margin, labels, embeddings):
     """The loss of `method` with a memory of `memory` samples, holding `labels` and
-    `embeddings` (the memory's full state, as a backup restores it)."""
+    `embeddings` (the memory's full state, as a backup restores it); without a memory for
+    `memory=0`."""
     import numpy as np
 
     import tftriplet
@@ -62,6 +65,8 @@ def filled_loss(method, memory, batch_size, margin, labels, embeddings):
                "batch_hard": tftriplet.BatchHardTripletLoss,
                "semi_hard": tftriplet.SemiHardTripletLoss}
     loss = classes[method](margin=margin, memory_size=memory)
+    if not memory:
+        return loss
     loss.memory.build(embeddings.shape[1], "float32")
     loss.memory.resume_restore({
         "built": True, "embeddings": embeddings, "labels": labels.astype(label_dtype()),
@@ -70,9 +75,10 @@ def filled_loss(method, memory, batch_size, margin, labels, embeddings):
     return loss
 
 
-def memory_step(method, backend, memory, batch_size, dim, per_class, margin, jit, steps):
+def loss_step(method, backend, memory, batch_size, dim, per_class, margin, jit, steps):
     """`(step, sync)`: each `step()` is one training step of `method` with a full memory of
-    `memory` samples on the next of `steps` batches, returning `(loss, gradient)`."""
+    `memory` samples (none for 0) on the next of `steps` batches, returning `(loss,
+    gradient)`."""
     batches, labels, embeddings = memory_inputs(batch_size, memory, dim, per_class, steps)
     loss = filled_loss(method, memory, batch_size, margin, labels, embeddings)
     stream = itertools.cycle(batches)
@@ -110,7 +116,7 @@ def _jax_step(loss, batches):
     import jax
     import keras
 
-    variables = loss.memory.variables
+    variables = [] if loss.memory is None else loss.memory.variables
 
     def loss_and_state(x, y, state):
         with keras.StatelessScope(state_mapping=list(zip(variables, state, strict=True))) as s:

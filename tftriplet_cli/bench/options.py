@@ -23,8 +23,9 @@ LARGE_PRESET = (
 BACKENDS = ("tensorflow", "jax", "torch")
 
 #: `--preset memory`: (batch size, method, memory size) rows, each in its own process: a
-#: step of each loss with a full cross-batch memory of 4096 and of 65536 samples.
-MEMORY_PRESET = tuple((256, method, n) for n in (4096, 65536) for method in LOSS_METHODS)
+#: step of each loss alone (memory 0), and with a full cross-batch memory of 4096 and of
+#: 65536 samples.
+MEMORY_PRESET = tuple((256, method, n) for n in (0, 4096, 65536) for method in LOSS_METHODS)
 
 #: `--preset backends`: (batch size, method, backend, XLA) rows with default arguments,
 #: each in its own process: a TensorFlow graph against XLA, `jax.jit` and PyTorch at the
@@ -57,8 +58,8 @@ def add_arguments(parser):
         help="instead of --sizes x --methods: large, the large-batch rows (matmul and "
         "sorted at 8192, sorted at 32768, sorted and cross_replica at 4096); backends, "
         "sorted at 2048 and 8192 in a TensorFlow graph, under XLA, JAX and PyTorch, and "
-        "the matmul at 8192; memory, the three losses at B=256 with a full memory of "
-        "4096 and of 65536 samples",
+        "the matmul at 8192; memory, the three losses at B=256 alone and with a full "
+        "memory of 4096 and of 65536 samples",
     )
     parser.add_argument(
         "--replicas", type=int, default=2,

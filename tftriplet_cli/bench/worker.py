@@ -15,7 +15,7 @@ import time
 
 import tftriplet  # noqa: F401
 from tftriplet_cli.bench.kernel import kernel_columns
-from tftriplet_cli.bench.memory import memory_step
+from tftriplet_cli.bench.memory import LOSS_METHODS, loss_step
 from tftriplet_cli.bench.methods import configure_replicas, make_inputs, method_step
 
 
@@ -23,15 +23,14 @@ def measure(method, batch_size, dim=128, per_class=8, repeats=3, margin=0.2,
             backend="tensorflow", jit=False, row_sort="auto", replicas=2, memory=0):
     """One measurement in this process (the worker side). Returns a result dict.
 
-    With `memory`, `method` is a loss (`tftriplet_cli.bench.memory.LOSS_METHODS`) whose
-    cross-batch memory of `memory` samples is full before the first step
-    (`tftriplet_cli.bench.memory`)."""
+    A `method` of `tftriplet_cli.bench.memory.LOSS_METHODS` is a loss class, whose
+    cross-batch memory of `memory` samples (none for 0) is full before the first step."""
     import resource
 
     if method == "cross_replica":
         configure_replicas(replicas)
-    if memory:
-        step, sync = memory_step(method, backend, memory, batch_size, dim, per_class, margin,
+    if method in LOSS_METHODS:
+        step, sync = loss_step(method, backend, memory, batch_size, dim, per_class, margin,
                                  jit, steps=repeats + 1)
         kernel, blocks = None, None
     else:
