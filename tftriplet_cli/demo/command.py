@@ -49,9 +49,25 @@ def add_parser(subparsers):
         help="hold out 30%% of each class's samples, or 30%% of the classes entirely",
     )
     parser.add_argument("--margin", type=float, default=0.2, help="the loss's margin")
+    _add_batch_and_memory_arguments(parser)
+    parser.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="also write TensorBoard logs (curves, retrieval metrics per epoch, projector)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no Keras progress bars")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the frameworks' logs (TensorFlow start-up)"
+    )
+    parser.set_defaults(func=main)
+    return parser
+
+
+def _add_batch_and_memory_arguments(parser):
+    """The options of the batches' shape and of the cross-batch memory."""
     parser.add_argument(
         "--classes-per-batch", type=int, default=Settings.classes_per_batch, metavar="P",
-        help="P of the P x K batches (at most the training classes)",
+        help="P of the P x K batches (capped at the training classes)",
     )
     parser.add_argument(
         "--samples-per-class", type=int, default=Settings.samples_per_class, metavar="K",
@@ -71,17 +87,6 @@ def add_parser(subparsers):
         help="train each --seed twice, without and with --memory, for the same steps, and "
         "print recall@1 and MAP@R side by side (comparison.json in --out)",
     )
-    parser.add_argument(
-        "--tensorboard",
-        metavar="DIR",
-        help="also write TensorBoard logs (curves, retrieval metrics per epoch, projector)",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no Keras progress bars")
-    parser.add_argument(
-        "--verbose", action="store_true", help="show the frameworks' logs (TensorFlow start-up)"
-    )
-    parser.set_defaults(func=main)
-    return parser
 
 
 def main(args):
