@@ -52,3 +52,17 @@ def spy_on_kernels(monkeypatch):
 
         monkeypatch.setattr(counting, name, spy)
     return calls
+
+
+def clusters_npz(path, classes=6, per_class=30, seed=0, **overrides):
+    """Gaussian clusters in 10-D: an easy, generated dataset for the --data path."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=3.0, size=(classes, 10))
+    y = np.repeat(np.arange(classes), per_class)
+    x = centres[y] + rng.normal(size=(len(y), 10))
+    arrays = {"x": x, "y": y}
+    arrays.update(overrides)
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return str(path)

@@ -13,6 +13,8 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
+from helpers import clusters_npz  # noqa: E402
+
 import tftriplet  # noqa: E402
 import tftriplet_cli as cli  # noqa: E402
 from tftriplet.retrieval import retrieval_metrics  # noqa: E402
@@ -120,18 +122,6 @@ def test_cli_subprocess_runs_python_m_tftriplet_demo(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["after"]["recall@1"] > results["before"]["recall@1"]
     assert (out / "embeddings.png").is_file()
-
-
-def clusters_npz(path, classes=6, per_class=30, seed=0, **overrides):
-    """Gaussian clusters in 10-D: an easy, generated dataset for the --data path."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=3.0, size=(classes, 10))
-    y = np.repeat(np.arange(classes), per_class)
-    x = centres[y] + rng.normal(size=(len(y), 10))
-    arrays = {"x": x, "y": y}
-    arrays.update(overrides)
-    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
-    return str(path)
 
 
 @pytest.mark.parametrize("split", ["samples", "classes"])

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from tftriplet_cli.arguments import int_list
+from tftriplet_cli.bench.memory import LOSS_METHODS
+
 DEFAULT_SIZES = (32, 128, 512, 768, 2048, 8192)
 DEFAULT_METHODS = ("dense", "sorted", "pml")
-EXTRA_METHODS = ("matmul", "cross_replica")
+#: The loss classes (`tftriplet_cli.bench.memory.LOSS_METHODS`), with `--memory` each.
+EXTRA_METHODS = ("matmul", "cross_replica", *LOSS_METHODS)
 
 #: `--preset large`: (batch size, method) rows, each in its own process.
 LARGE_PRESET = (
@@ -17,6 +21,11 @@ LARGE_PRESET = (
     (4096, "cross_replica"),
 )
 BACKENDS = ("tensorflow", "jax", "torch")
+
+#: `--preset memory`: (batch size, method, memory size) rows, each in its own process: a
+#: step of each loss alone (memory 0), and with a full cross-batch memory of 4096 and of
+#: 65536 samples.
+MEMORY_PRESET = tuple((256, method, n) for n in (0, 4096, 65536) for method in LOSS_METHODS)
 
 #: `--preset backends`: (batch size, method, backend, XLA) rows with default arguments,
 #: each in its own process: a TensorFlow graph against XLA, `jax.jit` and PyTorch at the
@@ -31,20 +40,26 @@ BACKENDS_PRESET = (
 def add_arguments(parser):
     """The options of `tftriplet bench`."""
     parser.add_argument(
-        "--sizes", type=_int_list, default=list(DEFAULT_SIZES),
+        "--sizes", type=int_list("batch sizes", minimum=1), default=list(DEFAULT_SIZES),
         help="comma-separated batch sizes (default: %(default)s)",
     )
     parser.add_argument(
         "--methods", type=_method_list, default=list(DEFAULT_METHODS),
-        help="comma-separated among dense,sorted,pml,matmul,cross_replica "
-        "(default: dense,sorted,pml)",
+        help="comma-separated among dense,sorted,pml,matmul,cross_replica and the losses "
+        "batch_all,batch_hard,semi_hard (default: dense,sorted,pml)",
     )
     parser.add_argument(
-        "--preset", choices=("large", "backends"), default=None,
+        "--memory", type=int_list("memory sizes", minimum=1), default=None, metavar="N",
+        help="batch_all, batch_hard, semi_hard: a training step with a full cross-batch "
+        "memory of N samples (comma-separated sizes: a row each)",
+    )
+    parser.add_argument(
+        "--preset", choices=("large", "backends", "memory"), default=None,
         help="instead of --sizes x --methods: large, the large-batch rows (matmul and "
         "sorted at 8192, sorted at 32768, sorted and cross_replica at 4096); backends, "
         "sorted at 2048 and 8192 in a TensorFlow graph, under XLA, JAX and PyTorch, and "
-        "the matmul at 8192",
+        "the matmul at 8192; memory, the three losses at B=256 alone and with a full "
+        "memory of 4096 and of 65536 samples",
     )
     parser.add_argument(
         "--replicas", type=int, default=2,
@@ -70,19 +85,6 @@ def add_arguments(parser):
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per measurement")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--verbose", action="store_true", help="print each result as it comes")
-
-
-def _int_list(text):
-    """Positive integers from `"32,128"`, or an error naming the text."""
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers; got {text!r}"
-        ) from err
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive batch sizes; got {text!r}")
-    return values
 
 
 def _method_list(text):

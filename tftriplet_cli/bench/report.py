@@ -66,7 +66,8 @@ def format_table(results):
     for r in results:
         if r["status"] != "ok":
             rows.append(
-                (str(r["batch_size"]), r["method"], "-", "-", "-", "-", "-", "-", r["reason"])
+                (str(r["batch_size"]), _label(r, backend=False), "-", "-", "-", "-", "-", "-",
+                 r["reason"])
             )
             continue
         speedup = "-"
@@ -100,11 +101,17 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def _label(result):
+def _label(result, backend=True):
+    """The method's name in the table, with its memory, and its backend when it ran."""
+    name = result["method"]
+    if result.get("memory"):
+        name += f", memory {result['memory']}"
+    if not backend:
+        return name
     if result["method"] == "pml":
         return "pml (torch)"
     xla = ", XLA" if result.get("jit_compile") and result["backend"] == "tensorflow" else ""
-    return f"{result['method']} ({result['backend']}{xla})"
+    return f"{name} ({result['backend']}{xla})"
 
 
 def _fmt_seconds(seconds):

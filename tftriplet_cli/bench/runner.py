@@ -8,7 +8,13 @@ import os
 import subprocess
 import sys
 
-from tftriplet_cli.bench.options import BACKENDS_PRESET, LARGE_PRESET, add_arguments
+from tftriplet_cli.bench.memory import LOSS_METHODS, MEMORY_CLASSES
+from tftriplet_cli.bench.options import (
+    BACKENDS_PRESET,
+    LARGE_PRESET,
+    MEMORY_PRESET,
+    add_arguments,
+)
 from tftriplet_cli.bench.report import format_table, machine_description
 
 
@@ -23,27 +29,44 @@ def add_parser(subparsers):
 
 
 def rows_of(args):
-    """The measurements `args` asks for: `(batch_size, method, backend, xla)` rows."""
+    """The measurements `args` asks for: `(batch_size, method, backend, xla, memory)` rows
+    (`memory` 0: none)."""
     if args.preset == "backends":
-        return list(BACKENDS_PRESET)
+        return [(*row, 0) for row in BACKENDS_PRESET]
+    if args.preset == "memory":
+        return [(b, m, args.backend, args.xla, n) for b, m, n in MEMORY_PRESET]
     if args.preset == "large":
-        pairs = LARGE_PRESET
+        triples = [(b, m, 0) for b, m in LARGE_PRESET]
     else:
-        pairs = [(b, m) for b in args.sizes for m in args.methods]
-    return [(b, m, args.backend, args.xla) for b, m in pairs]
+        triples = [(b, m, n) for b in args.sizes for m in args.methods
+                   for n in ((args.memory or [0]) if m in LOSS_METHODS else [0])]
+    return [(b, m, args.backend, args.xla, n) for b, m, n in triples]
 
 
 def run(args):
     """The `tftriplet bench` command: measure every row, print the table, write the JSON."""
+    error = memory_error(args)
+    if error:
+        print(f"tftriplet bench: error: {error}", file=sys.stderr)
+        return 2
     results = []
     machine = machine_description()
+    rows = rows_of(args)
     print(
-        f"batch-all loss + gradient, float32, D={args.dim}, {args.per_class} per class, "
-        f"margin {args.margin:g}, median of {args.repeats}; {machine}",
+        f"loss + gradient (batch-all but where named), float32, D={args.dim}, "
+        f"{args.per_class} per class, margin {args.margin:g}, median of {args.repeats}; "
+        f"{machine}",
         flush=True,
     )
-    for batch_size, method, backend, xla in rows_of(args):
-        result = run_one(method, batch_size, args, backend, xla)
+    if any(row[-1] for row in rows):
+        print(
+            "memory rows: one training step with a full cross-batch memory of N samples "
+            f"(P x K batches of {args.per_class} per class, classes drawn from "
+            f"{MEMORY_CLASSES}); the batch then enters the memory",
+            flush=True,
+        )
+    for batch_size, method, backend, xla, memory in rows:
+        result = run_one(method, batch_size, args, backend, xla, memory)
         results.append(result)
         if args.verbose:
             print(json.dumps(result), flush=True)
@@ -54,9 +77,22 @@ def run(args):
     return 0
 
 
-def run_one(method, batch_size, args, backend=None, xla=None):
+def memory_error(args):
+    """Why `--memory` cannot apply to the rows asked for, or None."""
+    if not args.memory:
+        return None
+    if args.preset:
+        return f"--memory takes its rows from --sizes and --methods, not --preset {args.preset}."
+    others = [m for m in args.methods if m not in LOSS_METHODS]
+    if others:
+        return (f"--memory applies to the losses {', '.join(LOSS_METHODS)}; got --methods "
+                f"{','.join(args.methods)} ({', '.join(others)} take no memory).")
+    return None
+
+
+def run_one(method, batch_size, args, backend=None, xla=None, memory=0):
     """Run one measurement in a fresh subprocess (with `backend` and `xla`, default
-    `args`'); returns its result dict."""
+    `args`', and a full memory of `memory` samples); returns its result dict."""
     backend = args.backend if backend is None else backend
     xla = args.xla if xla is None else xla
     limit = args.max_gb * 1e9
@@ -82,6 +118,7 @@ def run_one(method, batch_size, args, backend=None, xla=None):
         "jit": xla,
         "row_sort": args.row_sort,
         "replicas": args.replicas,
+        "memory": memory,
     }
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -92,16 +129,18 @@ def run_one(method, batch_size, args, backend=None, xla=None):
             cmd, env=env, capture_output=True, text=True, timeout=args.timeout
         )
     except subprocess.TimeoutExpired:
-        return skipped(method, batch_size, f"timed out after {args.timeout:g} s")
+        return skipped(method, batch_size, f"timed out after {args.timeout:g} s", memory)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        return skipped(method, batch_size, f"failed (exit {proc.returncode}): {tail[0][:200]}")
+        return skipped(method, batch_size, f"failed (exit {proc.returncode}): {tail[0][:200]}",
+                       memory)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def skipped(method, batch_size, reason):
+def skipped(method, batch_size, reason, memory=0):
     """The result of a row that was not measured, with the reason."""
-    return {"method": method, "batch_size": batch_size, "status": "skipped", "reason": reason}
+    return {"method": method, "batch_size": batch_size, "memory": memory, "status": "skipped",
+            "reason": reason}
 
 
 def dense_bytes_estimate(batch_size):

@@ -13,10 +13,12 @@ One module a job: `data` (loading and checking), `split` (held-out rows, standar
 `model` (network, `--strategy`, metrics), `training` (batches, `fit`), `evaluation`
 (retrieval and its table), `report` (printed lines, the JSON record), `plot` (the PNG),
 `tensorboard_logs` (`--tensorboard`), `run` (`run_demo`, one run from end to end),
+`compare` (`--compare-memory`: runs without and with a cross-batch memory, seed by seed),
 `command` (the command line's options), `options` (`Settings`, `DemoError`).
 """
 
 from tftriplet_cli.demo.command import add_parser
+from tftriplet_cli.demo.compare import compare_memory
 from tftriplet_cli.demo.data import check_arrays, load_digits_data, load_npz
 from tftriplet_cli.demo.model import STRATEGIES, build_model, make_loss, make_metrics
 from tftriplet_cli.demo.options import DemoError, Settings
@@ -31,6 +33,7 @@ __all__ = [
     "add_parser",
     "build_model",
     "check_arrays",
+    "compare_memory",
     "load_digits_data",
     "load_npz",
     "make_loss",

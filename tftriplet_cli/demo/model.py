@@ -22,12 +22,21 @@ STRATEGIES = {
 METRICS = (FractionPositiveTriplets, TripletDifficulty)
 
 
-def make_loss(strategy, margin):
-    """The loss of `strategy` (a key of `STRATEGIES`), built with `margin`."""
+def make_loss(strategy, margin, memory_size=0, memory_warmup=0):
+    """The loss of `strategy` (a key of `STRATEGIES`), built with `margin`, and with a
+    cross-batch memory of `memory_size` samples after `memory_warmup` steps when
+    `memory_size > 0` (docs/memory.md)."""
     if strategy not in STRATEGIES:
         raise DemoError(f"--strategy must be one of {sorted(STRATEGIES)}; got {strategy!r}.")
-    try:
-        return STRATEGIES[strategy](margin=margin)
+    for option, value in (("--memory", memory_size), ("--memory-warmup", memory_warmup)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise DemoError(f"{option} must be a whole number >= 0; got {value!r}.")
+    if memory_warmup and not memory_size:
+        raise DemoError(f"--memory-warmup {memory_warmup} needs a memory: give --memory N too.")
+    try:  # the memory's settings are checked above: an error left is the margin's
+        return STRATEGIES[strategy](
+            margin=margin, memory_size=memory_size, memory_warmup=memory_warmup
+        )
     except ValueError as err:
         raise DemoError(f"--margin {margin}: {err}") from err
 

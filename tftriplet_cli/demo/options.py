@@ -21,6 +21,8 @@ class Settings:
         strategy: the loss, a key of `STRATEGIES` (`tftriplet_cli.demo.model`).
         split: `"samples"` or `"classes"` (`tftriplet_cli.demo.split.split_indices`).
         margin: the loss's and the metrics' margin.
+        memory_size: the loss's cross-batch memory in samples (`--memory`; 0: none).
+        memory_warmup: training steps before the memory is used (`--memory-warmup`).
         classes_per_batch: P of the P x K batches (at most the training classes).
         samples_per_class: K of the P x K batches.
         embedding_dim: the dimension of the embeddings.
@@ -36,6 +38,8 @@ class Settings:
     strategy: str = "batch_all"
     split: str = "samples"
     margin: float = 0.2
+    memory_size: int = 0
+    memory_warmup: int = 0
     classes_per_batch: int = 8
     samples_per_class: int = 8
     embedding_dim: int = 32

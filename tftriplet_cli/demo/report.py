@@ -10,8 +10,8 @@ def header_lines(data, loss, batches, settings):
     lines = [
         f"tftriplet demo: {data.source}",
         f"split ({data.mode}): {data.description}",
-        f"training on {len(data.y_train)} samples: {type(loss).__name__}"
-        f"(margin={settings.margin}), batches of P={batches.classes_per_batch} classes x "
+        f"training on {len(data.y_train)} samples: {loss_text(loss, settings)}, "
+        f"batches of P={batches.classes_per_batch} classes x "
         f"K={settings.samples_per_class} samples, {batches.batches_per_epoch} batches/epoch, "
         f"{settings.epochs} epochs, seed {settings.seed}",
     ]
@@ -23,6 +23,16 @@ def header_lines(data, loss, batches, settings):
     return lines
 
 
+def loss_text(loss, settings):
+    """The loss as the demo names it: its class, its margin, and its memory if any."""
+    options = [f"margin={settings.margin}"]
+    if settings.memory_size:
+        options.append(f"memory_size={settings.memory_size}")
+    if settings.memory_warmup:
+        options.append(f"memory_warmup={settings.memory_warmup}")
+    return f"{type(loss).__name__}({', '.join(options)})"
+
+
 def plot_title(data, loss, settings):
     """The figure's title: the loss, the data, the run, and what was evaluated."""
     name = "digits" if settings.data is None else os.path.basename(settings.data)
@@ -30,7 +40,7 @@ def plot_title(data, loss, settings):
         "samples of the training classes" if data.mode == "samples" else "samples of unseen classes"
     )
     return (
-        f"tftriplet demo: {type(loss).__name__}(margin={settings.margin}) on "
+        f"tftriplet demo: {loss_text(loss, settings)} on "
         f"{name}, {settings.epochs} epochs, seed {settings.seed}\n"
         f"evaluated on {len(data.y_test)} held-out {evaluated}"
     )
@@ -56,6 +66,8 @@ def results_record(data, loss, metrics, batches, trained, settings):
             "loss": type(loss).__name__,
             "metrics": [type(m).__name__ for m in metrics],
             "margin": settings.margin,
+            "memory_size": settings.memory_size,
+            "memory_warmup": settings.memory_warmup,
             "epochs": settings.epochs,
             "seed": settings.seed,
             "classes_per_batch": batches.classes_per_batch,
@@ -69,4 +81,5 @@ def results_record(data, loss, metrics, batches, trained, settings):
         "input_features": trained.input_features,
         "before": trained.before,
         "after": trained.after,
+        "memory": trained.memory,
     }

@@ -43,7 +43,9 @@ def run_demo(*, print_fn=print, **options):
     settings = Settings(**options)
     if settings.epochs < 1:
         raise DemoError(f"--epochs must be >= 1; got {settings.epochs}.")
-    loss = make_loss(settings.strategy, settings.margin)  # an unknown one fails before work
+    # an unknown strategy or a bad memory fails before any work
+    loss = make_loss(settings.strategy, settings.margin, settings.memory_size,
+                     settings.memory_warmup)
     if settings.tensorboard is not None:
         tensorboard_logs.check_available()
     metrics = make_metrics(settings.margin)

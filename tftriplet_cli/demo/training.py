@@ -12,9 +12,10 @@ import math
 
 import numpy as np
 
-from tftriplet import PKBatches, RetrievalEvaluation
+from tftriplet import PKBatches, RetrievalEvaluation, attach_memory
 from tftriplet_cli.demo.evaluation import RECALL_KS, retrieval
 from tftriplet_cli.demo.model import build_model
+from tftriplet_cli.demo.options import DemoError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Trained:
         after: retrieval after training (the last epoch's callback values).
         before_embeddings: the held-out embeddings before training `(N_test, D)`.
         after_embeddings: the held-out embeddings after training `(N_test, D)`.
+        memory: the loss's cross-batch memory after training (`size`, `warmup`, `filled`,
+            `steps`), or `None` without one.
     """
 
     history: dict
@@ -37,6 +40,7 @@ class Trained:
     after: dict
     before_embeddings: np.ndarray
     after_embeddings: np.ndarray
+    memory: dict | None = None
 
     def rows(self):
         """The retrieval table's `(name, metrics)` rows, baseline first."""
@@ -51,22 +55,27 @@ def pk_batches(data, settings):
     """P x K batches of the training rows: P capped at the training classes, enough batches
     per epoch to draw about every training sample once."""
     p = min(settings.classes_per_batch, len(data.train_classes))
-    return PKBatches(
-        data.x_train,
-        data.y_train,
-        classes_per_batch=p,
-        samples_per_class=settings.samples_per_class,
-        batches_per_epoch=max(
-            1, math.ceil(len(data.y_train) / (p * settings.samples_per_class))
-        ),
-        seed=settings.seed,
-    )
+    k = settings.samples_per_class
+    try:
+        return PKBatches(
+            data.x_train,
+            data.y_train,
+            classes_per_batch=p,
+            samples_per_class=k,
+            batches_per_epoch=max(1, math.ceil(len(data.y_train) / max(p * k, 1))),
+            seed=settings.seed,
+        )
+    except ValueError as err:
+        raise DemoError(
+            f"--classes-per-batch {settings.classes_per_batch} --samples-per-class {k}: {err}"
+        ) from err
 
 
 def train(data, batches, loss, metrics, settings):
     """Build the network (seeded with `settings.seed`), compile it with `loss` and
-    `metrics`, fit it on `batches`, and evaluate retrieval on the held-out data before and
-    after. With `settings.tensorboard`, `keras.callbacks.TensorBoard` logs there.
+    `metrics` (attaching the loss's memory, if it has one), fit it on `batches`, and
+    evaluate retrieval on the held-out data before and after. With `settings.tensorboard`,
+    `keras.callbacks.TensorBoard` logs there.
 
     Returns:
         A `Trained`.
@@ -78,6 +87,8 @@ def train(data, batches, loss, metrics, settings):
     model.compile(
         optimizer=keras.optimizers.Adam(settings.learning_rate), loss=loss, metrics=metrics
     )
+    if loss.memory is not None:  # carried by fit on every backend, left out of evaluation
+        attach_memory(model)
     # Recall@k and MAP@R of the held-out data after every epoch, in the logs as
     # val_recall@1, val_recall@5 and val_map@r (so in History and TensorBoard too).
     evaluation = RetrievalEvaluation(data.x_test, data.y_test, ks=RECALL_KS)
@@ -98,7 +109,16 @@ def train(data, batches, loss, metrics, settings):
         after=evaluation.last_results,  # the last epoch's evaluation: the trained model
         before_embeddings=before_embeddings,
         after_embeddings=_embed(model, data.x_test),
+        memory=_memory_state(loss.memory),
     )
+
+
+def _memory_state(memory):
+    """What the memory held after training, or `None` without one."""
+    if memory is None:
+        return None
+    return {"size": memory.size, "warmup": memory.warmup, "filled": memory.filled,
+            "steps": memory.steps}
 
 
 def _embed(model, x):
