@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 
-from tftriplet_cli.bench.methods import _sync_loss_and_gradient
+from tftriplet_cli.bench.methods import sync_loss_and_gradient
 
 #: The classes a memory row's labels are drawn from: about those of a mid-sized retrieval
 #: training set, so that an anchor has tens of positives in a memory of 65536.
@@ -94,9 +94,9 @@ def loss_step(method, backend, memory, batch_size, dim, per_class, margin, jit, 
 
         tensors = [(tf.constant(y), tf.constant(x)) for y, x in batches]
         stream = itertools.cycle(tensors)
-        return (lambda: train_step(*next(stream))), _sync_loss_and_gradient
+        return (lambda: train_step(*next(stream))), sync_loss_and_gradient
     if backend == "jax":
-        return _jax_step(loss, batches), _sync_loss_and_gradient
+        return _jax_step(loss, batches), sync_loss_and_gradient
     import torch
 
     def torch_step():
@@ -106,7 +106,7 @@ def loss_step(method, backend, memory, batch_size, dim, per_class, margin, jit, 
         value.backward()
         return value, x.grad
 
-    return torch_step, _sync_loss_and_gradient
+    return torch_step, sync_loss_and_gradient
 
 
 def _jax_step(loss, batches):

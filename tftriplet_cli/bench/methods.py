@@ -57,13 +57,13 @@ def keras_step(method, backend, labels, embeddings, margin, jit, row_sort="auto"
                 loss = loss_fn(y, x)
             return loss, tape.gradient(loss, x)
 
-        return step, _sync_loss_and_gradient
+        return step, sync_loss_and_gradient
     if backend == "jax":
         import jax
 
         fn = jax.jit(jax.value_and_grad(loss_fn, argnums=1))
         y, x = jax.numpy.asarray(labels), jax.numpy.asarray(embeddings)
-        return (lambda: fn(y, x)), _sync_loss_and_gradient
+        return (lambda: fn(y, x)), sync_loss_and_gradient
     import torch
 
     return torch_step(loss_fn, torch.as_tensor(labels), embeddings)
@@ -81,7 +81,7 @@ def torch_step(loss_fn, y, embeddings):
         loss.backward()
         return loss, x.grad
 
-    return step, _sync_loss_and_gradient
+    return step, sync_loss_and_gradient
 
 
 def pml_step(labels, embeddings, margin):
@@ -155,7 +155,7 @@ def cross_replica_step(labels, embeddings, margin, replicas):
         total = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
         return total, strategy.experimental_local_results(grad)[0]
 
-    return step, _sync_loss_and_gradient
+    return step, sync_loss_and_gradient
 
 
 def configure_replicas(replicas):
@@ -168,6 +168,6 @@ def configure_replicas(replicas):
     )
 
 
-def _sync_loss_and_gradient(result):
+def sync_loss_and_gradient(result):
     """Force a `(loss, gradient)` result to the host."""
     return float(result[0]) + float(result[1][0, 0])
