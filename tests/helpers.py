@@ -36,6 +36,33 @@ def batch_all_sorted(labels, embeddings, margin, squared, with_gradient=True, ro
     )
 
 
+def statistics_and_gradient(statistics, labels, embeddings, mode="eager", dtype="float64"):
+    """`statistics(y, x)` (a dict with `"loss"`) and the gradient of its loss, as floats and
+    an array, run in `mode`: `"eager"`, `"graph"`, `"xla"`, or `"unknown"`/`"xla unknown"`
+    (traced with the batch size unknown)."""
+    import numpy as np
+    import tensorflow as tf
+
+    x = tf.constant(np.asarray(embeddings), dtype=dtype)
+    y = tf.constant(np.asarray(labels))
+
+    def step(y, e):
+        with tf.GradientTape() as tape:
+            tape.watch(e)
+            stats = statistics(y, e)
+        return stats, tape.gradient(stats["loss"], e)
+
+    if mode in ("unknown", "xla unknown"):
+        spec = [tf.TensorSpec([None], y.dtype), tf.TensorSpec([None, x.shape[1]], dtype)]
+        step = tf.function(step, input_signature=spec, jit_compile=(mode == "xla unknown"))
+    elif mode != "eager":
+        step = tf.function(step, jit_compile=(mode == "xla"))
+    stats, grad = step(y, x)
+    out = {k: float(v) for k, v in stats.items()}
+    out["gradient"] = grad.numpy()
+    return out
+
+
 def spy_on_kernels(monkeypatch):
     """Record which counting kernel each call (or trace) goes through: `"positives"` for a
     class kernel (search or compare), `"merged"` for the whole-row sort."""

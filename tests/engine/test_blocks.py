@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import batch_all_sorted
+from helpers import batch_all_sorted, statistics_and_gradient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,24 +30,10 @@ DISTANCES = ("euclidean", "squared_euclidean", "cosine")
 
 def run(labels, x, margin=0.3, mode="eager", dtype="float64", **options):
     """Statistics and gradient of ``batch_all_triplet_statistics(**options)``."""
-    xt = tf.constant(np.asarray(x), dtype=dtype)
-    yt = tf.constant(np.asarray(labels))
-
-    def step(y, e):
-        with tf.GradientTape() as tape:
-            tape.watch(e)
-            stats = tftriplet.batch_all_triplet_statistics(y, e, margin, **options)
-        return stats, tape.gradient(stats["loss"], e)
-
-    if mode in ("unknown", "xla unknown"):
-        spec = [tf.TensorSpec([None], yt.dtype), tf.TensorSpec([None, xt.shape[1]], dtype)]
-        step = tf.function(step, input_signature=spec, jit_compile=(mode == "xla unknown"))
-    elif mode != "eager":
-        step = tf.function(step, jit_compile=(mode == "xla"))
-    stats, grad = step(yt, xt)
-    out = {k: float(v) for k, v in stats.items()}
-    out["gradient"] = grad.numpy()
-    return out
+    return statistics_and_gradient(
+        lambda y, e: tftriplet.batch_all_triplet_statistics(y, e, margin, **options),
+        labels, x, mode, dtype,
+    )
 
 
 def want(labels, x, margin=0.3, distance="euclidean", soft=False):

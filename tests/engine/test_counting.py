@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import batch_all_sorted, spy_on_kernels
+from helpers import batch_all_sorted, spy_on_kernels, statistics_and_gradient
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -39,25 +39,15 @@ def loss_and_grad(
 ):
     """Statistics and gradient by ``method``; ``row_sort`` forces the sorted form's way to
     count (``method`` must then be ``"sorted"``)."""
-    x = tf.constant(np.asarray(embeddings), dtype=dtype)
-    y = tf.constant(np.asarray(labels))
+    if row_sort is not None:
+        assert method == "sorted"
 
-    def step(y, x):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            if row_sort is None:
-                stats = tftriplet.batch_all_triplet_statistics(y, x, margin, squared, method=method)
-            else:
-                assert method == "sorted"
-                stats = batch_all_sorted(y, x, margin, squared, row_sort=row_sort)
-        return stats, tape.gradient(stats["loss"], x)
+    def statistics(y, x):
+        if row_sort is None:
+            return tftriplet.batch_all_triplet_statistics(y, x, margin, squared, method=method)
+        return batch_all_sorted(y, x, margin, squared, row_sort=row_sort)
 
-    if mode != "eager":
-        step = tf.function(step, jit_compile=(mode == "xla"))
-    stats, grad = step(y, x)
-    out = {k: float(v) for k, v in stats.items()}
-    out["gradient"] = grad.numpy()
-    return out
+    return statistics_and_gradient(statistics, labels, embeddings, mode, dtype)
 
 
 @pytest.fixture(scope="session")
