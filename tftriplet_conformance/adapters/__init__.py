@@ -43,7 +43,7 @@ class Adapter:
     differentiable = False
     #: Outputs of `expected` this backend cannot produce: not compared (peers only).
     not_reported = ()
-    #: Declared semantic differences (:class:`~tftriplet_conformance.differs.Difference`).
+    #: Declared semantic differences (`tftriplet_conformance.differs.Difference`).
     differences = ()
     #: The optional features it implements (`tftriplet_conformance.optional.FEATURES`).
     features = ()
