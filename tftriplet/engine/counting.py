@@ -84,9 +84,10 @@ class Rows(NamedTuple):
                                  ops.expand_dims(columns, 0))
         return not_self if self.valid is None else ops.logical_and(not_self, self.valid)
 
-    def negative(self):
-        """bool `(A, B)`: the column is a negative of the anchor."""
-        negative = ops.logical_not(self.same())
+    def negative(self, same=None):
+        """bool `(A, B)`: the column is a negative of the anchor; `same` is `self.same()`
+        where the caller has it already."""
+        negative = ops.logical_not(self.same() if same is None else same)
         return negative if self.valid is None else ops.logical_and(negative, self.valid)
 
 

@@ -35,9 +35,10 @@ def triple_weights(d, rows, margin, soft):
         a triple's term with respect to `d_ij - d_ik` (`sigmoid` for the soft margin, 1 for
         a positive hinge, 0 for an invalid triple).
     """
-    positive = ops.logical_and(rows.same(), rows.not_self())
+    same = rows.same()
+    positive = ops.logical_and(same, rows.not_self())
     anchor_positive = ops.where(positive, d if soft else d + margin, float("-inf"))
-    anchor_negative = ops.where(rows.negative(), d, float("inf"))
+    anchor_negative = ops.where(rows.negative(same), d, float("inf"))
     diff = ops.expand_dims(anchor_positive, 2) - ops.expand_dims(anchor_negative, 1)
     if soft:
         terms = softplus(diff)
