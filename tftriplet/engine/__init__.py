@@ -1,8 +1,8 @@
 """The batch-all engine: one plan, the kernels it chooses between, and the driver.
 
-`batch_all_sums` is the entry point: it makes the plan (`tftriplet.engine.plan`) unless
-given one, runs the driver (`tftriplet.engine.blocks`) and turns non-finite embeddings
-into NaN sums whatever the kernel. The loss, its statistics and the metrics all call it;
+`batch_all_sums` is the entry point: it makes the plan (`tftriplet.engine.plan`), runs the
+driver (`tftriplet.engine.blocks`) and turns non-finite embeddings into NaN sums whatever
+the kernel. The loss, its statistics and the metrics all call it;
 `batch_all_statistics` reduces the sums to the statistics dict.
 """
 
@@ -34,7 +34,7 @@ __all__ = [
 
 
 def batch_all_sums(labels, embeddings, margin, distance, soft=False, *, method="auto",
-                   anchor_block=None, row_sort="auto", plan=None, anchor_index=None,
+                   anchor_block=None, row_sort="auto", anchor_index=None,
                    with_gradient=True, valid=None):
     """Batch-all `TripletSums` of standardized inputs, by the kernel the plan chooses.
 
@@ -47,7 +47,6 @@ def batch_all_sums(labels, embeddings, margin, distance, soft=False, *, method="
         method: `"auto"`, `"dense"` or `"sorted"` (`tftriplet.engine.plan.plan_batch_all`).
         anchor_block: anchors per block, or None.
         row_sort: `"auto"`, `"positives"` or `"merged"`.
-        plan: a `Plan` made already (the other options are then not read).
         anchor_index: int32 `(A,)` anchors mined against the whole batch, or None for all.
         with_gradient: compute the gradient (`TripletSums.gradient`).
         valid: bool `(B,)`, the rows that take part as positives and negatives (the
@@ -57,9 +56,8 @@ def batch_all_sums(labels, embeddings, margin, distance, soft=False, *, method="
         `TripletSums`; the terms and `num_positive` are NaN when an embedding is not
         finite.
     """
-    if plan is None:
-        plan = plan_batch_all(embeddings.shape[0], soft=soft, method=method,
-                              anchor_block=anchor_block, row_sort=row_sort)
+    plan = plan_batch_all(embeddings.shape[0], soft=soft, method=method,
+                          anchor_block=anchor_block, row_sort=row_sort)
     sums = blocks.batch_all_sums(labels, embeddings, margin, distance, soft, plan,
                                  anchor_index, with_gradient, valid)
     finite = ops.all(ops.isfinite(embeddings))
