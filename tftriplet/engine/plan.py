@@ -102,9 +102,6 @@ class Plan:
         max_positives: ... or more than this many (None: no such bound).
         block: anchors per block: an int, `"whole"` (every anchor in one block) or
             `"auto"` (from the batch size, within `budget`).
-        budget: for `"auto"`: `"row"` (a `(block, B)` tensor near `COUNT_BLOCK_ENTRIES`)
-            or `"matrix"` (a `(block, B, B)` tensor near `TRIPLE_BLOCK_ENTRIES`, and at
-            most `DENSE_MAX_BATCH` anchors).
         mode: the execution mode the plan was made for.
     """
 
@@ -112,8 +109,14 @@ class Plan:
     merged_above: int | None
     max_positives: int | None
     block: int | str
-    budget: str
     mode: str
+
+    @property
+    def budget(self):
+        """What an `"auto"` block is sized by: `"matrix"` for the `"triples"` kernel (a
+        `(block, B, B)` tensor near `TRIPLE_BLOCK_ENTRIES`, and at most `DENSE_MAX_BATCH`
+        anchors), else `"row"` (a `(block, B)` tensor near `COUNT_BLOCK_ENTRIES`)."""
+        return "matrix" if self.kernel == "triples" else "row"
 
     def block_size(self, num_anchors, batch_size):
         """Anchors per block, capped at the number of anchors, at least 1: a Python int
@@ -223,12 +226,12 @@ def plan_batch_all(batch_size, *, soft=False, method="auto", anchor_block=None,
     small = batch_size is not None and batch_size <= DENSE_MAX_BATCH
     if method == "dense" or (method == "auto" and (small or soft)):
         block = anchor_block or ("whole" if method == "dense" or small else "auto")
-        return Plan("triples", None, None, block, "matrix", mode)
+        return Plan("triples", None, None, block, mode)
     block = anchor_block or "auto"
     if row_sort == "merged":
-        return Plan("merged", None, None, block, "row", mode)
+        return Plan("merged", None, None, block, mode)
     kernel = CLASS_KERNEL[mode]
     if row_sort == "positives":
-        return Plan(kernel, None, None, block, "row", mode)
+        return Plan(kernel, None, None, block, mode)
     cap = COMPARE_MAX_POSITIVES if kernel == "compare" else None
-    return Plan(kernel, CLASS_KERNEL_DIVISOR, cap, block, "row", mode)
+    return Plan(kernel, CLASS_KERNEL_DIVISOR, cap, block, mode)
