@@ -74,16 +74,13 @@ class Points(NamedTuple):
         return Points(*(None if x is None else ops.take(x, index, axis=0) for x in self))
 
 
-def l2_normalize(embeddings):
-    """Rows divided by their Euclidean norm; an all-zero row stays zero, with zero gradient.
+def _inverse_norm(embeddings):
+    """`(B, 1)` inverse Euclidean norms of the rows, exactly 0 (with zero gradient) for an
+    all-zero row.
 
     `x / max(|x|, eps)` (the usual guard) gives a gradient of `1 / eps` at a zero row;
     here the scale of a zero row is exactly 0 and nothing flows through it.
     """
-    return embeddings * _inverse_norm(embeddings)
-
-
-def _inverse_norm(embeddings):
     sq_norm = ops.sum(ops.square(embeddings), axis=1, keepdims=True)
     nonzero = ops.greater(sq_norm, 0.0)
     return ops.where(nonzero, ops.rsqrt(ops.where(nonzero, sq_norm, 1.0)), 0.0)
@@ -166,10 +163,7 @@ class Distance:
         else:
             anchor_index = ops.convert_to_tensor(anchor_index, "int32")
             d = self.between(points, points.take(anchor_index))
-        return self._finish(d * ops.cast(_not_self(anchor_index, batch_size), d.dtype))
-
-    def _finish(self, d):
-        return d
+        return d * ops.cast(_not_self(anchor_index, batch_size), d.dtype)
 
 
 class SquaredEuclidean(Distance):
