@@ -225,25 +225,6 @@ def gpu_comparable(x):
     return x
 
 
-def in_graph_without_xla():
-    """True while tracing a TensorFlow graph that XLA will not compile.
-
-    There an op such as `top_k` can take a `k` known only when the graph runs; under
-    XLA (and `jax.jit`) it must be known when compiling.
-    """
-    if backend.backend() != "tensorflow":
-        return False
-    import tensorflow as tf
-
-    if tf.executing_eagerly():
-        return False
-    try:
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:  # pragma: no cover - private module moved: assume XLA, stay safe
-        return False
-    return not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-
-
 def add_to_rows(accumulator, index, updates):
     """`accumulator` with `updates[a]` added to its row `index[a]` (a scatter-add).
 
@@ -378,4 +359,9 @@ def execution_mode():
 
     if tf.executing_eagerly():
         return "eager"
-    return "graph" if in_graph_without_xla() else "compiled"
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - private module moved: assume XLA, stay safe
+        return "compiled"
+    in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    return "compiled" if in_xla else "graph"
