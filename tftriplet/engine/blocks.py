@@ -103,7 +103,8 @@ def batch_all_sums(labels, embeddings, margin, distance, soft, plan, anchor_inde
     columns = ops.cast(b, dtype) if valid is None else ops.sum(ops.cast(valid, dtype))
     num_valid = ops.sum(n * (columns - 1.0 - n))  # positives x negatives, per anchor
     k = ops.max(ops.take(table.class_size, anchor_index), initial=1)  # slots per anchor
-    k = concrete_int(k) if concrete_int(k) is not None else k
+    k_now = concrete_int(k)
+    k = k if k_now is None else k_now
     weights = _weights_fn(plan, table, margin, soft, k)
     num_anchors = ops.shape(anchor_index)[0]
     block = plan.block_size(num_anchors, b)
