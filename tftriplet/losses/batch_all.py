@@ -46,7 +46,7 @@ def batch_all_triplet_statistics(
     labels, embeddings = standardize_inputs(labels, embeddings)
     return engine.batch_all_statistics(
         labels, embeddings, check_margin(margin), resolve_distance(distance, squared), soft,
-        method=engine.check_method(method), anchor_block=anchor_block,
+        method=method, anchor_block=anchor_block,
     )
 
 
@@ -193,10 +193,12 @@ class BatchAllTripletLoss(TripletLoss):
             reduction=reduction,
             dtype=dtype,
         )
-        self.method = engine.check_method(method)
-        self.anchor_block = engine.check_anchor_block(anchor_block)
-        # the soft margin has no sorted form: refuse the combination now, not in fit()
-        engine.plan_batch_all(None, soft=self.soft, method=self.method, mode="eager")
+        # the plan checks method, then anchor_block, then refuses the soft margin's sorted
+        # form: every bad option fails now, not in fit()
+        engine.plan_batch_all(None, soft=self.soft, method=method, anchor_block=anchor_block,
+                              mode="eager")
+        self.method = method
+        self.anchor_block = engine.check_anchor_block(anchor_block)  # an int, or None
 
     def sums(self, labels, embeddings, anchor_index=None, valid=None):
         """Computed by the engine's plan for this batch; in anchor blocks whenever
