@@ -76,10 +76,15 @@ def triplet_mask(labels):
     Reference:
         Schroff et al., "FaceNet", CVPR 2015, https://arxiv.org/abs/1503.03832
     """
-    return ops.logical_and(
-        ops.expand_dims(anchor_positive_mask(labels), 2),
-        ops.expand_dims(anchor_negative_mask(labels), 1),
-    )
+    positive, negative = anchor_masks(labels)
+    return ops.logical_and(ops.expand_dims(positive, 2), ops.expand_dims(negative, 1))
+
+
+def anchor_masks(labels):
+    """`(anchor_positive_mask(labels), anchor_negative_mask(labels))` from one comparison
+    of the labels: boolean `(B, B)` tensors."""
+    same = same_label_mask(labels)
+    return ops.logical_and(same, off_diagonal_mask(ops.shape(same)[0])), ops.logical_not(same)
 
 
 def anchor_pair_masks(labels, anchor_index):

@@ -18,7 +18,7 @@ from keras import ops
 
 from tftriplet.backend_ops import row_searchsorted
 from tftriplet.distances import get_distance
-from tftriplet.masks import anchor_negative_mask, anchor_pair_masks, anchor_positive_mask
+from tftriplet.masks import anchor_masks, anchor_pair_masks
 
 
 class AnchorRows:
@@ -45,8 +45,7 @@ class AnchorRows:
     def __init__(self, labels, distances, anchor_index=None, valid=None):
         self.distances = distances
         if anchor_index is None:
-            self.positive = anchor_positive_mask(labels)
-            self.negative = anchor_negative_mask(labels)
+            self.positive, self.negative = anchor_masks(labels)
         else:
             self.positive, self.negative = anchor_pair_masks(labels, anchor_index)
         if valid is not None:  # invalid columns are neither positives nor negatives
