@@ -104,15 +104,16 @@ def method(name, *args):
     return lambda adapter: getattr(adapter, name)(*args)
 
 
-def run_backend(adapter, fixtures, entries=None, progress=None, timeout=DEFAULT_TIMEOUT,
-                guard=None):
+def run_backend(adapter, fixtures, entries=None, progress=None, guard=None):
     """`{fixture name: Cell}` for one available adapter.
 
     Raises `AdapterFault` when its attributes are wrong (then nothing can be compared).
     `progress(done, total, fixture_name)`, if given, is called with `fixture_name` `None`
-    before `prepare`, then before each fixture.
+    before `prepare`, then before each fixture. `guard`: the adapter's `Guard`, closed by
+    its owner; without one, a guard of `DEFAULT_TIMEOUT` is made and closed here.
     """
-    guard = guard or Guard(adapter, timeout)
+    own = guard is None
+    guard = Guard(adapter, DEFAULT_TIMEOUT) if own else guard
     try:
         declared = _declarations(guard)
         cells, supported = _supports(guard, fixtures, declared)
@@ -129,7 +130,8 @@ def run_backend(adapter, fixtures, entries=None, progress=None, timeout=DEFAULT_
                 continue
             cells[fixture["name"]] = _run_fixture(guard, declared, fixture, entries)
     finally:
-        guard.close()
+        if own:
+            guard.close()
     _hold_to_claims(cells, fixtures, declared)
     if progress is not None:
         progress(len(supported), len(supported), "")
