@@ -47,13 +47,11 @@ class Fresh:
     Attributes:
         seed: the run's seed (`None` when there are none).
         fixtures: the fresh cases, fixtures named `fresh:...`.
-        per_variant: cases per loss variant (per strategy for an optional feature).
         opted_out: why the run has none, when the user turned them off; `None` otherwise.
     """
 
     seed: int | None
     fixtures: tuple = ()
-    per_variant: int = 1
     opted_out: str | None = None
 
     @classmethod
@@ -61,7 +59,7 @@ class Fresh:
         """No fresh cases, for `reason` (shown in the report)."""
         if not isinstance(reason, str) or not reason.strip():
             raise ValueError("turning the fresh cases off needs a reason (a non-empty str)")
-        return cls(seed=None, per_variant=0, opted_out=reason.strip())
+        return cls(seed=None, opted_out=reason.strip())
 
 
 def new_seed():
@@ -104,7 +102,7 @@ def draw(fixtures, seed=None, per_variant=1):
     for strategy in [n for n in VARIANTS if any(k[0] == "memory" and k[1] == n for k in keys)]:
         choices = sorted((k for k in keys if k[0] == "memory" and k[1] == strategy), key=_order)
         cases += [_memory(seed, choices, number) for number in range(1, per_variant + 1)]
-    return Fresh(seed, tuple(cases), per_variant)
+    return Fresh(seed, tuple(cases))
 
 
 def _order(key):
