@@ -122,13 +122,15 @@ def run_backend(adapter, fixtures, entries=None, progress=None, guard=None):
         limit = guard.timeout * max(1, len(supported))
         copies = [for_adapter(f) for f in supported]
         _, fault = guard.call(method("prepare", copies), "prepare(fixtures)", limit)
+        place = defined_at(guard.adapter, "run")
+        where = f"run() at {place}" if place else "run()"
         for index, fixture in enumerate(supported):
             if progress is not None:
                 progress(index, len(supported), fixture["name"])
             if fault is not None:
                 cells[fixture["name"]] = Cell(FAIL, math.inf, [fault.message])
                 continue
-            cells[fixture["name"]] = _run_fixture(guard, declared, fixture, entries)
+            cells[fixture["name"]] = _run_fixture(guard, declared, fixture, where, entries)
     finally:
         if own:
             guard.close()
@@ -189,11 +191,10 @@ def _hold_to_claims(cells, fixtures, declared):
                 ])
 
 
-def _run_fixture(guard, declared, fixture, entries):
-    """One fixture's Cell over the adapter's dtypes and modes."""
+def _run_fixture(guard, declared, fixture, where, entries):
+    """One fixture's Cell over the adapter's dtypes and modes; `where` names `run()` (and
+    where it is defined) in messages."""
     cell, missing, unsupported = Cell(), {}, {}
-    place = defined_at(guard.adapter, "run")
-    where = f"run() at {place}" if place else "run()"
     for dtype in declared.dtypes:
         what = f"run(fixture {fixture['name']!r}, {dtype!r})"
         value, fault = guard.call(method("run", for_adapter(fixture), dtype), what)
