@@ -29,12 +29,11 @@ from tftriplet_conformance import optional
 from tftriplet_conformance.cases.memory import MemoryCase, memory_case
 from tftriplet_conformance.cases.random_case import RandomCase, random_case, target_margin
 from tftriplet_conformance.glibc_rand import GlibcRand
+from tftriplet_conformance.reference import DISTANCE_NAMES
 from tftriplet_conformance.variants import VARIANTS, options_of
 
 #: What every fresh case's name starts with; no fixture's name can (`schema.json`).
 PREFIX = "fresh:"
-#: The distances, in the order fresh cases are drawn.
-DISTANCES = ("euclidean", "squared_euclidean", "cosine")
 _WORDS = {"euclidean": "euclidean", "squared_euclidean": "squared", "cosine": "cosine"}
 #: Draws per fresh case before giving up (a draw is refused when it is near a tie).
 ATTEMPTS = 200
@@ -107,7 +106,7 @@ def draw(fixtures, seed=None, per_variant=1):
 
 def _order(key):
     feature, name, distance, soft = key
-    return (feature or "", list(VARIANTS).index(name), soft, DISTANCES.index(distance))
+    return (feature or "", list(VARIANTS).index(name), soft, DISTANCE_NAMES.index(distance))
 
 
 def _seed_of(*parts):
