@@ -144,9 +144,7 @@ class Guard:
         """Close the abandoned adapter from another thread (a process adapter kills its
         process there), and add what the hung call said once unblocked, if anything."""
         closer = _close_in_thread(self.adapter)
-        if not job.done.wait(_LAST_WORD if not closer.is_alive() else 0):
-            return "; the adapter was abandoned"
-        if job.error is not None:
+        if job.done.wait(_LAST_WORD if not closer.is_alive() else 0) and job.error is not None:
             return f"; stopped, it {describe(job.error, self.adapter)}"
         return "; the adapter was abandoned"
 
