@@ -60,10 +60,11 @@ class Difference:
         )
 
 
-def declared_difference(adapter, fixture, mode):
-    """The first of `adapter.differences` that matches, or `None`."""
-    for entry in getattr(adapter, "differences", ()):
-        if entry.matches(adapter.name, fixture, mode):
+def declared_difference(declared, fixture, mode):
+    """The first of `declared.differences` (`validate.Declarations`) that matches, or
+    `None`."""
+    for entry in declared.differences:
+        if entry.matches(declared.name, fixture, mode):
             return entry
     return None
 

@@ -29,12 +29,11 @@ from tftriplet_conformance import optional
 from tftriplet_conformance.cases.memory import MemoryCase, memory_case
 from tftriplet_conformance.cases.random_case import RandomCase, random_case, target_margin
 from tftriplet_conformance.glibc_rand import GlibcRand
+from tftriplet_conformance.reference import DISTANCE_NAMES
 from tftriplet_conformance.variants import VARIANTS, options_of
 
 #: What every fresh case's name starts with; no fixture's name can (`schema.json`).
 PREFIX = "fresh:"
-#: The distances, in the order fresh cases are drawn.
-DISTANCES = ("euclidean", "squared_euclidean", "cosine")
 _WORDS = {"euclidean": "euclidean", "squared_euclidean": "squared", "cosine": "cosine"}
 #: Draws per fresh case before giving up (a draw is refused when it is near a tie).
 ATTEMPTS = 200
@@ -47,13 +46,11 @@ class Fresh:
     Attributes:
         seed: the run's seed (`None` when there are none).
         fixtures: the fresh cases, fixtures named `fresh:...`.
-        per_variant: cases per loss variant (per strategy for an optional feature).
         opted_out: why the run has none, when the user turned them off; `None` otherwise.
     """
 
     seed: int | None
     fixtures: tuple = ()
-    per_variant: int = 1
     opted_out: str | None = None
 
     @classmethod
@@ -61,7 +58,7 @@ class Fresh:
         """No fresh cases, for `reason` (shown in the report)."""
         if not isinstance(reason, str) or not reason.strip():
             raise ValueError("turning the fresh cases off needs a reason (a non-empty str)")
-        return cls(seed=None, per_variant=0, opted_out=reason.strip())
+        return cls(seed=None, opted_out=reason.strip())
 
 
 def new_seed():
@@ -104,12 +101,12 @@ def draw(fixtures, seed=None, per_variant=1):
     for strategy in [n for n in VARIANTS if any(k[0] == "memory" and k[1] == n for k in keys)]:
         choices = sorted((k for k in keys if k[0] == "memory" and k[1] == strategy), key=_order)
         cases += [_memory(seed, choices, number) for number in range(1, per_variant + 1)]
-    return Fresh(seed, tuple(cases), per_variant)
+    return Fresh(seed, tuple(cases))
 
 
 def _order(key):
     feature, name, distance, soft = key
-    return (feature or "", list(VARIANTS).index(name), soft, DISTANCES.index(distance))
+    return (feature or "", list(VARIANTS).index(name), soft, DISTANCE_NAMES.index(distance))
 
 
 def _seed_of(*parts):

@@ -57,14 +57,17 @@ def _unsupported(cell, key, names):
 
 
 def _shown(difference, mode, fixtures):
-    """Whether `difference` applies in `mode` to one of `fixtures` or of the package's."""
-    for fixture in (*fixtures, *_golden()):
-        try:
-            if difference.covers(fixture, mode):
-                return True
-        except Exception:  # the adapter's predicate: its fault shows on its fixtures
-            continue
-    return False
+    """Whether `difference` applies in `mode` to one of `fixtures` or of the package's
+    (read only when none of `fixtures` shows it)."""
+    return (any(_covers(difference, f, mode) for f in fixtures)
+            or any(_covers(difference, f, mode) for f in _golden()))
+
+
+def _covers(difference, fixture, mode):
+    try:
+        return bool(difference.covers(fixture, mode))
+    except Exception:  # the adapter's predicate: its fault shows on its fixtures
+        return False
 
 
 @cache

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from tftriplet_conformance import reference
-from tftriplet_conformance.cases.memory import pools
+from tftriplet_conformance.cases.memory import pooled_hinges
 from tftriplet_conformance.generate import (
     HALF_SLACK,
     TIE_CLEARANCE,
@@ -30,7 +30,7 @@ def step_decisions(steps, loss, memory, float32=False):
     """Every step's decision values, its batch's anchors against its pool (1-D)."""
     options = options_of(loss)
     values = []
-    for labels, rows, b in pools(steps, memory["size"], memory["warmup"]):
+    for labels, rows, b in reference.memory_pools(steps, memory["size"], memory["warmup"]):
         distances = float32_distances(rows, options["distance"]) if float32 else None
         values.append(reference.decision_values(
             np.array(labels, np.int64), rows, options["name"], options["margin"],
@@ -101,14 +101,9 @@ def build_memory_fixture(name, spec, generator, check_schema=True):
     variant = variant_of({"loss": loss})
     results = run_steps(steps, loss, memory)
     _check_shows_the_memory(name, steps, loss, memory, results)
-    pooled = pools(steps, memory["size"], memory["warmup"])
     scale = max(float(np.max(reference.distance_matrix(rows, loss["distance"])))
-                for _, rows, _ in pooled)
-    hinges = np.concatenate([
-        reference.triple_hinges(np.array(labels, np.int64), rows, loss["margin"],
-                                loss["distance"], anchors=b)
-        for labels, rows, b in pooled
-    ])
+                for _, rows, _ in reference.memory_pools(steps, memory["size"], memory["warmup"]))
+    hinges = pooled_hinges(steps, loss, memory["size"], memory["warmup"])
     if spec.get("tie_clear"):
         _check_tie_clear(name, steps, loss, memory, scale)
     fixture = {

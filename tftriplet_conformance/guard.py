@@ -65,7 +65,6 @@ class Fault:
     """Why a call into an adapter gave no value. `error` is the exception, if it raised."""
 
     message: str
-    hung: bool = False
     error: BaseException | None = None
 
 
@@ -97,7 +96,7 @@ class Guard:
         """`(value, None)` from `fn(adapter)`, or `(None, Fault)`; `what` names the call in
         messages (e.g. `"run(fixture 'x', 'float64')"`)."""
         if self.abandoned is not None:
-            return None, Fault(f"{what} not made: {self.abandoned}", hung=True)
+            return None, Fault(f"{what} not made: {self.abandoned}")
         if self._closed:
             return None, Fault(f"{what} not made: the adapter was closed")
         job = _Job(fn, self.adapter)
@@ -113,7 +112,7 @@ class Guard:
         if not finished:
             self.abandoned = f"the adapter was abandoned after {what} hung ({limit:g} s)"
             message = f"{what} did not return within {limit:g} s (--timeout): a hang"
-            return None, Fault(message + self._after_hang(job), hung=True)
+            return None, Fault(message + self._after_hang(job))
         if job.error is not None:
             return None, Fault(f"{what} {describe(job.error, self.adapter)}", error=job.error)
         return job.value, None
@@ -145,9 +144,7 @@ class Guard:
         """Close the abandoned adapter from another thread (a process adapter kills its
         process there), and add what the hung call said once unblocked, if anything."""
         closer = _close_in_thread(self.adapter)
-        if not job.done.wait(_LAST_WORD if not closer.is_alive() else 0):
-            return "; the adapter was abandoned"
-        if job.error is not None:
+        if job.done.wait(_LAST_WORD if not closer.is_alive() else 0) and job.error is not None:
             return f"; stopped, it {describe(job.error, self.adapter)}"
         return "; the adapter was abandoned"
 

@@ -282,23 +282,36 @@ def memory_steps(steps, size, warmup=0, strategy="batch_all", margin=0.2,
                  distance="euclidean", soft=False):
     """The outputs of a loss with a cross-batch memory over a sequence of batches.
 
-    The memory starts empty and holds the `size` most recent samples seen before the
-    current batch (first in, first out). The first `warmup` batches are computed alone
-    and do not enter the memory; from then on each batch is computed against the memory
-    (`pooled`), then enters it. `steps`: `(labels, embeddings)` pairs; returns one
-    outputs dict per step.
+    Each batch is computed against the memory it sees (`pooled`), the memory of
+    `memory_pools` (the first `warmup` batches see an empty one). `steps`:
+    `(labels, embeddings)` pairs; returns one outputs dict per step.
     """
-    memory_labels, memory_embeddings, results = [], [], []
-    for step, (labels, embeddings) in enumerate(steps):
-        result = pooled(labels, embeddings, memory_labels, memory_embeddings, strategy,
-                        margin, distance, soft)
-        results.append(result)
-        if step >= warmup:
-            memory_labels = _newest(memory_labels + [int(x) for x in labels], size)
-            memory_embeddings = _newest(
-                memory_embeddings + [[float(x) for x in row] for row in embeddings], size
-            )
+    results = []
+    for (labels, embeddings), (pool_labels, pool_rows, b) in zip(
+        steps, memory_pools(steps, size, warmup), strict=True
+    ):
+        results.append(pooled(labels, embeddings, pool_labels[b:], pool_rows[b:], strategy,
+                              margin, distance, soft))
     return results
+
+
+def memory_pools(steps, size, warmup=0):
+    """Each step's pool under a cross-batch memory, as `memory_steps` mines it.
+
+    The memory starts empty and holds the `size` most recent samples seen before the
+    current batch (first in, first out); the first `warmup` batches do not enter it.
+    `steps`: `(labels, embeddings)` pairs; returns one `(labels, rows, batch size)` per
+    step as Python lists, the batch's samples first, then the memory's.
+    """
+    memory_labels, memory_rows, pools = [], [], []
+    for step, (labels, embeddings) in enumerate(steps):
+        labels = [int(x) for x in labels]
+        rows = [[float(x) for x in row] for row in embeddings]
+        pools.append((labels + memory_labels, rows + memory_rows, len(labels)))
+        if step >= warmup:
+            memory_labels = _newest(memory_labels + labels, size)
+            memory_rows = _newest(memory_rows + rows, size)
+    return pools
 
 
 def _newest(items, size):

@@ -13,6 +13,7 @@ import difflib
 import importlib.metadata
 from pathlib import Path
 
+from tftriplet_conformance.cells import summary
 from tftriplet_conformance.fresh import Fresh
 from tftriplet_conformance.runner import DIFFERS, NA, PASS, run
 
@@ -86,11 +87,7 @@ def render(fixtures, adapters):
         elif adapter.name in skipped:
             status = f"not available: {skipped[adapter.name]}"
         else:
-            cells = matrix[adapter.name].values()
-            counts = {}
-            for cell in cells:
-                counts[cell.status] = counts.get(cell.status, 0) + 1
-            status = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+            status = summary(matrix[adapter.name].values())
         version = _versions(adapter) if adapter.name not in skipped else "-"
         lines.append(f"| {adapter.name} | {version} | {status.replace('|', '/')} |")
     ran = [a for a in adapters if a.name in matrix]

@@ -104,15 +104,16 @@ def method(name, *args):
     return lambda adapter: getattr(adapter, name)(*args)
 
 
-def run_backend(adapter, fixtures, entries=None, progress=None, timeout=DEFAULT_TIMEOUT,
-                guard=None):
+def run_backend(adapter, fixtures, entries=None, progress=None, guard=None):
     """`{fixture name: Cell}` for one available adapter.
 
     Raises `AdapterFault` when its attributes are wrong (then nothing can be compared).
     `progress(done, total, fixture_name)`, if given, is called with `fixture_name` `None`
-    before `prepare`, then before each fixture.
+    before `prepare`, then before each fixture. `guard`: the adapter's `Guard`, closed by
+    its owner; without one, a guard of `DEFAULT_TIMEOUT` is made and closed here.
     """
-    guard = guard or Guard(adapter, timeout)
+    own = guard is None
+    guard = Guard(adapter, DEFAULT_TIMEOUT) if own else guard
     try:
         declared = _declarations(guard)
         cells, supported = _supports(guard, fixtures, declared)
@@ -121,15 +122,18 @@ def run_backend(adapter, fixtures, entries=None, progress=None, timeout=DEFAULT_
         limit = guard.timeout * max(1, len(supported))
         copies = [for_adapter(f) for f in supported]
         _, fault = guard.call(method("prepare", copies), "prepare(fixtures)", limit)
+        place = defined_at(guard.adapter, "run")
+        where = f"run() at {place}" if place else "run()"
         for index, fixture in enumerate(supported):
             if progress is not None:
                 progress(index, len(supported), fixture["name"])
             if fault is not None:
                 cells[fixture["name"]] = Cell(FAIL, math.inf, [fault.message])
                 continue
-            cells[fixture["name"]] = _run_fixture(guard, declared, fixture, entries)
+            cells[fixture["name"]] = _run_fixture(guard, declared, fixture, where, entries)
     finally:
-        guard.close()
+        if own:
+            guard.close()
     _hold_to_claims(cells, fixtures, declared)
     if progress is not None:
         progress(len(supported), len(supported), "")
@@ -187,11 +191,10 @@ def _hold_to_claims(cells, fixtures, declared):
                 ])
 
 
-def _run_fixture(guard, declared, fixture, entries):
-    """One fixture's Cell over the adapter's dtypes and modes."""
+def _run_fixture(guard, declared, fixture, where, entries):
+    """One fixture's Cell over the adapter's dtypes and modes; `where` names `run()` (and
+    where it is defined) in messages."""
     cell, missing, unsupported = Cell(), {}, {}
-    place = defined_at(guard.adapter, "run")
-    where = f"run() at {place}" if place else "run()"
     for dtype in declared.dtypes:
         what = f"run(fixture {fixture['name']!r}, {dtype!r})"
         value, fault = guard.call(method("run", for_adapter(fixture), dtype), what)

@@ -14,14 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 
-def squared_from(loss):
-    """`True` for `"squared_euclidean"`, `False` for `"euclidean"`."""
-    distance = loss.get("distance", "euclidean")
-    if distance not in ("euclidean", "squared_euclidean"):
-        raise ValueError(f"distance {distance!r} is not supported by this variant")
-    return distance == "squared_euclidean"
-
-
 def loss_dtype(dtype):
     """The `dtype` to give a Keras `Loss`: its output is float32 unless asked for float64."""
     return "float64" if dtype == "float64" else None

@@ -192,10 +192,7 @@ def entry_point_adapters():
         dist = getattr(ep, "dist", None)
         where += f", from {dist.name} {dist.version})" if dist is not None else ")"
         try:
-            adapters.append(load_or_broken(ep.value, ep.name))
-        except ValueError as err:  # a malformed value in the distribution's metadata
+            adapters.append(load_adapter(ep.value))
+        except ValueError as err:  # a malformed value (UsageError) in the metadata included
             adapters.append(BrokenAdapter(ep.name, f"{where} could not be loaded: {err}"))
-            continue
-        if isinstance(adapters[-1], BrokenAdapter):
-            adapters[-1].fault = f"{where} {adapters[-1].fault}"
     return adapters

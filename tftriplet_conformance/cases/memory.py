@@ -90,18 +90,6 @@ def draw_steps(record):
     return steps
 
 
-def pools(steps, size, warmup):
-    """Each step's pool as the reference builds it: `(labels, rows, batch size)`, the
-    batch first, then the memory it is mined against."""
-    memory_labels, memory_rows, out = [], [], []
-    for step, (labels, rows) in enumerate(steps):
-        out.append((list(labels) + memory_labels, list(rows) + memory_rows, len(labels)))
-        if step >= warmup:
-            memory_labels = (memory_labels + list(labels))[-size:]
-            memory_rows = (memory_rows + list(rows))[-size:]
-    return out
-
-
 def pooled_hinges(steps, loss, size, warmup):
     """Every step's hinge arguments `d(i,j) - d(i,k) + margin` (anchors in the batch)."""
     from tftriplet_conformance import reference
@@ -109,7 +97,7 @@ def pooled_hinges(steps, loss, size, warmup):
     values = [
         reference.triple_hinges(np.array(labels, np.int64), rows, loss["margin"],
                                 loss["distance"], anchors=b)
-        for labels, rows, b in pools(steps, size, warmup)
+        for labels, rows, b in reference.memory_pools(steps, size, warmup)
     ]
     return np.concatenate(values)
 
