@@ -118,12 +118,6 @@ def test_anchor_block_round_trips_through_get_config():
     assert tftriplet.BatchAllTripletLoss().get_config()["anchor_block"] is None
 
 
-@pytest.fixture(scope="session")
-def largest_traced(largest_tensor):
-    """``largest_traced(fn, spec)``: the largest tensor of ``fn`` traced for ``spec``."""
-    return lambda fn, spec: largest_tensor(tf.function(fn).get_concrete_function(spec).graph)
-
-
 @pytest.mark.parametrize("distance, soft, limit", [
     ("euclidean", False, 8 * 48),
     ("cosine", False, 8 * 48),

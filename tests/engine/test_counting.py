@@ -644,19 +644,17 @@ def test_the_positives_kernel_has_no_cubic_tensor(largest_tensor):
 
 
 @pytest.mark.parametrize("method, cubic", [("dense", True), ("sorted", False)])
-def test_only_the_dense_form_has_a_cubic_tensor(largest_tensor, method, cubic):
+def test_only_the_dense_form_has_a_cubic_tensor(largest_traced, method, cubic):
     """Every tensor in the traced loss + gradient graph of the sorted form has at most
     B * B elements (the check sees the dense form's (B, B, B) tiles)."""
     b = 48
     labels = tf.constant(np.arange(b) % 6, dtype="int64")
 
-    @tf.function
     def value_and_grad(e):
         with tf.GradientTape() as tape:
             tape.watch(e)
             value = tftriplet.batch_all_triplet_loss(labels, e, method=method)[0]
         return value, tape.gradient(value, e)
 
-    graph = value_and_grad.get_concrete_function(tf.TensorSpec((b, 8), "float32")).graph
-    largest = largest_tensor(graph)
+    largest = largest_traced(value_and_grad, tf.TensorSpec((b, 8), "float32"))
     assert (largest >= b**3) if cubic else (largest <= b * b)
