@@ -206,14 +206,11 @@ def test_anchor_terms_memory_is_anchors_times_batch(largest_traced):
 
 
 def _sorted_cosine(labels, x, margin, row_sort, anchor_block=None):
-    xt = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(xt)
-        stats = batch_all_sorted(tf.constant(labels), xt, margin, False, row_sort=row_sort,
-                                 anchor_block=anchor_block, distance="cosine")
-    out = {k: float(v) for k, v in stats.items()}
-    out["gradient"] = tape.gradient(stats["loss"], xt).numpy()
-    return out
+    return statistics_and_gradient(
+        lambda y, e: batch_all_sorted(y, e, margin, False, row_sort=row_sort,
+                                      anchor_block=anchor_block, distance="cosine"),
+        labels, x, dtype=x.dtype,
+    )
 
 
 @settings(max_examples=20, deadline=None)
