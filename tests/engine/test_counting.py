@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import batch_all_sorted, spy_on_kernels, statistics_and_gradient
+from helpers import batch_all_sorted, pk_labels, spy_on_kernels, statistics_and_gradient
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -337,12 +337,6 @@ def test_both_kernels_meet_every_batch_all_fixture(row_sort):
 
 
 # --- which row sort -----------------------------------------------------------------------
-
-
-def pk_labels(num_classes, per_class, seed=0):
-    labels = np.repeat(np.arange(num_classes), per_class)
-    np.random.default_rng(seed).shuffle(labels)
-    return labels
 
 
 @pytest.mark.parametrize(
