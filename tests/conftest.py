@@ -112,6 +112,14 @@ def largest_tensor():
 
 
 @pytest.fixture(scope="session")
+def largest_traced():
+    """``largest_traced(fn, spec)``: the largest tensor of ``fn`` traced for ``spec``."""
+    import tensorflow as tf
+
+    return lambda fn, spec: _largest_tensor(tf.function(fn).get_concrete_function(spec).graph)
+
+
+@pytest.fixture(scope="session")
 def clear_of_ties():
     """``clear_of_ties(labels, embeddings, margin, distance, strategy, tol)``."""
     return _clear_of_ties

@@ -20,6 +20,15 @@ def case_id(case):
     return f"{name}-{'soft' if soft else 'hinge'}-{distance}"
 
 
+def pk_labels(num_classes, per_class, seed=0):
+    """`per_class` labels of each of `num_classes` classes, shuffled by `seed`."""
+    import numpy as np
+
+    labels = np.repeat(np.arange(num_classes), per_class)
+    np.random.default_rng(seed).shuffle(labels)
+    return labels
+
+
 def batch_all_sorted(labels, embeddings, margin, squared, with_gradient=True, row_sort="auto",
                      anchor_block=None, distance=None):
     """Batch-all statistics by the counting kernels (`method="sorted"`); `row_sort` forces

@@ -115,3 +115,10 @@ def test_memory_with_other_rows_is_refused(extra, message, capsys):
 
 def test_memory_preset_has_the_rows_of_the_issue():
     assert set(MEMORY_PRESET) == {(256, m, n) for m in LOSS_METHODS for n in (0, 4096, 65536)}
+
+
+def test_loss_methods_are_the_demo_strategies():
+    """`LOSS_METHODS` restates `STRATEGIES`' keys (the bench's parent imports no Keras)."""
+    from tftriplet_cli.demo.model import STRATEGIES
+
+    assert LOSS_METHODS == tuple(STRATEGIES)

@@ -5,6 +5,7 @@ runner's fresh cases). For test_fresh.py; importable as `cheats:Name` for `--ada
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 
@@ -14,8 +15,10 @@ from tftriplet_conformance.differs import Difference
 from tftriplet_conformance.variants import variant_of
 
 
+@functools.cache
 def _golden():
-    return [json.loads(p.read_text()) for p in pathlib.Path(FIXTURES_DIR).rglob("*.json")]
+    """Every golden file's data, read once (the cheats only read it)."""
+    return tuple(json.loads(p.read_text()) for p in pathlib.Path(FIXTURES_DIR).rglob("*.json"))
 
 
 class Cheat(Adapter):
@@ -24,8 +27,7 @@ class Cheat(Adapter):
     name = "cheat"; dtypes = ("float64",); differentiable = True  # noqa: E702
 
     def run(self, fixture, dtype):
-        for path in pathlib.Path(FIXTURES_DIR).rglob("*.json"):
-            data = json.loads(path.read_text())
+        for data in _golden():
             if data.get("name") == fixture["name"]:
                 return {"lookup": dict(data["expected"])}
 

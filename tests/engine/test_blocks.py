@@ -118,12 +118,6 @@ def test_anchor_block_round_trips_through_get_config():
     assert tftriplet.BatchAllTripletLoss().get_config()["anchor_block"] is None
 
 
-@pytest.fixture(scope="session")
-def largest_traced(largest_tensor):
-    """``largest_traced(fn, spec)``: the largest tensor of ``fn`` traced for ``spec``."""
-    return lambda fn, spec: largest_tensor(tf.function(fn).get_concrete_function(spec).graph)
-
-
 @pytest.mark.parametrize("distance, soft, limit", [
     ("euclidean", False, 8 * 48),
     ("cosine", False, 8 * 48),
@@ -212,14 +206,11 @@ def test_anchor_terms_memory_is_anchors_times_batch(largest_traced):
 
 
 def _sorted_cosine(labels, x, margin, row_sort, anchor_block=None):
-    xt = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(xt)
-        stats = batch_all_sorted(tf.constant(labels), xt, margin, False, row_sort=row_sort,
-                                 anchor_block=anchor_block, distance="cosine")
-    out = {k: float(v) for k, v in stats.items()}
-    out["gradient"] = tape.gradient(stats["loss"], xt).numpy()
-    return out
+    return statistics_and_gradient(
+        lambda y, e: batch_all_sorted(y, e, margin, False, row_sort=row_sort,
+                                      anchor_block=anchor_block, distance="cosine"),
+        labels, x, dtype=x.dtype,
+    )
 
 
 @settings(max_examples=20, deadline=None)

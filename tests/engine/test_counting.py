@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import batch_all_sorted, spy_on_kernels, statistics_and_gradient
+from helpers import batch_all_sorted, pk_labels, spy_on_kernels, statistics_and_gradient
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -339,12 +339,6 @@ def test_both_kernels_meet_every_batch_all_fixture(row_sort):
 # --- which row sort -----------------------------------------------------------------------
 
 
-def pk_labels(num_classes, per_class, seed=0):
-    labels = np.repeat(np.arange(num_classes), per_class)
-    np.random.default_rng(seed).shuffle(labels)
-    return labels
-
-
 @pytest.mark.parametrize(
     "num_classes, per_class, expected", [(12, 4, "positives"), (4, 12, "merged")]
 )
@@ -644,19 +638,17 @@ def test_the_positives_kernel_has_no_cubic_tensor(largest_tensor):
 
 
 @pytest.mark.parametrize("method, cubic", [("dense", True), ("sorted", False)])
-def test_only_the_dense_form_has_a_cubic_tensor(largest_tensor, method, cubic):
+def test_only_the_dense_form_has_a_cubic_tensor(largest_traced, method, cubic):
     """Every tensor in the traced loss + gradient graph of the sorted form has at most
     B * B elements (the check sees the dense form's (B, B, B) tiles)."""
     b = 48
     labels = tf.constant(np.arange(b) % 6, dtype="int64")
 
-    @tf.function
     def value_and_grad(e):
         with tf.GradientTape() as tape:
             tape.watch(e)
             value = tftriplet.batch_all_triplet_loss(labels, e, method=method)[0]
         return value, tape.gradient(value, e)
 
-    graph = value_and_grad.get_concrete_function(tf.TensorSpec((b, 8), "float32")).graph
-    largest = largest_tensor(graph)
+    largest = largest_traced(value_and_grad, tf.TensorSpec((b, 8), "float32"))
     assert (largest >= b**3) if cubic else (largest <= b * b)

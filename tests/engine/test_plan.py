@@ -4,7 +4,7 @@ what is known when the graph is traced, and the kernel that runs is the one it n
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import spy_on_kernels
+from helpers import pk_labels, spy_on_kernels
 
 import tftriplet
 from tftriplet import engine
@@ -116,12 +116,6 @@ def test_the_class_limit_is_the_smaller_bound():
     assert int(traced(tf.constant(65536))) == COMPARE_MAX_POSITIVES
 
 
-def pk(num_classes, per_class):
-    labels = np.repeat(np.arange(num_classes), per_class)
-    np.random.default_rng(0).shuffle(labels)
-    return labels
-
-
 @pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
 @pytest.mark.parametrize("num_classes, per_class", [(12, 4), (4, 12)])
 def test_the_kernel_that_runs_is_the_planned_one(monkeypatch, mode, num_classes, per_class):
@@ -134,7 +128,7 @@ def test_the_kernel_that_runs_is_the_planned_one(monkeypatch, mode, num_classes,
     original = plans.plan_batch_all
     monkeypatch.setattr(engine, "plan_batch_all",
                         lambda *a, **k: planned.append(original(*a, **k)) or planned[-1])
-    labels = pk(num_classes, per_class)
+    labels = pk_labels(num_classes, per_class)
     x = np.random.default_rng(1).normal(size=(len(labels), 5))
 
     def loss(y, e):

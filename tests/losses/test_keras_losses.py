@@ -210,19 +210,17 @@ def test_other_backends_match_reference(draw_case, backend):
         np.testing.assert_allclose(got["mean_positive"], d[same].mean(), rtol=1e-5)
 
 
-def largest_graph_tensor(largest_tensor, fn, batch_size, dim=4):
+def largest_graph_tensor(largest_traced, fn, batch_size, dim=4):
     """Elements of the largest tensor in the traced graph of ``fn`` and its gradient."""
     labels = tf.constant(np.arange(batch_size) % 5, dtype="int64")
 
-    @tf.function
     def value_and_grad(e):
         with tf.GradientTape() as tape:
             tape.watch(e)
             value = fn(labels, e)
         return value, tape.gradient(value, e)
 
-    graph = value_and_grad.get_concrete_function(tf.TensorSpec((batch_size, dim), "float32")).graph
-    return largest_tensor(graph)
+    return largest_traced(value_and_grad, tf.TensorSpec((batch_size, dim), "float32"))
 
 
 _DIFFICULTY = tftriplet.TripletDifficulty(distance="cosine")
@@ -242,12 +240,12 @@ def difficulty_update(labels, embeddings):
     ],
     ids=["semi_hard", "batch_hard", "difficulty"],
 )
-def test_no_cubic_tile(largest_tensor, fn):
+def test_no_cubic_tile(largest_traced, fn):
     b = 40
     # dense batch-all does build (B, B, B): the check can see one
     dense = lambda y, e: tftriplet.batch_all_triplet_loss(y, e, method="dense")[0]  # noqa: E731
-    assert largest_graph_tensor(largest_tensor, dense, b) >= b**3
-    assert largest_graph_tensor(largest_tensor, fn, b) <= b * b
+    assert largest_graph_tensor(largest_traced, dense, b) >= b**3
+    assert largest_graph_tensor(largest_traced, fn, b) <= b * b
 
 
 @pytest.mark.parametrize("name", ["batch_hard", "semi_hard"])

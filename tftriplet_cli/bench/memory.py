@@ -24,7 +24,8 @@ from tftriplet_cli.bench.methods import sync_loss_and_gradient
 #: training set, so that an anchor has tens of positives in a memory of 65536.
 MEMORY_CLASSES = 1000
 #: The methods measured with a memory: the loss classes, named as `tftriplet demo
-#: --strategy` names them.
+#: --strategy` names them (the keys of `tftriplet_cli.demo.model.STRATEGIES`, listed here
+#: so that the bench's parent process, which reads this, need not import Keras).
 LOSS_METHODS = ("batch_all", "batch_hard", "semi_hard")
 
 
@@ -37,7 +38,7 @@ def memory_inputs(batch_size, memory, dim, per_class, steps, seed=0):
     earlier = [_pk_batch(rng, batch_size, dim, per_class) for _ in range(-(-memory // batch_size))]
     labels = np.concatenate([y for y, _ in earlier] or [np.zeros(0)])[-memory:].astype("int64")
     embeddings = np.concatenate([x for _, x in earlier] or [np.zeros((0, dim), "float32")])
-    embeddings = embeddings[len(embeddings) - len(labels):]
+    embeddings = embeddings[-memory:]
     return [_pk_batch(rng, batch_size, dim, per_class) for _ in range(steps)], labels, embeddings
 
 
@@ -58,13 +59,10 @@ def filled_loss(method, memory, batch_size, margin, labels, embeddings):
     `memory=0`."""
     import numpy as np
 
-    import tftriplet
     from tftriplet.memory.store import label_dtype
+    from tftriplet_cli.demo.model import STRATEGIES
 
-    classes = {"batch_all": tftriplet.BatchAllTripletLoss,
-               "batch_hard": tftriplet.BatchHardTripletLoss,
-               "semi_hard": tftriplet.SemiHardTripletLoss}
-    loss = classes[method](margin=margin, memory_size=memory)
+    loss = STRATEGIES[method](margin=margin, memory_size=memory)
     if not memory:
         return loss
     loss.memory.build(embeddings.shape[1], "float32")
@@ -81,7 +79,6 @@ def loss_step(method, backend, memory, batch_size, dim, per_class, margin, jit, 
     gradient)`."""
     batches, labels, embeddings = memory_inputs(batch_size, memory, dim, per_class, steps)
     loss = filled_loss(method, memory, batch_size, margin, labels, embeddings)
-    stream = itertools.cycle(batches)
     if backend == "tensorflow":
         import tensorflow as tf
 
@@ -98,6 +95,8 @@ def loss_step(method, backend, memory, batch_size, dim, per_class, margin, jit, 
     if backend == "jax":
         return _jax_step(loss, batches), sync_loss_and_gradient
     import torch
+
+    stream = itertools.cycle(batches)
 
     def torch_step():
         y, x = next(stream)

@@ -56,10 +56,7 @@ def format_table(results):
         if r["method"] == "matmul" and r["status"] == "ok"
     }
     graph_time = {
-        r["batch_size"]: r["median_s"]
-        for r in results
-        if r["method"] == "sorted" and r["status"] == "ok"
-        and r["backend"] == "tensorflow" and not r.get("jit_compile")
+        r["batch_size"]: r["median_s"] for r in results if r["status"] == "ok" and _tf_graph(r)
     }
     header = ("B", "method", "median", "cpu", "peak RSS", "load", "loss", "vs dense", "note")
     rows = []
@@ -78,8 +75,7 @@ def format_table(results):
             notes.append(f"anchor blocks of {r['anchor_block']}")
         if r["method"] != "matmul" and r["batch_size"] in matmul_cpu:
             notes.append(f"{r['median_cpu_s'] / matmul_cpu[r['batch_size']]:.1f}x matmul (cpu)")
-        if r["method"] == "sorted" and _label(r) != "sorted (tensorflow)" and (
-                r["batch_size"] in graph_time):
+        if r["method"] == "sorted" and not _tf_graph(r) and r["batch_size"] in graph_time:
             notes.append(f"{r['median_s'] / graph_time[r['batch_size']]:.2f}x the TF graph")
         load = r.get("load_average")
         rows.append((
@@ -99,6 +95,13 @@ def format_table(results):
     for row in rows:
         lines.append(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
+
+
+def _tf_graph(result):
+    """Whether `result` is the sorted row that ran in a TensorFlow graph (no XLA, no
+    memory): the one the other backends' sorted rows are compared with."""
+    return (result["method"] == "sorted" and result["backend"] == "tensorflow"
+            and not result.get("jit_compile") and not result.get("memory"))
 
 
 def _label(result, backend=True):

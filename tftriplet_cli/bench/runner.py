@@ -90,23 +90,20 @@ def memory_error(args):
     return None
 
 
-def run_one(method, batch_size, args, backend=None, xla=None, memory=0):
-    """Run one measurement in a fresh subprocess (with `backend` and `xla`, default
-    `args`', and a full memory of `memory` samples); returns its result dict."""
-    backend = args.backend if backend is None else backend
-    xla = args.xla if xla is None else xla
-    limit = args.max_gb * 1e9
-    if method == "dense" and dense_bytes_estimate(batch_size) > limit:
-        gb = dense_bytes_estimate(batch_size) / 1e9
-        return skipped(method, batch_size, f"would need {gb:,.0f} GB (limit {args.max_gb:g} GB)")
+def run_one(method, batch_size, args, backend, xla, memory=0):
+    """Run one measurement in a fresh subprocess (with `backend` and `xla`, and a full
+    memory of `memory` samples); returns its result dict."""
+    need = None
+    if method == "dense":
+        need = dense_bytes_estimate(batch_size)
     if method == "pml":
         if not pml_installed():
             return skipped(method, batch_size, "pytorch-metric-learning is not installed")
         need = pml_bytes_estimate(batch_size, args.per_class)
-        if need > limit:
-            return skipped(
-                method, batch_size, f"would need {need / 1e9:,.0f} GB (limit {args.max_gb:g} GB)"
-            )
+    if need is not None and need > args.max_gb * 1e9:
+        return skipped(
+            method, batch_size, f"would need {need / 1e9:,.0f} GB (limit {args.max_gb:g} GB)"
+        )
     worker_args = {
         "method": method,
         "batch_size": batch_size,
