@@ -254,7 +254,7 @@ class CrossBatchMemory(keras.metrics.Metric):
         return f"memory:{self.name}"
 
     def resume_config(self):
-        return {"size": self.size, "warmup": self.warmup}
+        return {k: v for k, v in self.get_config().items() if k != "name"}
 
     def resume_state(self):
         if self.spec is None and not self._restored:
