@@ -79,7 +79,7 @@ def attach_memory(model):
             "memory_size > 0 first."
         )
     # A tracked attribute: Keras adds metrics set on a model to `model.metrics`.
-    model.tftriplet_memories = list(memories)
+    model.tftriplet_memories = memories
     if not getattr(model.compute_loss, "tftriplet_training_mode", False):
         model.compute_loss = _with_training_mode(model.compute_loss)
     return memories
