@@ -31,6 +31,7 @@ import keras
 import numpy as np
 
 from tftriplet import backup
+from tftriplet.memory.training import model_losses
 
 
 class _Stop:
@@ -324,11 +325,8 @@ def _resumable(obj):
 def _collect(given, model):
     """The pieces of state by key: those given, and a loss (or losses) that has state or a
     cross-batch memory (`loss.memory`)."""
-    losses = getattr(model, "loss", None)
-    if isinstance(losses, dict):
-        losses = list(losses.values())
-    losses = losses if isinstance(losses, (list, tuple)) else [losses]
-    candidates = [piece for loss in losses for piece in (loss, getattr(loss, "memory", None))]
+    candidates = [piece for loss in model_losses(model)
+                  for piece in (loss, getattr(loss, "memory", None))]
     found = list(given) + [
         piece for piece in candidates if hasattr(piece, "resume_key") and piece not in given
     ]

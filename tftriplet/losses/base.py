@@ -123,20 +123,27 @@ class TripletLoss(keras.losses.Loss):
         """
         labels, embeddings = standardize_inputs(y_true, y_pred)
         context = distributed.replica_context()
-        if self.memory is not None:
-            loss = pooled.memory_loss(self, labels, embeddings, context)
-        elif context is None:
-            loss = self.compute(labels, embeddings)
-        elif self.cross_replica:
-            global_labels, global_embeddings, local_index = distributed.gather_global_batch(
-                context, labels, embeddings
-            )
-            loss = pooled.replica_share(
-                context, *self.anchor_terms(global_labels, global_embeddings, local_index)
-            )
-        else:
+        if context is not None and not self.cross_replica:
+            pooled.check_cross_replica(self, context)
             loss = self.compute(labels, embeddings)
             loss = loss / ops.cast(context.num_replicas_in_sync, loss.dtype)
+            return ops.cast(loss, self.dtype)
+        anchor_index = None
+        if context is not None:
+            labels, embeddings, anchor_index = distributed.gather_global_batch(
+                context, labels, embeddings
+            )
+        labels, embeddings, anchor_index, valid, pool = pooled.mined_rows(
+            self, labels, embeddings, anchor_index
+        )
+        if context is None:
+            loss = self.compute(labels, embeddings, anchor_index, valid)
+        else:
+            loss = pooled.replica_share(
+                context, *self.anchor_terms(labels, embeddings, anchor_index, valid)
+            )
+        if pool is not None:
+            self.memory.push(pool)
         return ops.cast(loss, self.dtype)
 
     @property

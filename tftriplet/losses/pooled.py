@@ -36,42 +36,38 @@ def replica_share(context, numerator, count):
     return numerator / ops.maximum(total, 1.0)
 
 
-def memory_loss(loss, labels, embeddings, context=None):
-    """The loss of a batch mined against `loss.memory`, which the batch then enters.
-
-    Args:
-        loss: a `tftriplet.losses.TripletLoss` with a memory.
-        labels: the batch's (this replica's) class ids `(b,)`, standardized.
-        embeddings: its embeddings `(b, D)`.
-        context: the `tf.distribute` replica context with several replicas, or None.
-
-    Returns:
-        The scalar loss (this replica's share of it under `tf.distribute`). Outside a
-        training step (`tftriplet.memory.in_training`: `evaluate`), the batch's own loss,
-        and the memory is left as it is.
-    """
-    if context is not None and not loss.cross_replica:
+def check_cross_replica(loss, context):
+    """Refuse a memory under several `tf.distribute` replicas without `cross_replica`."""
+    if loss.memory is not None:
         raise ValueError(
             f"{type(loss).__name__}(memory_size={loss.memory_size}) under a tf.distribute "
             f"strategy with {context.num_replicas_in_sync} replicas needs cross_replica=True: "
             "the memory holds the global batches, the same on every replica."
         )
-    if context is not None:
-        labels, embeddings, local_index = distributed.gather_global_batch(
-            context, labels, embeddings
-        )
+
+
+def mined_rows(loss, labels, embeddings, anchor_index=None):
+    """What the batch is mined against: `(labels, embeddings, anchor_index, valid, pool)`.
+
+    Without a memory, or outside a training step (`tftriplet.memory.in_training`:
+    `evaluate`, where the memory is left as it is), the batch itself (`valid` and `pool`
+    None). Else the `Pool` of the batch and `loss.memory` as it is now: the batch's rows
+    are the anchors unless `anchor_index` (this replica's rows of a gathered global batch)
+    is given; after the loss, `loss.memory.push(pool)` makes the batch enter it.
+
+    Args:
+        loss: a `tftriplet.losses.TripletLoss`.
+        labels: the batch's class ids `(b,)`, standardized (the global batch under
+            `tf.distribute`).
+        embeddings: its embeddings `(b, D)`.
+        anchor_index: int32 `(A,)`, the anchors among the batch's rows; None: every row.
+    """
     memory = loss.memory
-    if not in_training():  # evaluation: the batch alone, the memory unchanged
+    if memory is None:
+        return labels, embeddings, anchor_index, None, None
+    if not in_training():
         memory.check_batch(embeddings)
-        if context is None:
-            return loss.compute(labels, embeddings)
-        return replica_share(context, *loss.anchor_terms(labels, embeddings, local_index))
+        return labels, embeddings, anchor_index, None, None
     pool = memory.pool(labels, embeddings)
-    if context is None:
-        value = loss.compute(pool.labels, pool.embeddings, pool.anchor_index, pool.valid)
-    else:
-        value = replica_share(context, *loss.anchor_terms(
-            pool.labels, pool.embeddings, local_index, pool.valid
-        ))
-    memory.push(pool)
-    return value
+    anchors = pool.anchor_index if anchor_index is None else anchor_index
+    return pool.labels, pool.embeddings, anchors, pool.valid, pool

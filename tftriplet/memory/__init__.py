@@ -11,15 +11,13 @@ Reference:
     https://arxiv.org/abs/1912.06798
 """
 
-from tftriplet.memory.store import CrossBatchMemory, Pool, check_memory_size, check_warmup
-from tftriplet.memory.training import attach_memory, in_training, training_mode
+from tftriplet.memory.store import CrossBatchMemory, check_memory_size, check_warmup
+from tftriplet.memory.training import attach_memory, in_training
 
 __all__ = [
     "CrossBatchMemory",
-    "Pool",
     "attach_memory",
     "check_memory_size",
     "check_warmup",
     "in_training",
-    "training_mode",
 ]

@@ -123,8 +123,9 @@ class CrossBatchMemory(keras.metrics.Metric):
         state = self._restored or {}
         if state:
             _check_restored(state, spec, self.name)
+        labels_dtype = label_dtype()
         shapes = {"embeddings": ((self.size, spec[0]), spec[1]),
-                  "labels": ((self.size,), label_dtype()),
+                  "labels": ((self.size,), labels_dtype),
                   "filled": ((), "int32"), "steps": ((), "int32")}
         for key, (shape, variable_dtype) in shapes.items():
             start = state.get(key)
@@ -133,6 +134,8 @@ class CrossBatchMemory(keras.metrics.Metric):
                                          aggregation="only_first_replica", name=key)
             setattr(self, f"_{key}", variable)
         self.spec, self._restored = spec, None
+        # what each step's `pool` needs of the size alone, made once
+        self._slot_index, self._empty_rows = _pool_constants(self.size, labels_dtype)
 
     def check_batch(self, embeddings):
         """Build on the first batch; refuse a batch the memory cannot hold, naming what
@@ -163,16 +166,16 @@ class CrossBatchMemory(keras.metrics.Metric):
         and the memory as it is now; the memory is not changed."""
         self.check_batch(embeddings)
         check_state_is_threaded(self.variables, (labels, embeddings), self.name)
-        labels = ops.cast(labels, label_dtype())
+        labels = ops.cast(labels, self._labels.dtype)
         held = ops.stop_gradient(_snapshot(self._embeddings))
         held_labels = _snapshot(self._labels)
         filled, steps = _snapshot(self._filled), _snapshot(self._steps)
         b = ops.shape(labels)[0]
-        slots = ops.greater_equal(ops.arange(self.size, dtype="int32"), self.size - filled)
+        slots = ops.greater_equal(self._slot_index, self.size - filled)
         valid = ops.concatenate([ops.ones((b,), "bool"), slots], axis=0)
         # Empty rows are never positives or negatives (`valid`); distinct labels keep them
         # out of any real class, whose size sets the cost of the counting kernels.
-        held_labels = ops.where(slots, held_labels, _empty_labels(self.size))
+        held_labels = ops.where(slots, held_labels, self._empty_rows)
         return Pool(ops.concatenate([labels, held_labels], axis=0),
                     ops.concatenate([embeddings, held], axis=0), valid,
                     ops.arange(b, dtype="int32"), filled, steps)
@@ -254,7 +257,7 @@ class CrossBatchMemory(keras.metrics.Metric):
         return f"memory:{self.name}"
 
     def resume_config(self):
-        return {"size": self.size, "warmup": self.warmup}
+        return {k: v for k, v in self.get_config().items() if k != "name"}
 
     def resume_state(self):
         if self.spec is None and not self._restored:
@@ -288,10 +291,13 @@ def label_dtype():
     return "int64"
 
 
-def _empty_labels(size):
-    """`size` distinct labels for empty rows, from the smallest integer up."""
-    dtype = label_dtype()
-    return ops.cast(np.iinfo(dtype).min + np.arange(size, dtype=np.int64), dtype)
+def _pool_constants(size, dtype):
+    """The slot indices `0..size-1` (int32) and `size` distinct labels in `dtype` for empty
+    rows, from the smallest integer up, as NumPy arrays: a traced step (TensorFlow, JAX)
+    holds them as constants, and a tensor made while building (in one traced graph, or
+    under PyTorch on the device of Keras' symbolic build) could not be used in later steps."""
+    slots = np.arange(size, dtype=np.int32)
+    return slots, (np.iinfo(dtype).min + np.arange(size, dtype=np.int64)).astype(dtype)
 
 
 def _constant(value):

@@ -70,12 +70,8 @@ def attach_memory(model):
         model.fit(batches, epochs=10)  # doctest: +SKIP
         ```
     """
-    losses = getattr(model, "loss", None)
-    if isinstance(losses, dict):
-        losses = list(losses.values())
-    elif not isinstance(losses, (list, tuple)):
-        losses = [losses]
-    memories = [loss.memory for loss in losses if getattr(loss, "memory", None) is not None]
+    memories = [loss.memory for loss in model_losses(model)
+                if getattr(loss, "memory", None) is not None]
     if not memories:
         raise ValueError(
             "tftriplet.attach_memory found no loss with a memory in model.loss "
@@ -83,10 +79,18 @@ def attach_memory(model):
             "memory_size > 0 first."
         )
     # A tracked attribute: Keras adds metrics set on a model to `model.metrics`.
-    model.tftriplet_memories = list(memories)
+    model.tftriplet_memories = memories
     if not getattr(model.compute_loss, "tftriplet_training_mode", False):
         model.compute_loss = _with_training_mode(model.compute_loss)
     return memories
+
+
+def model_losses(model):
+    """The losses `model.compile` was given, as a list (one loss, a list or a dict's values)."""
+    losses = getattr(model, "loss", None)
+    if isinstance(losses, dict):
+        return list(losses.values())
+    return list(losses) if isinstance(losses, (list, tuple)) else [losses]
 
 
 def _with_training_mode(compute_loss):
