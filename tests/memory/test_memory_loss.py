@@ -315,3 +315,22 @@ def test_a_subclass_written_before_the_validity_mask_works_without_a_memory():
         want["loss"], rel=1e-9)
     assert float(Older(margin=MARGIN).statistics(labels, embeddings)["num_anchors"]) == want[
         "num_anchors"]
+
+
+class OwnComputeLoss(keras.Sequential):
+    """A model whose compute_loss predates Keras' `training` argument."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
+        return super().compute_loss(x, y, y_pred, sample_weight)
+
+
+def test_evaluate_leaves_the_memory_alone_with_a_compute_loss_without_training():
+    loss = tftriplet.BatchHardTripletLoss(memory_size=64)
+    model = OwnComputeLoss([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile("sgd", loss)
+    tftriplet.attach_memory(model)
+    x, y = np.random.default_rng(0).normal(size=(8, 3)), np.arange(8) % 2
+    model.fit(x, y, batch_size=4, verbose=0)
+    assert (loss.memory.steps, loss.memory.filled) == (2, 8)
+    model.evaluate(x, y, batch_size=4, verbose=0)
+    assert (loss.memory.steps, loss.memory.filled) == (2, 8)  # evaluation mined, not pushed

@@ -82,6 +82,9 @@ def attach_memory(model):
     model.tftriplet_memories = memories
     if not getattr(model.compute_loss, "tftriplet_training_mode", False):
         model.compute_loss = _with_training_mode(model.compute_loss)
+        # Keras passes `training` only to a compute_loss that it saw take it when the model
+        # was made; the wrapper takes it whatever the model's own method does.
+        model._compute_loss_has_training_arg = True
     return memories
 
 
