@@ -334,8 +334,9 @@ def _collect(given, model):
     for piece in found:
         if piece.resume_key in pieces:
             raise ValueError(
-                f"two objects given to tftriplet.BackupAndRestore have the state key "
-                f"{piece.resume_key!r}; each needs its own (e.g. RetrievalEvaluation's prefix)."
+                f"two pieces of state have the key {piece.resume_key!r} (those given to "
+                "tftriplet.BackupAndRestore and the model's losses and their memories); each "
+                "needs its own: a RetrievalEvaluation's prefix, a loss's name."
             )
         pieces[piece.resume_key] = piece
     return pieces

@@ -219,3 +219,24 @@ def test_a_restored_memory_holds_what_it_held_at_the_backup(tmp_path):
     assert fresh.loss.memory.steps == 6
     for a, b in zip(held, fresh.loss.memory.contents(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_two_pieces_of_state_with_one_key_are_refused(tmp_path):
+    x, y = data()
+    evaluations = [tftriplet.RetrievalEvaluation(x, y) for _ in range(2)]  # one prefix
+    backup = tftriplet.BackupAndRestore(tmp_path / "backup", batches(), *evaluations)
+    with pytest.raises(ValueError, match="RetrievalEvaluation:val_.*each needs its own"):
+        model_for().fit(batches(), epochs=1, verbose=0, callbacks=[backup])
+
+
+def test_two_memories_of_one_name_in_the_model_s_losses_are_refused(tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, {"a": keras.layers.Dense(3)(inputs),
+                                 "b": keras.layers.Dense(3)(inputs)})
+    model.compile("sgd", {"a": tftriplet.BatchHardTripletLoss(memory_size=8),
+                          "b": tftriplet.BatchHardTripletLoss(memory_size=8)})
+    backup = tftriplet.BackupAndRestore(tmp_path / "backup", batches())
+    x, y = data()
+    with pytest.raises(ValueError, match="memory:batch_hard_triplet_loss_memory.*losses"):
+        model.fit(x, {"a": y, "b": y}, batch_size=6, verbose=0, callbacks=[backup])
