@@ -133,6 +133,16 @@ class Distance:
         Returns:
             The distances; an anchor's distance to its own column is left as computed.
         """
+        return self.finish(self.product(points, rows), points, rows, whole)
+
+    def product(self, points, rows):
+        """The `(A, B)` matrix product of `rows` and `points` that `between` starts from:
+        its one `A x B x D` step."""
+        raise NotImplementedError
+
+    def finish(self, product, points, rows, whole=False):
+        """`between` from its `product`, elementwise (a compiler can fuse it with what
+        follows). Arguments as `between`."""
         raise NotImplementedError
 
     def slopes(self, weights, distances):
@@ -171,8 +181,11 @@ class SquaredEuclidean(Distance):
 
     name = "squared_euclidean"
 
-    def between(self, points, rows, whole=False):
-        minus_two_dot = matmul_t(-2.0 * rows.values, points.values, transpose_b=True)
+    def product(self, points, rows):
+        return matmul_t(-2.0 * rows.values, points.values, transpose_b=True)
+
+    def finish(self, product, points, rows, whole=False):
+        minus_two_dot = product
         if whole:  # -2 |e|^2 scaled back exactly (a power of two)
             sq_norm = -0.5 * ops.diagonal(minus_two_dot)
             row_norm = col_norm = sq_norm
@@ -191,8 +204,8 @@ class Euclidean(SquaredEuclidean):
 
     name = "euclidean"
 
-    def between(self, points, rows, whole=False):
-        return ops.sqrt(super().between(points, rows, whole))
+    def finish(self, product, points, rows, whole=False):
+        return ops.sqrt(super().finish(product, points, rows, whole))
 
     def matrix(self, embeddings, anchor_index=None):
         return _safe_sqrt(SQUARED_EUCLIDEAN.matrix(embeddings, anchor_index))
@@ -211,8 +224,11 @@ class Cosine(Distance):
         inv_norm = _inverse_norm(embeddings)
         return Points(embeddings * inv_norm, inv_norm=inv_norm)
 
-    def between(self, points, rows, whole=False):
-        return ops.clip(1.0 - matmul_t(rows.values, points.values, transpose_b=True), 0.0, 2.0)
+    def product(self, points, rows):
+        return matmul_t(rows.values, points.values, transpose_b=True)
+
+    def finish(self, product, points, rows, whole=False):
+        return ops.clip(1.0 - product, 0.0, 2.0)
 
     def slopes(self, weights, distances):
         return weights
