@@ -1,8 +1,9 @@
 """The few primitives `keras.ops` lacks, one implementation per Keras backend.
 
 Everything else in tftriplet is written with `keras.ops`; these functions reach for the
-backend's own op where Keras has none (a row-wise binary search, a per-row histogram, a
-bitcast on old Keras versions) or where its generic form costs several passes.
+backend's own op where Keras has none (a row-wise binary search, a bitcast on old Keras
+versions, a function XLA compiles inside a TensorFlow graph) or where its generic form
+costs several passes. Per-row histograms are in `tftriplet.histograms`.
 """
 
 from __future__ import annotations
@@ -100,34 +101,13 @@ def binary_search(sorted_values, values, side, gather):
     return low
 
 
-def row_bincount(ids, num_bins):
-    """Per row, how often each of `0 .. num_bins - 1` occurs in `ids`.
+def xla_function(fn):
+    """`fn` as one XLA-compiled TensorFlow function (`tf.function(jit_compile=True)`),
+    which a TensorFlow graph calls as a single op; compiled once per input shape when it
+    first runs."""
+    import tensorflow as tf
 
-    Args:
-        ids: int32 `(B, N)` with values in `[0, num_bins)`.
-        num_bins: the number of bins.
-
-    Returns:
-        int32 `(B, num_bins)`.
-    """
-    name = backend.backend()
-    if name == "tensorflow":
-        import tensorflow as tf
-
-        # The raw op: tf.math.bincount would first take the maximum of ids (a B x N pass).
-        no_weights = tf.zeros((0,), ids.dtype)
-        return tf.raw_ops.DenseBincount(input=ids, size=num_bins, weights=no_weights)
-    # Elsewhere one flat histogram, each row's ids offset into bins of its own.
-    b = ops.shape(ids)[0]
-    flat = ops.reshape(ids + ops.expand_dims(ops.arange(b, dtype="int32") * num_bins, 1), (-1,))
-    if name == "torch":
-        import torch
-
-        # Much faster than Keras' segment_sum on torch (docs/performance.md).
-        counts = torch.bincount(flat, minlength=b * num_bins)
-    else:
-        counts = ops.segment_sum(ops.ones_like(flat), flat, num_segments=b * num_bins)
-    return ops.reshape(ops.cast(counts, "int32"), (b, num_bins))
+    return tf.function(fn, jit_compile=True, autograph=False)
 
 
 def bitcast(x, dtype):

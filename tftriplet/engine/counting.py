@@ -43,11 +43,11 @@ from keras import backend, ops
 from tftriplet.backend_ops import (
     bitcast,
     gpu_comparable,
-    row_bincount,
     row_searchsorted,
     sequential_loop,
     sorted_searchsorted,
 )
+from tftriplet.histograms import row_bincount
 
 
 class Rows(NamedTuple):
