@@ -73,20 +73,22 @@ def statistics_and_gradient(statistics, labels, embeddings, mode="eager", dtype=
 
 
 def spy_on_kernels(monkeypatch):
-    """Record which counting kernel each call (or trace) goes through: `"positives"` for a
-    class kernel (search or compare), `"merged"` for the whole-row sort."""
-    from tftriplet.engine import counting
+    """Record which counting kernel each call (or trace) goes through, by the plan's name:
+    `"search"`, `"compare"`, `"fused"` or `"merged"`."""
+    from tftriplet.engine import counting, fused
 
     calls = []
-    for name, kind in (("search_weights", "positives"), ("compare_weights", "positives"),
-                       ("merged_weights", "merged")):
-        original = getattr(counting, name)
+    for module, name, kind in ((counting, "search_weights", "search"),
+                               (counting, "compare_weights", "compare"),
+                               (counting, "merged_weights", "merged"),
+                               (fused, "fused_slopes", "fused")):
+        original = getattr(module, name)
 
         def spy(*args, _original=original, _kind=kind):
             calls.append(_kind)
             return _original(*args)
 
-        monkeypatch.setattr(counting, name, spy)
+        monkeypatch.setattr(module, name, spy)
     return calls
 
 

@@ -21,7 +21,8 @@ including the bodies of loops and branches, is looked up:
   compile instead of running on the CPU).
 
 Ops that only route data (function arguments and results, calls, ``NoOp``) have no kernel
-of their own and are skipped; the bodies of the functions they call are audited.
+of their own and are skipped; the bodies of the functions they call are audited, those
+that XLA compiles inside a graph (the fused batch-all kernel) as under XLA.
 """
 
 import itertools
@@ -70,23 +71,34 @@ DIM = 5
 # ------------------------------------------------------------------------- the audit
 
 
-def ops_of(graph, seen=None):
-    """Every op of ``graph`` and of the functions its ops call (loops, branches, calls)."""
+def ops_of(graph, device, seen=None):
+    """``(op, device)`` for every op of ``graph`` and of the functions its ops call (loops,
+    branches, calls): the body of a function that XLA must compile (a ``jit_compile``
+    function called from a graph) is looked up on XLA's device, ``XLA_GPU_JIT``."""
     seen = set() if seen is None else seen
     for op in graph.get_operations():
-        yield op
+        yield op, device
+        called_device = "XLA_GPU_JIT" if must_compile(op) else device
         for attr in op.op_def.attr:
             if attr.type not in ("func", "list(func)"):
                 continue
             value = op.get_attr(attr.name)
             for called in value if isinstance(value, list) else [value]:
                 name = called.name if hasattr(called, "name") else called
-                if name in seen:
+                if (name, called_device) in seen:
                     continue
-                seen.add(name)
+                seen.add((name, called_device))
                 function = graph._get_function(name)  # noqa: SLF001 - no public accessor
                 if function is not None:
-                    yield from ops_of(function.graph, seen)
+                    yield from ops_of(function.graph, called_device, seen)
+
+
+def must_compile(op):
+    """Whether ``op`` calls a function that XLA compiles whole."""
+    try:
+        return bool(op.get_attr("_XlaMustCompile"))
+    except ValueError:
+        return False
 
 
 def type_values(node_def, name):
@@ -132,21 +144,21 @@ def dtypes_of(op):
 def audit(graph, device):
     """``(op type, dtypes, why)`` for every op of ``graph`` without a usable kernel."""
     problems = set()
-    for op in ops_of(graph):
+    for op, on in ops_of(graph, device):
         if op.type in NO_KERNEL or graph._get_function(op.type) is not None:  # noqa: SLF001
             continue
         # DEFAULT kernels serve every device type (TensorFlow registers its int32 shape
         # arithmetic there, with the data in host memory).
-        devices = (device, "DEFAULT") if device == "GPU" else (device,)
+        devices = (on, "DEFAULT") if on == "GPU" else (on,)
         candidates = [
             k
             for k in kernels.get_registered_kernels_for_op(op.type).kernel
             if k.device_type in devices and admits(k, op.node_def)
         ]
         if not candidates:
-            problems.add((op.type, dtypes_of(op), f"no {device} kernel"))
+            problems.add((op.type, dtypes_of(op), f"no {on} kernel"))
             continue
-        if device == "GPU" and all(on_host_only(k, op) for k in candidates):
+        if on == "GPU" and all(on_host_only(k, op) for k in candidates):
             if any(batch_by_batch(o.shape) for o in op.outputs):
                 shapes = ",".join(str(o.shape) for o in op.outputs)
                 problems.add(
@@ -312,6 +324,19 @@ def test_the_audit_sees_what_it_checks():
 
     graph = big_int32.get_concrete_function(tf.TensorSpec([None, 3], tf.int32)).graph
     assert any(p[0] == "AddV2" and "host" in p[2] for p in audit(graph, "GPU"))
+
+    # A function XLA compiles, called from a graph: its body is looked up on XLA's device.
+    compiled = tf.function(lambda x: (tf.strings.as_string(x), x * x), jit_compile=True)
+
+    @tf.function
+    def calls_compiled(x):
+        return compiled(x), x + x
+
+    graph = calls_compiled.get_concrete_function(tf.TensorSpec([None, 3], tf.int32)).graph
+    problems = audit(graph, "GPU")
+    assert any(p[0] == "AsString" and p[2] == "no XLA_GPU_JIT kernel" for p in problems)
+    assert not any(p[0] == "Mul" for p in problems)  # int32 on the GPU under XLA
+    assert any(p[0] == "AddV2" and "host" in p[2] for p in problems)  # the graph's own
 
 
 def run_audit(cases, make_graph, batch, jit, device, dtype, label_dtype):

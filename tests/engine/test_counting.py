@@ -22,8 +22,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import tftriplet
-from tftriplet.distances import resolve_distance
-from tftriplet.engine import counting
+from tftriplet.distances import Distance, Points, resolve_distance
+from tftriplet.engine import counting, fused
+from tftriplet.engine import plan as plans
+from tftriplet.engine.plan import FUSED_SLOTS
 from tftriplet_conformance import reference
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -213,12 +215,27 @@ def pair_weights(labels, d, margin, kernel):
     k = int(np.max(np.unique(labels, return_counts=True)[1]))
     if kernel == "merged":
         w, per_row = counting.merged_weights(d, rows, margin)
+    elif kernel == "fused":  # a distance whose product is d and whose slopes are W
+        points = Points(tf.zeros((len(labels), 1), d.dtype))
+        slots = plans.plan_batch_all(len(labels), mode="graph").slots_for(k)
+        w, _, per_row = fused.fused_slopes(d, points, points, rows, table.order, margin,
+                                           AsGiven(), False, slots)
     else:
         w, per_row = getattr(counting, f"{kernel}_weights")(d, rows, table.order, margin, k)
     return w.numpy(), float(tf.reduce_sum(per_row))
 
 
-@pytest.mark.parametrize("kernel", ["merged", "search", "compare"])
+class AsGiven(Distance):
+    """The matrix product is the distances; the slopes are the weights."""
+
+    def finish(self, product, points, rows, whole=False):
+        return product
+
+    def slopes(self, weights, distances):
+        return weights
+
+
+@pytest.mark.parametrize("kernel", ["merged", "search", "compare", "fused"])
 def test_pair_weights_are_the_counts(random_case, kernel):
     """W from each kernel equals the counts c_ij and -r_ik written out as loops."""
     rng = np.random.default_rng(3)
@@ -340,7 +357,7 @@ def test_both_kernels_meet_every_batch_all_fixture(row_sort):
 
 
 @pytest.mark.parametrize(
-    "num_classes, per_class, expected", [(12, 4, "positives"), (4, 12, "merged")]
+    "num_classes, per_class, expected", [(12, 4, "search"), (4, 12, "merged")]
 )
 def test_auto_row_sort_eagerly(monkeypatch, num_classes, per_class, expected):
     calls = spy_on_kernels(monkeypatch)
@@ -353,19 +370,24 @@ def test_auto_row_sort_eagerly(monkeypatch, num_classes, per_class, expected):
 
 
 def test_auto_row_sort_in_a_graph_decides_when_it_runs(monkeypatch):
-    """In a tf.function the class sizes are known only when it runs: both kernels are
-    traced into a cond, and one traced function serves both kinds of batch."""
+    """In a tf.function the class sizes are known only when it runs: every kernel the plan
+    may choose is traced into a cond (the fused kernel once per bucket of slots, the search
+    kernel above them, the whole-row sort), and one traced function serves every batch:
+    classes of 4, 6, 12 and 20 (each fused bucket), 40 (searched) and above B / 8
+    positives (merged), each the reference's numbers."""
     calls = spy_on_kernels(monkeypatch)
     fn = tf.function(
         lambda y, x: batch_all_sorted(y, x, 0.3, False)["loss"],
         input_signature=[tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, 5], tf.float64)],
     )
     rng = np.random.default_rng(2)
-    for labels in (pk_labels(12, 4), pk_labels(4, 12), pk_labels(3, 7)):
+    for labels in (pk_labels(12, 4), pk_labels(12, 6), pk_labels(8, 12), pk_labels(10, 20),
+                   pk_labels(8, 40), pk_labels(4, 12), pk_labels(3, 7)):
         x = rng.normal(size=(len(labels), 5))
         want = reference.batch_all(labels, x, 0.3)
         np.testing.assert_allclose(float(fn(labels, x)), want["loss"], rtol=1e-9)
-    assert sorted(calls) == ["merged", "positives"]  # one trace, both branches
+    # one trace, every branch
+    assert sorted(calls) == ["fused"] * len(FUSED_SLOTS) + ["merged", "search"]
 
 
 def test_xla_counts_by_class_and_falls_back_when_it_runs(monkeypatch):
@@ -380,13 +402,13 @@ def test_xla_counts_by_class_and_falls_back_when_it_runs(monkeypatch):
         got = loss_and_grad(labels, x, 0.3, False, "sorted", "float64", mode="xla",
                             row_sort="auto")
         assert_same(got, want, rtol=1e-9, atol=1e-12)
-    assert sorted(set(calls)) == ["merged", "positives"]
+    assert sorted(set(calls)) == ["compare", "merged"]
     calls.clear()
     labels = pk_labels(4, 12)  # 11 positives per anchor: above B / 8, forced anyway
     x = rng.normal(size=(48, 5))
     got = loss_and_grad(labels, x, 0.3, False, "sorted", "float64", mode="xla",
                         row_sort="positives")
-    assert calls == ["positives"]
+    assert calls == ["compare"]
     assert_same(got, reference.batch_all(labels, x, 0.3), rtol=1e-9, atol=1e-12)
 
 
@@ -582,10 +604,10 @@ def test_bench_reports_which_sorted_kernel_ran(tmp_path, capsys):
         results = json.loads(path.read_text())["results"]
         kernels = {r["batch_size"]: r["kernel"] for r in results}
         assert kernels == (
-            {16: "merged", 24: "search"} if row_sort == "auto" else {16: "merged", 24: "merged"}
+            {16: "merged", 24: "fused"} if row_sort == "auto" else {16: "merged", 24: "merged"}
         )
         losses[row_sort] = [r["loss"] for r in results]
-    assert "sorts the positives, searches" in capsys.readouterr().out
+    assert "compares with the positives, one XLA op a block" in capsys.readouterr().out
     np.testing.assert_allclose(losses["auto"], losses["merged"], rtol=1e-6)
 
 

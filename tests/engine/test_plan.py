@@ -15,6 +15,7 @@ from tftriplet.engine.plan import (
     COMPARE_MAX_POSITIVES,
     COUNT_BLOCK_ENTRIES,
     DENSE_MAX_BATCH,
+    FUSED_SLOTS,
     TRIPLE_BLOCK_ENTRIES,
     plan_batch_all,
 )
@@ -34,7 +35,20 @@ def test_auto_evaluates_every_triple_up_to_the_dense_limit():
 
 
 def test_each_execution_mode_has_its_class_kernel():
-    assert CLASS_KERNEL == {"eager": "search", "graph": "search", "compiled": "compare"}
+    assert CLASS_KERNEL == {"eager": "search", "graph": "fused", "compiled": "compare"}
+
+
+def test_the_fused_kernel_takes_the_first_bucket_that_holds_the_class():
+    plan = plan_batch_all(8192, mode="graph")
+    assert plan.kernel == "fused"
+    assert [plan.slots_for(k) for k in (1, 4, 5, 8, 9, 32, 33)] == [4, 4, 8, 8, 16, 32, None]
+    assert FUSED_SLOTS == tuple(sorted(FUSED_SLOTS))
+    # k samples a class: k - 1 positives; above the last bucket the search kernel counts
+    assert plan.kernel_for(FUSED_SLOTS[-1] - 1, 8192) == "fused"
+    assert plan.kernel_for(FUSED_SLOTS[-1], 8192) == "search"
+    assert plan.kernel_for(8192 // CLASS_KERNEL_DIVISOR + 1, 8192) == "merged"
+    # the other modes' kernels have no buckets
+    assert plan_batch_all(8192, mode="eager").kernel_for(100, 8192) == "search"
 
 
 @pytest.mark.parametrize("batch_size", [None, 8, 10**4])
@@ -100,7 +114,8 @@ def test_describe_says_what_runs():
         f"compare, merged above min(B/{CLASS_KERNEL_DIVISOR}, {COMPARE_MAX_POSITIVES}) "
         "positives, blocks of 256")
     assert plan_batch_all(None, mode="graph").describe() == (
-        f"search, merged above B/{CLASS_KERNEL_DIVISOR} positives, blocks from the batch size")
+        f"fused, search above {FUSED_SLOTS[-1] - 1} positives, merged above "
+        f"B/{CLASS_KERNEL_DIVISOR} positives, blocks from the batch size")
 
 
 def test_the_class_limit_is_the_smaller_bound():
@@ -143,6 +158,8 @@ def test_the_kernel_that_runs_is_the_planned_one(monkeypatch, mode, num_classes,
     assert plan.kernel == CLASS_KERNEL[plan.mode]
     if mode == "eager":
         few = per_class - 1 <= len(labels) // CLASS_KERNEL_DIVISOR
-        assert calls == ["positives" if few else "merged"]
+        assert calls == ["search" if few else "merged"]
+    elif mode == "graph":  # each bucket of the fused kernel, the search above, the merged
+        assert sorted(calls) == ["fused"] * len(FUSED_SLOTS) + ["merged", "search"]
     else:
-        assert sorted(calls) == ["merged", "positives"]
+        assert sorted(calls) == ["compare", "merged"]

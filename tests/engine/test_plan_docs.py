@@ -8,6 +8,7 @@ from tftriplet.engine.plan import (
     COMPARE_MAX_POSITIVES,
     COUNT_BLOCK_ENTRIES,
     DENSE_MAX_BATCH,
+    FUSED_SLOTS,
     TRIPLE_BLOCK_ENTRIES,
     plan_batch_all,
 )
@@ -20,6 +21,8 @@ def test_the_page_states_the_plan_as_it_is():
     assert f"at most {DENSE_MAX_BATCH} samples (static)" in text
     assert f"blocks of at most {DENSE_MAX_BATCH} anchors" in text
     assert f"above `B / {CLASS_KERNEL_DIVISOR}` positives" in text
+    assert f"**fused** up to {FUSED_SLOTS[-1] - 1} positives per anchor (classes of " + (
+        ", ".join(map(str, FUSED_SLOTS[:-1])) + f" or {FUSED_SLOTS[-1]} slots)") in text
     assert f"above `min(B / {CLASS_KERNEL_DIVISOR}, {COMPARE_MAX_POSITIVES})` positives" in text
     assert "near 2²¹ entries" in text and COUNT_BLOCK_ENTRIES == 2**21
     assert "near 2²² entries" in text and TRIPLE_BLOCK_ENTRIES == 2**22

@@ -21,9 +21,9 @@ from keras import ops
 
 from tftriplet.backend_ops import add_to_rows, concrete_int, matmul_t, sequential_loop
 from tftriplet.distances import get_distance
-from tftriplet.engine import counting
+from tftriplet.engine import counting, fused
 from tftriplet.engine.counting import label_table, one_more
-from tftriplet.engine.plan import BLOCKS_AT_ONCE
+from tftriplet.engine.plan import BLOCKS_AT_ONCE, FUSED_SLOTS
 from tftriplet.engine.triples import triple_weights
 from tftriplet.statistics import TripletSums
 
@@ -38,34 +38,56 @@ class _Totals(NamedTuple):
     column_scale: object  # (B,): colsum(G), the columns' norm term
 
 
-def _weights_fn(plan, table, margin, soft, k):
-    """`(d, rows) -> (W, terms per row, positive triples per row)` for the plan's kernel."""
+def _slopes_fn(plan, table, margin, soft, k, distance, points, whole):
+    """`(product, row_points, rows) -> (G, terms per row, positive triples per row)` for the
+    plan's kernel, from a block's `distance.product`."""
+
+    def finished(kernel):  # kernel(d, rows) -> (W, terms, positive)
+        def slopes(product, row_points, rows):
+            d = distance.finish(product, points, row_points, whole)
+            w, terms, positive = kernel(d, rows)
+            return distance.slopes(w, d), terms, positive
+
+        return slopes
+
+    def counted(name, *args):  # counting.<name>_weights(d, rows, *args) -> (W, positive)
+        def kernel(d, rows):
+            w, positive = getattr(counting, f"{name}_weights")(d, rows, *args)
+            return w, ops.sum(w * d, axis=1) + margin * positive, positive
+
+        return finished(kernel)
+
+    def fused_with(slots):
+        return lambda product, row_points, rows: fused.fused_slopes(
+            product, points, row_points, rows, table.order, margin, distance, whole, slots)
+
     if plan.kernel == "triples":
-        return lambda d, rows: triple_weights(d, rows, margin, soft)
+        return finished(lambda d, rows: triple_weights(d, rows, margin, soft))
+    merged = counted("merged", margin)
+    if plan.kernel == "merged":
+        return merged
+    search = counted("search", table.order, margin, k)
+    if plan.kernel == "fused":  # the first bucket of slots that holds the largest class
+        class_kernel = search
+        for slots in reversed(FUSED_SLOTS):
+            class_kernel = _either(ops.less_equal(k, slots), fused_with(slots), class_kernel)
+    elif plan.kernel == "search":
+        class_kernel = search
+    else:
+        class_kernel = counted("compare", table.order, margin, k)
+    if plan.merged_above is None:
+        return class_kernel
+    few = ops.less_equal(k - 1, plan.class_limit(ops.shape(points.values)[0]))
+    return _either(few, class_kernel, merged)
 
-    def class_kernel(d, rows):
-        kernel = counting.search_weights if plan.kernel == "search" else counting.compare_weights
-        return kernel(d, rows, table.order, margin, k)
 
-    def merged(d, rows):
-        return counting.merged_weights(d, rows, margin)
-
-    def weights(d, rows):
-        if plan.kernel == "merged":
-            w, positive = merged(d, rows)
-        elif plan.merged_above is None:
-            w, positive = class_kernel(d, rows)
-        else:
-            few = ops.less_equal(k - 1, plan.class_limit(ops.shape(d)[1]))
-            few_now = concrete_int(few)
-            if few_now is not None:
-                w, positive = (class_kernel if few_now else merged)(d, rows)
-            else:
-                w, positive = ops.cond(few, lambda: class_kernel(d, rows),
-                                       lambda: merged(d, rows))
-        return w, ops.sum(w * d, axis=1) + margin * positive, positive
-
-    return weights
+def _either(condition, if_true, if_false):
+    """The function that runs `if_true` or `if_false` (same arguments and results) as
+    `condition` says: decided now when it is known, else when the graph runs."""
+    known = concrete_int(condition)
+    if known is not None:
+        return if_true if known else if_false
+    return lambda *args: ops.cond(condition, lambda: if_true(*args), lambda: if_false(*args))
 
 
 def batch_all_sums(labels, embeddings, margin, distance, soft, plan, anchor_index=None,
@@ -105,11 +127,11 @@ def batch_all_sums(labels, embeddings, margin, distance, soft, plan, anchor_inde
     k = ops.max(ops.take(table.class_size, anchor_index), initial=1)  # slots per anchor
     k_now = concrete_int(k)
     k = k if k_now is None else k_now
-    weights = _weights_fn(plan, table, margin, soft, k)
     num_anchors = ops.shape(anchor_index)[0]
     block = plan.block_size(num_anchors, b)
     # one block of every row, in order: the distances' whole-matrix form
     whole = all_anchors and isinstance(block, int) and block == concrete_int(b)
+    slopes = _slopes_fn(plan, table, margin, soft, k, distance, points, whole)
     if isinstance(block, int) and concrete_int(num_anchors) is not None:
         num_blocks = -(-concrete_int(num_anchors) // block)
     else:
@@ -125,14 +147,13 @@ def batch_all_sums(labels, embeddings, margin, distance, soft, plan, anchor_inde
         fresh = ops.greater_equal(position, start_wanted)
         index = ops.take(anchors, position)
         row_points = points if whole else padded.take(index)
-        d = distance.between(points, row_points, whole=whole)
-        w, terms, positive = weights(d, table.rows(index))
+        g, terms, positive = slopes(distance.product(points, row_points), row_points,
+                                    table.rows(index))
         keep = ops.cast(fresh, dtype)
         totals = totals._replace(terms=totals.terms + ops.sum(terms * keep),
                                  positive=totals.positive + ops.sum(positive * keep))
         if with_gradient:
-            totals = _add_gradient(totals, distance, points, row_points, index,
-                                   distance.slopes(w, d), keep)
+            totals = _add_gradient(totals, distance, points, row_points, index, g, keep)
         return totals
 
     zero = ops.zeros((), dtype)

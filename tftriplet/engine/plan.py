@@ -16,6 +16,9 @@ The kernels (`tftriplet.engine.counting`, `tftriplet.engine.triples`):
   placed among them by a binary search and a histogram, `O(B^2 log k)`;
 - `"compare"`: the same counts from one comparison pass per positive slot, `O(B^2 k)`
   without sorting, searching or scattering: what XLA compiles well;
+- `"fused"` (`tftriplet.engine.fused`): in a TensorFlow graph, the comparisons, distances
+  and slopes of each block compiled by XLA into one pass, for classes of up to the last
+  of `FUSED_SLOTS` samples (the search kernel above);
 - `"merged"`: the hinge counted by sorting whole rows, `O(B^2 log B)`, for batches where
   an anchor has many positives (the class kernels cost grows with `k`).
 """
@@ -45,8 +48,14 @@ DENSE_MAX_BATCH = 32
 CLASS_KERNEL_DIVISOR = 8
 
 #: The class kernel of each execution mode: binary search and histograms where shapes may
-#: depend on values (their cost is `log k` per entry), comparisons under XLA.
-CLASS_KERNEL = {"eager": "search", "graph": "search", "compiled": "compare"}
+#: depend on values (their cost is `log k` per entry), comparisons under XLA, and in a
+#: TensorFlow graph the comparisons of each block compiled by XLA (one op of the graph).
+CLASS_KERNEL = {"eager": "search", "graph": "fused", "compiled": "compare"}
+
+#: The slots per anchor the fused kernel is compiled for: the first that holds the largest
+#: class is taken when the graph runs. Its comparisons cost `k` per entry against the
+#: search kernel's `log k`: above 32 the search kernel is faster (docs/performance.md).
+FUSED_SLOTS = (4, 8, 16, 32)
 
 #: The compare kernel's cost grows with `k` (one pass a positive) and XLA's whole-row sort
 #: costs about as much as 256 passes at B=2048 and at 8192: above 256 positives per
@@ -96,7 +105,7 @@ class Plan:
     """How batch-all is evaluated.
 
     Attributes:
-        kernel: `"triples"`, `"search"`, `"compare"` or `"merged"` (see the module).
+        kernel: `"triples"`, `"search"`, `"compare"`, `"fused"` or `"merged"` (see the module).
         merged_above: the class kernels give way to `"merged"` when an anchor has more than
             `batch_size // merged_above` positives (None: never)...
         max_positives: ... or more than this many (None: no such bound).
@@ -154,11 +163,22 @@ class Plan:
     def kernel_for(self, num_positives, batch_size):
         """The kernel that runs when no anchor has more than `num_positives` positives."""
         limit = self.class_limit(batch_size)
-        return "merged" if limit is not None and num_positives > limit else self.kernel
+        if limit is not None and num_positives > limit:
+            return "merged"
+        if self.kernel == "fused" and self.slots_for(num_positives + 1) is None:
+            return "search"
+        return self.kernel
+
+    def slots_for(self, class_size):
+        """The fused kernel's slots for a largest class of `class_size` samples (an int),
+        or None above the last of `FUSED_SLOTS`."""
+        return next((slots for slots in FUSED_SLOTS if class_size <= slots), None)
 
     def describe(self, batch_size=None):
         """One line for tables and logs: the kernel, its fallback and the blocks."""
         text = self.kernel
+        if self.kernel == "fused":
+            text += f", search above {FUSED_SLOTS[-1] - 1} positives"
         if self.merged_above is not None:
             bound = f"B/{self.merged_above}"
             if self.max_positives is not None:

@@ -11,6 +11,7 @@ KERNEL_NOTES = {
     "triples": "every triple",
     "search": "sorts the positives, searches",
     "compare": "compares with the positives",
+    "fused": "compares with the positives, one XLA op a block",
     "merged": "sorts whole rows",
 }
 
