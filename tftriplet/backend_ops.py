@@ -101,6 +101,20 @@ def binary_search(sorted_values, values, side, gather):
     return low
 
 
+def xla_compiles_in_graphs():
+    """Whether a TensorFlow graph may call an XLA-compiled function (`xla_function`):
+    not with tensorflow-metal's GPU on Apple silicon, which XLA does not support (the case
+    in which Keras' `jit_compile="auto"` turns XLA off too)."""
+    import platform
+
+    try:
+        import tensorflow as tf
+    except ImportError:  # no TensorFlow graph to run in
+        return True
+    apple_silicon = platform.system() == "Darwin" and "arm" in platform.processor().lower()
+    return not (apple_silicon and tf.config.list_physical_devices("GPU"))
+
+
 def xla_function(fn):
     """`fn` as one XLA-compiled TensorFlow function (`tf.function(jit_compile=True)`),
     which a TensorFlow graph calls as a single op; compiled once per input shape when it

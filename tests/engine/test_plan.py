@@ -51,6 +51,18 @@ def test_the_fused_kernel_takes_the_first_bucket_that_holds_the_class():
     assert plan_batch_all(8192, mode="eager").kernel_for(100, 8192) == "search"
 
 
+def test_a_graph_searches_where_xla_cannot_compile(monkeypatch):
+    """tensorflow-metal's GPU on Apple silicon: no XLA, so no fused kernel."""
+    import platform
+
+    monkeypatch.setattr(platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(platform, "processor", lambda: "arm")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["GPU:0"])
+    assert plan_batch_all(8192, mode="graph").kernel == "search"
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    assert plan_batch_all(8192, mode="graph").kernel == "fused"  # Apple silicon's CPU
+
+
 @pytest.mark.parametrize("batch_size", [None, 8, 10**4])
 def test_the_method_and_row_sort_are_obeyed(batch_size):
     dense = plan_batch_all(batch_size, method="dense", mode="eager")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from keras import ops
 
-from tftriplet.backend_ops import concrete_int, execution_mode
+from tftriplet.backend_ops import concrete_int, execution_mode, xla_compiles_in_graphs
 
 #: The values of `method`.
 METHODS = ("auto", "dense", "sorted")
@@ -49,7 +49,8 @@ CLASS_KERNEL_DIVISOR = 8
 
 #: The class kernel of each execution mode: binary search and histograms where shapes may
 #: depend on values (their cost is `log k` per entry), comparisons under XLA, and in a
-#: TensorFlow graph the comparisons of each block compiled by XLA (one op of the graph).
+#: TensorFlow graph the comparisons of each block compiled by XLA (one op of the graph;
+#: the search kernel where XLA cannot compile, `backend_ops.xla_compiles_in_graphs`).
 CLASS_KERNEL = {"eager": "search", "graph": "fused", "compiled": "compare"}
 
 #: The slots per anchor the fused kernel is compiled for: the first that holds the largest
@@ -251,6 +252,8 @@ def plan_batch_all(batch_size, *, soft=False, method="auto", anchor_block=None,
     if row_sort == "merged":
         return Plan("merged", None, None, block, mode)
     kernel = CLASS_KERNEL[mode]
+    if kernel == "fused" and not xla_compiles_in_graphs():
+        kernel = "search"
     if row_sort == "positives":
         return Plan(kernel, None, None, block, mode)
     cap = COMPARE_MAX_POSITIVES if kernel == "compare" else None
