@@ -50,9 +50,9 @@ def _slopes_fn(plan, table, margin, soft, k, distance, points, whole):
 
         return slopes
 
-    def counted(name, *args):  # counting.<name>_weights(d, rows, *args) -> (W, positive)
+    def counted(count):  # count(d, rows) -> (W, positive)
         def kernel(d, rows):
-            w, positive = getattr(counting, f"{name}_weights")(d, rows, *args)
+            w, positive = count(d, rows)
             return w, ops.sum(w * d, axis=1) + margin * positive, positive
 
         return finished(kernel)
@@ -63,10 +63,10 @@ def _slopes_fn(plan, table, margin, soft, k, distance, points, whole):
 
     if plan.kernel == "triples":
         return finished(lambda d, rows: triple_weights(d, rows, margin, soft))
-    merged = counted("merged", margin)
+    merged = counted(lambda d, rows: counting.merged_weights(d, rows, margin))
     if plan.kernel == "merged":
         return merged
-    search = counted("search", table.order, margin, k)
+    search = counted(lambda d, rows: counting.search_weights(d, rows, table.order, margin, k))
     if plan.kernel == "fused":  # the first bucket of slots that holds the largest class
         class_kernel = search
         for slots in reversed(FUSED_SLOTS):
@@ -74,7 +74,8 @@ def _slopes_fn(plan, table, margin, soft, k, distance, points, whole):
     elif plan.kernel == "search":
         class_kernel = search
     else:
-        class_kernel = counted("compare", table.order, margin, k)
+        class_kernel = counted(
+            lambda d, rows: counting.compare_weights(d, rows, table.order, margin, k))
     if plan.merged_above is None:
         return class_kernel
     few = ops.less_equal(k - 1, plan.class_limit(ops.shape(points.values)[0]))

@@ -204,14 +204,26 @@ def search_weights(d, rows, order, margin, k):
     below = ops.cumsum(row_bincount(s, k + 1) - row_bincount(s_class, k + 1), axis=1)[:, :k]
     real = ops.less(ops.expand_dims(slots, 0), n)
     c = ops.where(real, ops.cast(below, dtype), ops.zeros((), dtype))
-    # the positives get c, the anchor's own column 0 (every slot but the real ones)
+    return write_at_slots(ops.cast(s - n, dtype), rows, columns, real, c), ops.sum(c, axis=1)
+
+
+def write_at_slots(block, rows, columns, positive, values):
+    """`block` `(A, B)` with each positive slot's value written at its column.
+
+    Args:
+        block: `(A, B)`, the anchors' rows.
+        rows: the `Rows`.
+        columns: int32 `(A, S)`, the slots' columns (`positive_slots`).
+        positive: bool `(A, S)`, the slots that hold a positive.
+        values: `(A, S)`, 0 where `positive` is False: those slots write their 0 at the
+            anchor's own column (every anchor has one), so no index is out of range.
+    """
     row = ops.broadcast_to(
-        ops.expand_dims(ops.arange(ops.shape(d)[0], dtype="int32"), 1), ops.shape(columns)
+        ops.expand_dims(ops.arange(ops.shape(block)[0], dtype="int32"), 1), ops.shape(columns)
     )
-    columns = ops.where(real, columns, ops.expand_dims(rows.index, 1))
+    columns = ops.where(positive, columns, ops.expand_dims(rows.index, 1))
     index = ops.reshape(ops.stack([row, columns], axis=-1), (-1, 2))
-    w = ops.scatter_update(ops.cast(s - n, dtype), index, ops.reshape(c, (-1,)))
-    return w, ops.sum(c, axis=1)
+    return ops.scatter_update(block, index, ops.reshape(values, (-1,)))
 
 
 def compare_weights(d, rows, order, margin, k):

@@ -25,7 +25,7 @@ import numpy as np
 from keras import ops
 
 from tftriplet.backend_ops import xla_function
-from tftriplet.engine.counting import positive_slots
+from tftriplet.engine.counting import positive_slots, write_at_slots
 from tftriplet.histograms import bincount_flat_ids, flat_bin_ids
 
 
@@ -60,15 +60,9 @@ def fused_slopes(product, points, row_points, rows, order, margin, distance, who
     at_least = ops.flip(ops.cumsum(ops.flip(histogram, axis=1), axis=1), axis=1)  # #{r >= v}
     zero = ops.zeros((), product.dtype)
     c = ops.where(valid, ops.take_along_axis(at_least, above, axis=1), zero)
-    # The positives' slopes over the block's zeros there; the slots that hold no positive
-    # write 0 at the anchor's own column, where G is 0.
-    columns = ops.where(valid, columns, ops.expand_dims(rows.index, 1))
-    row = ops.broadcast_to(
-        ops.expand_dims(ops.arange(ops.shape(columns)[0], dtype="int32"), 1), ops.shape(columns)
-    )
-    index = ops.reshape(ops.stack([row, columns], axis=-1), (-1, 2))
-    positive_slopes = ops.where(valid, distance.slopes(c, at_slots), zero)
-    g = ops.scatter_update(g, index, ops.reshape(positive_slopes, (-1,)))
+    # the positives' slopes over the block's zeros there (G is 0 at the anchor's column)
+    g = write_at_slots(g, rows, columns, valid, ops.where(valid, distance.slopes(c, at_slots),
+                                                          zero))
     positive = ops.sum(c, axis=1)
     terms = ops.sum(negative_terms, axis=1) + ops.sum(c * at_slots, axis=1) + margin * positive
     return g, terms, positive
