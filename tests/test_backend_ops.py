@@ -1,16 +1,25 @@
-"""backend_ops' searches under TensorFlow's XLA: bisection gives numpy.searchsorted's counts.
+"""backend_ops' searches: bisection under TensorFlow's XLA and comparisons under PyTorch give
+numpy.searchsorted's counts.
 
 Under XLA `tf.searchsorted` compares every value with every entry: a cross-batch memory of
 65536 rows would need tens of GB, so a compiled TensorFlow search bisects instead
-(`backend_ops.binary_search`). Every length from 0, both sides, ties and values outside
-the rows are compared with NumPy; a compiled run is checked to take the bisection.
+(`backend_ops.binary_search`). Under PyTorch, rows of up to `TORCH_COMPARE_MAX_KEYS` keys
+are counted by comparisons. Every length from 0, both sides, ties and values outside the
+rows are compared with NumPy; a compiled run is checked to take the bisection.
 """
+
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tftriplet import backend_ops
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
@@ -40,3 +49,41 @@ def test_compiled_tensorflow_bisects(monkeypatch):
     calls.clear()
     tf.function(lambda r, v: backend_ops.row_searchsorted(r, v))(rows, values)  # a graph
     assert not calls
+
+
+_TORCH_SEARCH = """
+import json, sys
+import numpy as np, torch
+from tftriplet import backend_ops
+case = json.loads(sys.argv[1])
+rows = torch.tensor(np.array(case["rows"], "float32").reshape(case["shape"]))
+values = torch.tensor(np.array(case["values"], "float32"))
+got = backend_ops.row_searchsorted(rows, values, case["side"])
+print(json.dumps({"dtype": str(got.dtype), "counts": got.tolist(),
+                  "limit": backend_ops.TORCH_COMPARE_MAX_KEYS}))
+"""
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@pytest.mark.parametrize("n", [0, 1, 8, 64, 65])
+def test_torch_searches_count_as_numpy_does(n, side):
+    """Both sides of `TORCH_COMPARE_MAX_KEYS` (comparisons up to 64 keys, torch.searchsorted
+    above), with ties, infinite keys and values, and NaN values (after every key)."""
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(100 + n)
+    rows = np.sort(rng.integers(0, 6, size=(4, n)).astype("float32"), axis=1)
+    rows[:, n - n // 4:] = np.inf  # the search kernel's keys of non-positives
+    values = rng.integers(-1, 7, size=(4, 9)).astype("float32")
+    values[0, :3] = [np.nan, np.inf, -np.inf]
+    expected = np.stack([np.searchsorted(r, v, side=side)
+                         for r, v in zip(rows, values, strict=True)])
+    case = {"rows": rows.ravel().tolist(), "shape": list(rows.shape),
+            "values": values.tolist(), "side": side}
+    env = dict(os.environ, KERAS_BACKEND="torch", PYTHONPATH=REPO)
+    done = subprocess.run([sys.executable, "-c", _TORCH_SEARCH, json.dumps(case)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["dtype"] == "torch.int32"
+    assert (n <= out["limit"]) == (n != 65)  # both paths are taken
+    np.testing.assert_array_equal(np.array(out["counts"]), expected)

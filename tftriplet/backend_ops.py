@@ -38,6 +38,8 @@ def row_searchsorted(sorted_rows, values, side="right"):
     if name == "torch":
         import torch
 
+        if sorted_rows.shape[1] <= TORCH_COMPARE_MAX_KEYS:
+            return _torch_compare_count(sorted_rows, values, side)
         return torch.searchsorted(
             sorted_rows.contiguous(), values.contiguous(), right=side == "right", out_int32=True
         )
@@ -48,6 +50,28 @@ def row_searchsorted(sorted_rows, values, side="right"):
         search = jax.vmap(lambda row, v: jnp.searchsorted(row, v, side=side))
         return search(sorted_rows, values).astype("int32")
     raise NotImplementedError(f"no row-wise searchsorted for the {name} backend")
+
+
+#: PyTorch's CPU `searchsorted` takes about as long for 4 keys a row as for 64, and 3-5x
+#: longer than comparing every value with each of 8 keys: up to this many keys a row,
+#: `row_searchsorted` counts by comparisons under PyTorch (docs/performance.md).
+TORCH_COMPARE_MAX_KEYS = 64
+
+
+def _torch_compare_count(sorted_rows, values, side):
+    """`row_searchsorted` under PyTorch as one comparison pass per key.
+
+    The keys above each value are counted (in uint8: at most `TORCH_COMPARE_MAX_KEYS`
+    keys) and taken from the row length, so a NaN value, above none, lands after every key
+    as NumPy and `torch.searchsorted` place it.
+    """
+    import torch
+
+    above = torch.gt if side == "right" else torch.ge
+    count = torch.zeros(values.shape, dtype=torch.uint8, device=values.device)
+    for j in range(sorted_rows.shape[1]):
+        count.add_(above(sorted_rows[:, j:j + 1], values).view(torch.uint8))
+    return count.to(torch.int32).neg_().add_(sorted_rows.shape[1])
 
 
 def sorted_searchsorted(sorted_values, values, side):
@@ -168,17 +192,15 @@ def matmul_t(a, b, transpose_a=False, transpose_b=False):
 def divide_or_zero(numerator, denominator):
     """`numerator / denominator`, 0 where the denominator is 0 (not differentiated).
 
-    One pass each in TensorFlow (`DivNoNan`) and PyTorch (a division, then
-    `nan_to_num`, several times faster than Keras' `divide_no_nan` there); a `where`
-    elsewhere (XLA fuses it under `jax.jit`).
+    One pass in TensorFlow (`DivNoNan`), two in PyTorch (a division, then `nan_to_num` in
+    place, several times faster than Keras' `divide_no_nan` there); a `where` elsewhere
+    (XLA fuses it under `jax.jit`).
     """
     name = backend.backend()
     if name == "tensorflow":
         return ops.divide_no_nan(numerator, denominator)
     if name == "torch":
-        import torch
-
-        return torch.nan_to_num(numerator / denominator, nan=0.0, posinf=0.0, neginf=0.0)
+        return (numerator / denominator).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
     nonzero = ops.greater(denominator, 0.0)
     return ops.where(nonzero, numerator / ops.where(nonzero, denominator, 1.0), 0.0)
 
