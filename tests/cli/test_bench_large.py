@@ -41,16 +41,23 @@ def test_backends_preset_compares_every_backend_with_the_tf_graph():
     engines = [("tensorflow", False), ("tensorflow", True), ("jax", False), ("torch", False)]
     assert set(BACKENDS_PRESET) == {
         (b, "sorted", backend, xla) for b in (2048, 8192) for backend, xla in engines
-    } | {(8192, "matmul", "tensorflow", False)}
+    } | {(8192, "matmul", backend, False) for backend in ("tensorflow", "jax", "torch")}
 
-    def row(backend, xla, seconds):
-        return {"status": "ok", "method": "sorted", "batch_size": 2048, "backend": backend,
+    def row(backend, xla, seconds, method="sorted"):
+        return {"status": "ok", "method": method, "batch_size": 2048, "backend": backend,
                 "jit_compile": xla, "median_s": seconds, "median_cpu_s": seconds,
                 "peak_rss_bytes": 10**9, "load_average": 1.0, "loss": 0.2, "kernel": "search"}
 
     table = format_table([row("tensorflow", False, 0.1), row("tensorflow", True, 0.25),
-                          row("jax", False, 0.05)])
+                          row("jax", False, 0.05), row("torch", False, 0.3),
+                          row("tensorflow", False, 0.02, "matmul"),
+                          row("jax", False, 0.01, "matmul")])
     lines = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
     assert "the TF graph" not in lines["sorted (tensorflow)"]
     assert "2.50x the TF graph" in lines["sorted (tensorflow, XLA)"]
     assert "0.50x the TF graph" in lines["sorted (jax)"]
+    # each step against its own backend's product; none where that backend has no matmul row
+    assert "5.0x matmul" in lines["sorted (tensorflow)"]
+    assert "12.5x matmul" in lines["sorted (tensorflow, XLA)"]
+    assert "5.0x matmul" in lines["sorted (jax)"]
+    assert "matmul" not in lines["sorted (torch)"]

@@ -29,8 +29,9 @@ Methods:
 
 `--preset large` runs the large-batch rows: the matmul and sorted at B=8192, sorted at
 B=32768, and sorted against cross_replica at B=4096. `--preset backends` runs sorted at
-B=2048 and 8192 in a TensorFlow graph, under XLA, `jax.jit` and PyTorch, and the matmul at
-8192: the table gives each row in multiples of the TensorFlow graph's time. `--preset
+B=2048 and 8192 in a TensorFlow graph, under XLA, `jax.jit` and PyTorch, and each backend's
+matmul at 8192: the table gives each row in multiples of the TensorFlow graph's time and of
+its own backend's matmul. `--preset
 memory` runs the three losses at B=256 alone and with a full memory of 4096 and of 65536
 samples (docs/memory.md).
 

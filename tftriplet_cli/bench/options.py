@@ -29,11 +29,11 @@ MEMORY_PRESET = tuple((256, method, n) for n in (0, 4096, 65536) for method in L
 
 #: `--preset backends`: (batch size, method, backend, XLA) rows with default arguments,
 #: each in its own process: a TensorFlow graph against XLA, `jax.jit` and PyTorch at the
-#: same batch sizes, and the `e @ e^T` floor (docs/performance.md).
+#: same batch sizes, and each backend's own `e @ e^T` floor (docs/performance.md).
 BACKENDS_PRESET = (
     *((b, "sorted", backend, xla) for b in (2048, 8192) for backend, xla in (
         ("tensorflow", False), ("tensorflow", True), ("jax", False), ("torch", False))),
-    (8192, "matmul", "tensorflow", False),
+    *((8192, "matmul", backend, False) for backend in ("tensorflow", "jax", "torch")),
 )
 
 

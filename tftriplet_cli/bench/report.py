@@ -41,8 +41,9 @@ def machine_description():
 
 def format_table(results):
     """A plain-text table, with the speed-up of sorted over dense at equal batch size;
-    where a `matmul` row was measured at the same batch size, each step's time in
-    multiples of it (CPU time: less sensitive to other load than wall time); and where a
+    where a `matmul` row was measured at the same batch size in the same backend, each
+    step's time in multiples of it (CPU time: less sensitive to other load than wall time;
+    the backends' matrix products differ in speed); and where a
     sorted row ran in a TensorFlow graph, the other backends' sorted rows in multiples of
     it (wall time, as a user sees it)."""
     dense_time = {
@@ -51,7 +52,7 @@ def format_table(results):
         if r["method"] == "dense" and r["status"] == "ok"
     }
     matmul_cpu = {
-        r["batch_size"]: r["median_cpu_s"]
+        (r["batch_size"], r["backend"]): r["median_cpu_s"]
         for r in results
         if r["method"] == "matmul" and r["status"] == "ok"
     }
@@ -73,8 +74,9 @@ def format_table(results):
         notes = [kernel_note(r)]
         if r.get("anchor_block"):
             notes.append(f"anchor blocks of {r['anchor_block']}")
-        if r["method"] != "matmul" and r["batch_size"] in matmul_cpu:
-            notes.append(f"{r['median_cpu_s'] / matmul_cpu[r['batch_size']]:.1f}x matmul (cpu)")
+        matmul = matmul_cpu.get((r["batch_size"], r["backend"]))
+        if r["method"] != "matmul" and matmul:
+            notes.append(f"{r['median_cpu_s'] / matmul:.1f}x matmul (cpu)")
         if r["method"] == "sorted" and not _tf_graph(r) and r["batch_size"] in graph_time:
             notes.append(f"{r['median_s'] / graph_time[r['batch_size']]:.2f}x the TF graph")
         load = r.get("load_average")
