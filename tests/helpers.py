@@ -80,6 +80,7 @@ def spy_on_kernels(monkeypatch):
     calls = []
     for module, name, kind in ((counting, "search_weights", "search"),
                                (counting, "compare_weights", "compare"),
+                               (counting, "slot_weights", "compare"),
                                (counting, "merged_weights", "merged"),
                                (fused, "fused_slopes", "fused")):
         original = getattr(module, name)

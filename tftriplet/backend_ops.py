@@ -139,6 +139,21 @@ def xla_compiles_in_graphs():
     return not (apple_silicon and tf.config.list_physical_devices("GPU"))
 
 
+def accelerator_visible():
+    """Whether XLA runs a compiled step on a GPU or TPU: JAX's default backend is one, or
+    TensorFlow sees one (False for the other backends, which XLA does not compile)."""
+    name = backend.backend()
+    if name == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return any(tf.config.list_logical_devices(kind) for kind in ("GPU", "TPU"))
+    return False
+
+
 def xla_function(fn):
     """`fn` as one XLA-compiled TensorFlow function (`tf.function(jit_compile=True)`),
     which a TensorFlow graph calls as a single op; compiled once per input shape when it

@@ -25,7 +25,7 @@ import tftriplet
 from tftriplet.distances import Distance, Points, resolve_distance
 from tftriplet.engine import counting, fused
 from tftriplet.engine import plan as plans
-from tftriplet.engine.plan import FUSED_SLOTS
+from tftriplet.engine.plan import SLOT_BUCKETS
 from tftriplet_conformance import reference
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -220,6 +220,9 @@ def pair_weights(labels, d, margin, kernel):
         slots = plans.plan_batch_all(len(labels), mode="graph").slots_for(k)
         w, _, per_row = fused.fused_slopes(d, points, points, rows, table.order, margin,
                                            AsGiven(), False, slots)
+    elif kernel == "slot":  # the compare kernel unrolled over a bucket of slots
+        slots = plans.plan_batch_all(len(labels), mode="compiled").slots_for(k)
+        w, per_row = counting.slot_weights(d, rows, table.order, margin, slots)
     else:
         w, per_row = getattr(counting, f"{kernel}_weights")(d, rows, table.order, margin, k)
     return w.numpy(), float(tf.reduce_sum(per_row))
@@ -235,7 +238,7 @@ class AsGiven(Distance):
         return weights
 
 
-@pytest.mark.parametrize("kernel", ["merged", "search", "compare", "fused"])
+@pytest.mark.parametrize("kernel", ["merged", "search", "compare", "slot", "fused"])
 def test_pair_weights_are_the_counts(random_case, kernel):
     """W from each kernel equals the counts c_ij and -r_ik written out as loops."""
     rng = np.random.default_rng(3)
@@ -387,7 +390,7 @@ def test_auto_row_sort_in_a_graph_decides_when_it_runs(monkeypatch):
         want = reference.batch_all(labels, x, 0.3)
         np.testing.assert_allclose(float(fn(labels, x)), want["loss"], rtol=1e-9)
     # one trace, every branch
-    assert sorted(calls) == ["fused"] * len(FUSED_SLOTS) + ["merged", "search"]
+    assert sorted(calls) == ["fused"] * len(SLOT_BUCKETS) + ["merged", "search"]
 
 
 def test_xla_counts_by_class_and_falls_back_when_it_runs(monkeypatch):
@@ -408,7 +411,7 @@ def test_xla_counts_by_class_and_falls_back_when_it_runs(monkeypatch):
     x = rng.normal(size=(48, 5))
     got = loss_and_grad(labels, x, 0.3, False, "sorted", "float64", mode="xla",
                         row_sort="positives")
-    assert calls == ["compare"]
+    assert calls == ["compare"] * (len(SLOT_BUCKETS) + 1)  # each bucket, the loop above
     assert_same(got, reference.batch_all(labels, x, 0.3), rtol=1e-9, atol=1e-12)
 
 

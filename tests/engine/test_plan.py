@@ -14,8 +14,9 @@ from tftriplet.engine.plan import (
     CLASS_KERNEL_DIVISOR,
     COMPARE_MAX_POSITIVES,
     COUNT_BLOCK_ENTRIES,
+    CPU_XLA_BLOCK_ENTRIES,
     DENSE_MAX_BATCH,
-    FUSED_SLOTS,
+    SLOT_BUCKETS,
     TRIPLE_BLOCK_ENTRIES,
     plan_batch_all,
 )
@@ -42,10 +43,10 @@ def test_the_fused_kernel_takes_the_first_bucket_that_holds_the_class():
     plan = plan_batch_all(8192, mode="graph")
     assert plan.kernel == "fused"
     assert [plan.slots_for(k) for k in (1, 4, 5, 8, 9, 32, 33)] == [4, 4, 8, 8, 16, 32, None]
-    assert FUSED_SLOTS == tuple(sorted(FUSED_SLOTS))
+    assert SLOT_BUCKETS == tuple(sorted(SLOT_BUCKETS))
     # k samples a class: k - 1 positives; above the last bucket the search kernel counts
-    assert plan.kernel_for(FUSED_SLOTS[-1] - 1, 8192) == "fused"
-    assert plan.kernel_for(FUSED_SLOTS[-1], 8192) == "search"
+    assert plan.kernel_for(SLOT_BUCKETS[-1] - 1, 8192) == "fused"
+    assert plan.kernel_for(SLOT_BUCKETS[-1], 8192) == "search"
     assert plan.kernel_for(8192 // CLASS_KERNEL_DIVISOR + 1, 8192) == "merged"
     # the other modes' kernels have no buckets
     assert plan_batch_all(8192, mode="eager").kernel_for(100, 8192) == "search"
@@ -98,6 +99,29 @@ def test_automatic_count_blocks_keep_a_block_within_its_budget():
     assert plan_batch_all(8192, mode="eager").block_size(5, 8192) == 5
 
 
+@pytest.mark.parametrize("row_sort", ["auto", "positives", "merged"])
+def test_xla_on_a_cpu_counts_in_blocks_that_stay_in_the_cache(monkeypatch, row_sort):
+    """Compiled on a CPU the counting blocks keep near CPU_XLA_BLOCK_ENTRIES entries; with
+    a GPU or TPU, and in the other modes, near COUNT_BLOCK_ENTRIES; the triples' blocks
+    are sized as before."""
+    for accelerator in (False, True):
+        monkeypatch.setattr(plans, "accelerator_visible", lambda a=accelerator: a)
+        for mode in ("eager", "graph", "compiled"):
+            small = mode == "compiled" and not accelerator
+            entries = CPU_XLA_BLOCK_ENTRIES if small else COUNT_BLOCK_ENTRIES
+            for b in (2048, 8192, 32768):
+                plan = plan_batch_all(b, mode=mode, row_sort=row_sort)
+                assert plan.cpu_xla == small
+                block = plan.block_size(b, b)
+                assert block * b <= entries < 2 * block * b
+                traced = tf.function(lambda n, p=plan: p.block_size(n, n),
+                                     input_signature=[tf.TensorSpec((), tf.int32)])
+                assert int(traced(tf.constant(b))) == block  # the same rule, unknown size
+            triples = plan_batch_all(3000, soft=True, mode=mode)
+            assert triples.block_size(3000, 3000) == plan_batch_all(
+                3000, soft=True, mode="eager").block_size(3000, 3000)
+
+
 @pytest.mark.parametrize("soft", [False, True])
 @pytest.mark.parametrize("b", [1, 40, 3000])
 def test_the_block_of_an_unknown_batch_size_follows_the_same_rule(soft, b):
@@ -118,7 +142,8 @@ def test_bad_options_are_named(bad, match):
         plan_batch_all(64, **bad)
 
 
-def test_describe_says_what_runs():
+def test_describe_says_what_runs(monkeypatch):
+    monkeypatch.setattr(plans, "accelerator_visible", lambda: True)
     assert plan_batch_all(24, mode="eager").describe(24) == "triples"
     assert plan_batch_all(512, mode="eager").describe(512) == (
         f"search, merged above B/{CLASS_KERNEL_DIVISOR} positives")
@@ -126,7 +151,7 @@ def test_describe_says_what_runs():
         f"compare, merged above min(B/{CLASS_KERNEL_DIVISOR}, {COMPARE_MAX_POSITIVES}) "
         "positives, blocks of 256")
     assert plan_batch_all(None, mode="graph").describe() == (
-        f"fused, search above {FUSED_SLOTS[-1] - 1} positives, merged above "
+        f"fused, search above {SLOT_BUCKETS[-1] - 1} positives, merged above "
         f"B/{CLASS_KERNEL_DIVISOR} positives, blocks from the batch size")
 
 
@@ -172,6 +197,6 @@ def test_the_kernel_that_runs_is_the_planned_one(monkeypatch, mode, num_classes,
         few = per_class - 1 <= len(labels) // CLASS_KERNEL_DIVISOR
         assert calls == ["search" if few else "merged"]
     elif mode == "graph":  # each bucket of the fused kernel, the search above, the merged
-        assert sorted(calls) == ["fused"] * len(FUSED_SLOTS) + ["merged", "search"]
-    else:
-        assert sorted(calls) == ["compare", "merged"]
+        assert sorted(calls) == ["fused"] * len(SLOT_BUCKETS) + ["merged", "search"]
+    else:  # each bucket of the compare kernel, its loop above, the merged
+        assert sorted(calls) == ["compare"] * (len(SLOT_BUCKETS) + 1) + ["merged"]

@@ -3,12 +3,14 @@
 import re
 from pathlib import Path
 
+from tftriplet.engine import plan as plans
 from tftriplet.engine.plan import (
     CLASS_KERNEL_DIVISOR,
     COMPARE_MAX_POSITIVES,
     COUNT_BLOCK_ENTRIES,
+    CPU_XLA_BLOCK_ENTRIES,
     DENSE_MAX_BATCH,
-    FUSED_SLOTS,
+    SLOT_BUCKETS,
     TRIPLE_BLOCK_ENTRIES,
     plan_batch_all,
 )
@@ -16,16 +18,23 @@ from tftriplet.engine.plan import (
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "large-batches.md"
 
 
-def test_the_page_states_the_plan_as_it_is():
+def test_the_page_states_the_plan_as_it_is(monkeypatch):
     text = PAGE.read_text()
     assert f"at most {DENSE_MAX_BATCH} samples (static)" in text
     assert f"blocks of at most {DENSE_MAX_BATCH} anchors" in text
     assert f"above `B / {CLASS_KERNEL_DIVISOR}` positives" in text
-    assert f"**fused** up to {FUSED_SLOTS[-1] - 1} positives per anchor (classes of " + (
-        ", ".join(map(str, FUSED_SLOTS[:-1])) + f" or {FUSED_SLOTS[-1]} slots)") in text
+    assert f"**fused** up to {SLOT_BUCKETS[-1] - 1} positives per anchor (classes of " + (
+        ", ".join(map(str, SLOT_BUCKETS[:-1])) + f" or {SLOT_BUCKETS[-1]} slots)") in text
+    buckets = ", ".join(map(str, SLOT_BUCKETS[:-1])) + f" or {SLOT_BUCKETS[-1]} slots"
+    assert f"**compare** (unrolled over {buckets}, a loop above)" in text
     assert f"above `min(B / {CLASS_KERNEL_DIVISOR}, {COMPARE_MAX_POSITIVES})` positives" in text
     assert "near 2²¹ entries" in text and COUNT_BLOCK_ENTRIES == 2**21
     assert "near 2²² entries" in text and TRIPLE_BLOCK_ENTRIES == 2**22
+    assert "near 2¹⁸ entries" in text and CPU_XLA_BLOCK_ENTRIES == 2**18
+    monkeypatch.setattr(plans, "accelerator_visible", lambda: False)
+    xla = plan_batch_all(2048, mode="compiled")
+    assert (xla.block_size(2048, 2048), xla.block_size(8192, 8192)) == (128, 32)
+    assert "128 anchors at B=2048, 32 at B=8192" in text
     # "the whole batch up to W samples, X anchors at B=8192, Y at B=32768"
     whole, at_8192, at_32768 = map(int, re.search(
         r"whole batch up to (\d+) samples, (\d+) anchors at B=8192, (\d+) at\s+B=32768",

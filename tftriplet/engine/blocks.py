@@ -23,7 +23,7 @@ from tftriplet.backend_ops import add_to_rows, concrete_int, matmul_t, sequentia
 from tftriplet.distances import get_distance
 from tftriplet.engine import counting, fused
 from tftriplet.engine.counting import label_table, one_more
-from tftriplet.engine.plan import BLOCKS_AT_ONCE, FUSED_SLOTS
+from tftriplet.engine.plan import BLOCKS_AT_ONCE, SLOT_BUCKETS
 from tftriplet.engine.triples import triple_weights
 from tftriplet.statistics import TripletSums
 
@@ -66,20 +66,31 @@ def _slopes_fn(plan, table, margin, soft, k, distance, points, whole):
     merged = counted(lambda d, rows: counting.merged_weights(d, rows, margin))
     if plan.kernel == "merged":
         return merged
+    def slots_with(slots):
+        return counted(
+            lambda d, rows: counting.slot_weights(d, rows, table.order, margin, slots))
+
     search = counted(lambda d, rows: counting.search_weights(d, rows, table.order, margin, k))
-    if plan.kernel == "fused":  # the first bucket of slots that holds the largest class
-        class_kernel = search
-        for slots in reversed(FUSED_SLOTS):
-            class_kernel = _either(ops.less_equal(k, slots), fused_with(slots), class_kernel)
+    if plan.kernel == "fused":
+        class_kernel = _in_buckets(k, fused_with, search)
     elif plan.kernel == "search":
         class_kernel = search
     else:
-        class_kernel = counted(
-            lambda d, rows: counting.compare_weights(d, rows, table.order, margin, k))
+        class_kernel = _in_buckets(k, slots_with, counted(
+            lambda d, rows: counting.compare_weights(d, rows, table.order, margin, k)))
     if plan.merged_above is None:
         return class_kernel
     few = ops.less_equal(k - 1, plan.class_limit(ops.shape(points.values)[0]))
     return _either(few, class_kernel, merged)
+
+
+def _in_buckets(k, with_slots, above):
+    """The function `with_slots(slots)` of the first of `SLOT_BUCKETS` that holds classes
+    of `k` samples, `above` past the last: decided now or when the graph runs."""
+    chosen = above
+    for slots in reversed(SLOT_BUCKETS):
+        chosen = _either(ops.less_equal(k, slots), with_slots(slots), chosen)
+    return chosen
 
 
 def _either(condition, if_true, if_false):

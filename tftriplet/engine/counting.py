@@ -20,7 +20,8 @@ so that, with `W_ij = c_ij` on positive pairs, `W_ik = -r_ik` on negative pairs 
   those places gives `c`. `O(B^2 log k)` for `k` positives per anchor; shapes depend on `k`.
 - **compare**: the same counts from one pass per positive slot: `key > d` over the row
   gives `r` by accumulation and `c` by a row sum. `O(B^2 k)` without sort, search or
-  scatter, and the loop runs `k` times whatever `k` is: what XLA and `jax.jit` compile.
+  scatter: what XLA and `jax.jit` compile. `slot_weights` unrolls it over a fixed number
+  of slots; `compare_weights` loops `k` times whatever `k` is.
 - **merged**: one sort of each whole row, positives keyed by `d_ij + m` and negatives by
   `d_ik`, a positive before a negative of equal key; `c` and `r` are prefix counts in that
   order. `O(B^2 log B)`, independent of `k`.
@@ -149,6 +150,11 @@ def one_more(x):
     return ops.concatenate([x, ops.zeros((1, *ops.shape(x)[1:]), x.dtype)], axis=0)
 
 
+def one_more_column(x):
+    """`x` `(A, N)` with one more zero column (`(A, 1)` zeros when `N` is 0)."""
+    return ops.concatenate([x, ops.zeros((ops.shape(x)[0], 1), x.dtype)], axis=1)
+
+
 def positive_slots(rows, order, slots):
     """The columns of the anchors' positive slots `slots` (int32 `(S,)`), `(A, S)`, whether
     each is in the class, and whether it is a positive (in the class, valid, not the
@@ -236,7 +242,7 @@ def compare_weights(d, rows, order, margin, k):
     columns_of_row = ops.expand_dims(ops.arange(ops.shape(d)[1], dtype="int32"), 0)
     # keys are read from a copy with one more column where the batch size is unknown when
     # tracing: XLA cannot compile a gather from what may be an empty row
-    keyed = d if d.shape[1] is not None else ops.concatenate([d, ops.zeros_like(d[:, :1])], 1)
+    keyed = d if d.shape[1] is not None else one_more_column(d)
 
     def one_slot(t, w):
         column, _, valid = positive_slots(rows, order, ops.reshape(t, (1,)))
@@ -248,6 +254,37 @@ def compare_weights(d, rows, order, margin, k):
 
     w = sequential_loop(k, one_slot, ops.zeros_like(d))
     return w, ops.sum(ops.relu(w), axis=1)
+
+
+def slot_weights(d, rows, order, margin, slots):
+    """`(W, positive triples per row)` of the compare kernel for classes of at most `slots`
+    samples (a Python int): the loop over the slots unrolled.
+
+    `r` is one pass that compares each column with every key, each `c_t` a row sum, and
+    every shape is fixed, so XLA fuses each of them into one loop over the block.
+    Arguments as `search_weights`.
+    """
+    dtype = d.dtype
+    columns, _, valid = positive_slots(rows, order, ops.arange(slots, dtype="int32"))
+    # a gather from what may be an empty row cannot compile (`compare_weights`)
+    keyed = d if d.shape[1] is not None else one_more_column(d)
+    keys = ops.where(valid, ops.take_along_axis(keyed, columns, axis=1) + margin, -np.inf)
+    negative = rows.negative()
+    r = ops.zeros_like(d)
+    c = []
+    for t in range(slots):
+        hinge = ops.greater(keys[:, t:t + 1], d)
+        r = r + ops.cast(hinge, dtype)
+        c.append(ops.sum(ops.cast(ops.logical_and(negative, hinge), dtype), axis=1))
+    c = ops.stack(c, axis=1)  # 0 at a slot that is no positive: its key is -inf
+    w = ops.where(negative, -r, ops.zeros((), dtype))
+    if d.shape[1] == 0:  # an empty batch: nothing to scatter into
+        return w, ops.sum(c, axis=1)
+    if d.shape[1] is not None:
+        return write_at_slots(w, rows, columns, valid, c), ops.sum(c, axis=1)
+    # the batch may be empty when it runs: scattered into one more column, as keyed
+    w = write_at_slots(one_more_column(w), rows, columns, valid, c)
+    return w[:, :-1], ops.sum(c, axis=1)
 
 
 def _int_view(float_dtype):

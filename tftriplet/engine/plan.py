@@ -14,11 +14,13 @@ The kernels (`tftriplet.engine.counting`, `tftriplet.engine.triples`):
   form, and the soft margin, which has no counting shortcut);
 - `"search"`: the hinge counted with each anchor's positives sorted and every negative
   placed among them by a binary search and a histogram, `O(B^2 log k)`;
-- `"compare"`: the same counts from one comparison pass per positive slot, `O(B^2 k)`
-  without sorting, searching or scattering: what XLA compiles well;
+- `"compare"`: the same counts from comparisons with each positive slot, `O(B^2 k)`
+  without sorting, searching or scattering: what XLA compiles well; unrolled over a fixed
+  number of slots for classes of up to the last of `SLOT_BUCKETS` samples, a loop over
+  the slots above;
 - `"fused"` (`tftriplet.engine.fused`): in a TensorFlow graph, the comparisons, distances
   and slopes of each block compiled by XLA into one pass, for classes of up to the last
-  of `FUSED_SLOTS` samples (the search kernel above);
+  of `SLOT_BUCKETS` samples (the search kernel above);
 - `"merged"`: the hinge counted by sorting whole rows, `O(B^2 log B)`, for batches where
   an anchor has many positives (the class kernels cost grows with `k`).
 """
@@ -30,7 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 from keras import ops
 
-from tftriplet.backend_ops import concrete_int, execution_mode, xla_compiles_in_graphs
+from tftriplet.backend_ops import (
+    accelerator_visible,
+    concrete_int,
+    execution_mode,
+    xla_compiles_in_graphs,
+)
 
 #: The values of `method`.
 METHODS = ("auto", "dense", "sorted")
@@ -53,10 +60,11 @@ CLASS_KERNEL_DIVISOR = 8
 #: the search kernel where XLA cannot compile, `backend_ops.xla_compiles_in_graphs`).
 CLASS_KERNEL = {"eager": "search", "graph": "fused", "compiled": "compare"}
 
-#: The slots per anchor the fused kernel is compiled for: the first that holds the largest
-#: class is taken when the graph runs. Its comparisons cost `k` per entry against the
-#: search kernel's `log k`: above 32 the search kernel is faster (docs/performance.md).
-FUSED_SLOTS = (4, 8, 16, 32)
+#: The slots per anchor the fused and compare kernels are compiled for: the first that
+#: holds the largest class is taken when the step runs. The fused kernel's comparisons
+#: cost `k` per entry against the search kernel's `log k`: above 32 the search kernel is
+#: faster; the compare kernel loops over the slots above 32 (docs/performance.md).
+SLOT_BUCKETS = (4, 8, 16, 32)
 
 #: The compare kernel's cost grows with `k` (one pass a positive) and XLA's whole-row sort
 #: costs about as much as 256 passes at B=2048 and at 8192: above 256 positives per
@@ -72,6 +80,12 @@ BLOCKS_AT_ONCE = 2
 #: The automatic anchor block of the counting kernels keeps a `(block, B)` tensor near this
 #: many entries (small enough for the allocator to reuse its buffers).
 COUNT_BLOCK_ENTRIES = 2**21
+
+#: Compiled by XLA on a CPU (JAX, or `jit_compile` where no GPU or TPU is visible), the
+#: counting kernels' blocks keep a `(block, B)` tensor near this many entries: 1 MB in
+#: float32, so that a block's passes over it work in the cache (XLA runs each fusion
+#: over the whole block; 1.5-2x faster than `COUNT_BLOCK_ENTRIES`, docs/performance.md).
+CPU_XLA_BLOCK_ENTRIES = 2**18
 
 #: The automatic anchor block of the per-triple form keeps a `(block, B, B)` tensor near this
 #: many entries.
@@ -113,6 +127,7 @@ class Plan:
         block: anchors per block: an int, `"whole"` (every anchor in one block) or
             `"auto"` (from the batch size, within `budget`).
         mode: the execution mode the plan was made for.
+        cpu_xla: compiled by XLA on a CPU: counting blocks within `CPU_XLA_BLOCK_ENTRIES`.
     """
 
     kernel: str
@@ -120,13 +135,17 @@ class Plan:
     max_positives: int | None
     block: int | str
     mode: str
+    cpu_xla: bool = False
 
     @property
     def budget(self):
-        """What an `"auto"` block is sized by: `"matrix"` for the `"triples"` kernel (a
-        `(block, B, B)` tensor near `TRIPLE_BLOCK_ENTRIES`, and at most `DENSE_MAX_BATCH`
-        anchors), else `"row"` (a `(block, B)` tensor near `COUNT_BLOCK_ENTRIES`)."""
-        return "matrix" if self.kernel == "triples" else "row"
+        """The most entries of an `"auto"` block and the most anchors (or None): for the
+        `"triples"` kernel a `(block, B, B)` tensor near `TRIPLE_BLOCK_ENTRIES` and at most
+        `DENSE_MAX_BATCH` anchors, else a `(block, B)` tensor near `COUNT_BLOCK_ENTRIES`
+        (`CPU_XLA_BLOCK_ENTRIES` for `cpu_xla`)."""
+        if self.kernel == "triples":
+            return TRIPLE_BLOCK_ENTRIES, DENSE_MAX_BATCH
+        return (CPU_XLA_BLOCK_ENTRIES if self.cpu_xla else COUNT_BLOCK_ENTRIES), None
 
     def block_size(self, num_anchors, batch_size):
         """Anchors per block, capped at the number of anchors, at least 1: a Python int
@@ -135,18 +154,19 @@ class Plan:
         if self.block == "whole":
             block = num_anchors if a_now is None else a_now
         elif self.block == "auto":
-            block = None if b_now is None else _auto_block(b_now, self.budget)
+            block = (None if b_now is None
+                     else _auto_block(b_now, self.budget, self.kernel == "triples"))
         else:
             block = self.block
         if isinstance(block, int) and a_now is not None:
             return max(min(block, a_now), 1)
         if block is None:  # unknown batch size: the same rule, as a tensor
             b = ops.maximum(ops.cast(batch_size, "int32"), 1)
-            if self.budget == "matrix":
-                block = ops.minimum(_power_of_two(TRIPLE_BLOCK_ENTRIES // (b * b)),
-                                    DENSE_MAX_BATCH)
+            entries, cap = self.budget
+            if self.kernel == "triples":
+                block = ops.minimum(_power_of_two(entries // (b * b)), cap)
             else:
-                block = _power_of_two(COUNT_BLOCK_ENTRIES // b)
+                block = _power_of_two(entries // b)
         return ops.maximum(ops.minimum(block, ops.cast(num_anchors, "int32")), 1)
 
     def class_limit(self, batch_size):
@@ -171,15 +191,16 @@ class Plan:
         return self.kernel
 
     def slots_for(self, class_size):
-        """The fused kernel's slots for a largest class of `class_size` samples (an int),
-        or None above the last of `FUSED_SLOTS`."""
-        return next((slots for slots in FUSED_SLOTS if class_size <= slots), None)
+        """The slots the fused and compare kernels are compiled with for a largest class of
+        `class_size` samples (an int), or None above the last of `SLOT_BUCKETS` (the
+        search kernel instead of the fused one, the compare kernel's loop)."""
+        return next((slots for slots in SLOT_BUCKETS if class_size <= slots), None)
 
     def describe(self, batch_size=None):
         """One line for tables and logs: the kernel, its fallback and the blocks."""
         text = self.kernel
         if self.kernel == "fused":
-            text += f", search above {FUSED_SLOTS[-1] - 1} positives"
+            text += f", search above {SLOT_BUCKETS[-1] - 1} positives"
         if self.merged_above is not None:
             bound = f"B/{self.merged_above}"
             if self.max_positives is not None:
@@ -199,13 +220,12 @@ def _power_of_two(x):
     return x - ops.right_shift(x, 1)
 
 
-def _auto_block(batch_size, budget):
-    """The largest power of two whose block tensor stays within the budget (at least 1)."""
+def _auto_block(batch_size, budget, matrix):
+    """The largest power of two whose block tensor stays within the budget (at least 1):
+    `(block, B, B)` if `matrix`, else `(block, B)`."""
     b = max(batch_size, 1)
-    if budget == "matrix":
-        limit, row, cap = TRIPLE_BLOCK_ENTRIES, b * b, DENSE_MAX_BATCH
-    else:
-        limit, row, cap = COUNT_BLOCK_ENTRIES, b, None
+    limit, cap = budget
+    row = b * b if matrix else b
     block = 1
     while block * 2 * row <= limit:
         block *= 2
@@ -249,12 +269,13 @@ def plan_batch_all(batch_size, *, soft=False, method="auto", anchor_block=None,
         block = anchor_block or ("whole" if method == "dense" or small else "auto")
         return Plan("triples", None, None, block, mode)
     block = anchor_block or "auto"
+    cpu_xla = mode == "compiled" and not accelerator_visible()
     if row_sort == "merged":
-        return Plan("merged", None, None, block, mode)
+        return Plan("merged", None, None, block, mode, cpu_xla)
     kernel = CLASS_KERNEL[mode]
     if kernel == "fused" and not xla_compiles_in_graphs():
         kernel = "search"
     if row_sort == "positives":
-        return Plan(kernel, None, None, block, mode)
+        return Plan(kernel, None, None, block, mode, cpu_xla)
     cap = COMPARE_MAX_POSITIVES if kernel == "compare" else None
-    return Plan(kernel, CLASS_KERNEL_DIVISOR, cap, block, mode)
+    return Plan(kernel, CLASS_KERNEL_DIVISOR, cap, block, mode, cpu_xla)
