@@ -61,15 +61,15 @@ def _slopes_fn(plan, table, margin, soft, k, distance, points, whole):
         return lambda product, row_points, rows: fused.fused_slopes(
             product, points, row_points, rows, table.order, margin, distance, whole, slots)
 
+    def slots_with(slots):
+        return counted(
+            lambda d, rows: counting.slot_weights(d, rows, table.order, margin, slots))
+
     if plan.kernel == "triples":
         return finished(lambda d, rows: triple_weights(d, rows, margin, soft))
     merged = counted(lambda d, rows: counting.merged_weights(d, rows, margin))
     if plan.kernel == "merged":
         return merged
-    def slots_with(slots):
-        return counted(
-            lambda d, rows: counting.slot_weights(d, rows, table.order, margin, slots))
-
     search = counted(lambda d, rows: counting.search_weights(d, rows, table.order, margin, k))
     if plan.kernel == "fused":
         class_kernel = _in_buckets(k, fused_with, search)
