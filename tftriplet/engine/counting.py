@@ -278,11 +278,10 @@ def slot_weights(d, rows, order, margin, slots):
         c.append(ops.sum(ops.cast(ops.logical_and(negative, hinge), dtype), axis=1))
     c = ops.stack(c, axis=1)  # 0 at a slot that is no positive: its key is -inf
     w = ops.where(negative, -r, ops.zeros((), dtype))
-    if d.shape[1] == 0:  # an empty batch: nothing to scatter into
-        return w, ops.sum(c, axis=1)
-    if d.shape[1] is not None:
+    if d.shape[1] not in (None, 0):
         return write_at_slots(w, rows, columns, valid, c), ops.sum(c, axis=1)
-    # the batch may be empty when it runs: scattered into one more column, as keyed
+    # the batch is or may be empty: scattered into one more column (XLA compiles no
+    # scatter into an empty tensor)
     w = write_at_slots(one_more_column(w), rows, columns, valid, c)
     return w[:, :-1], ops.sum(c, axis=1)
 

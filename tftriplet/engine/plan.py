@@ -139,13 +139,14 @@ class Plan:
 
     @property
     def budget(self):
-        """The most entries of an `"auto"` block and the most anchors (or None): for the
-        `"triples"` kernel a `(block, B, B)` tensor near `TRIPLE_BLOCK_ENTRIES` and at most
-        `DENSE_MAX_BATCH` anchors, else a `(block, B)` tensor near `COUNT_BLOCK_ENTRIES`
-        (`CPU_XLA_BLOCK_ENTRIES` for `cpu_xla`)."""
+        """`(entries, cap, rank)` of an `"auto"` block: its `(block, B)` (rank 1) or
+        `(block, B, B)` (rank 2) tensor stays near `entries`, with at most `cap` anchors
+        (None: no cap). The `"triples"` kernel: `TRIPLE_BLOCK_ENTRIES`, `DENSE_MAX_BATCH`,
+        rank 2; the counting kernels: `COUNT_BLOCK_ENTRIES` (`CPU_XLA_BLOCK_ENTRIES` for
+        `cpu_xla`), no cap, rank 1."""
         if self.kernel == "triples":
-            return TRIPLE_BLOCK_ENTRIES, DENSE_MAX_BATCH
-        return (CPU_XLA_BLOCK_ENTRIES if self.cpu_xla else COUNT_BLOCK_ENTRIES), None
+            return TRIPLE_BLOCK_ENTRIES, DENSE_MAX_BATCH, 2
+        return (CPU_XLA_BLOCK_ENTRIES if self.cpu_xla else COUNT_BLOCK_ENTRIES), None, 1
 
     def block_size(self, num_anchors, batch_size):
         """Anchors per block, capped at the number of anchors, at least 1: a Python int
@@ -154,19 +155,17 @@ class Plan:
         if self.block == "whole":
             block = num_anchors if a_now is None else a_now
         elif self.block == "auto":
-            block = (None if b_now is None
-                     else _auto_block(b_now, self.budget, self.kernel == "triples"))
+            block = None if b_now is None else _auto_block(b_now, self.budget)
         else:
             block = self.block
         if isinstance(block, int) and a_now is not None:
             return max(min(block, a_now), 1)
         if block is None:  # unknown batch size: the same rule, as a tensor
             b = ops.maximum(ops.cast(batch_size, "int32"), 1)
-            entries, cap = self.budget
-            if self.kernel == "triples":
-                block = ops.minimum(_power_of_two(entries // (b * b)), cap)
-            else:
-                block = _power_of_two(entries // b)
+            entries, cap, rank = self.budget
+            block = _power_of_two(entries // (b * b if rank == 2 else b))
+            if cap is not None:
+                block = ops.minimum(block, cap)
         return ops.maximum(ops.minimum(block, ops.cast(num_anchors, "int32")), 1)
 
     def class_limit(self, batch_size):
@@ -220,12 +219,11 @@ def _power_of_two(x):
     return x - ops.right_shift(x, 1)
 
 
-def _auto_block(batch_size, budget, matrix):
-    """The largest power of two whose block tensor stays within the budget (at least 1):
-    `(block, B, B)` if `matrix`, else `(block, B)`."""
+def _auto_block(batch_size, budget):
+    """The largest power of two whose block tensor stays within the budget (at least 1)."""
     b = max(batch_size, 1)
-    limit, cap = budget
-    row = b * b if matrix else b
+    limit, cap, rank = budget
+    row = b**rank
     block = 1
     while block * 2 * row <= limit:
         block *= 2

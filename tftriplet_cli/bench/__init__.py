@@ -31,9 +31,8 @@ Methods:
 B=32768, and sorted against cross_replica at B=4096. `--preset backends` runs sorted at
 B=2048 and 8192 in a TensorFlow graph, under XLA, `jax.jit` and PyTorch, and each backend's
 matmul at 8192: the table gives each row in multiples of the TensorFlow graph's time and of
-its own backend's matmul. `--preset
-memory` runs the three losses at B=256 alone and with a full memory of 4096 and of 65536
-samples (docs/memory.md).
+its own backend's matmul. `--preset memory` runs the three losses at B=256 alone and with
+a full memory of 4096 and of 65536 samples (docs/memory.md).
 
 Inputs: `B` embeddings of dimension `D` drawn from N(0, 1/D) (fixed seed), labels with
 `per_class` samples per class in a shuffled order (the P x K batches of metric learning).
