@@ -2,6 +2,13 @@
 functions are fixtures in conftest.py)."""
 
 import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = str(Path(__file__).resolve().parents[1])
 
 #: (strategy, soft) pairs that exist: semi-hard has no soft form.
 VARIANTS = [
@@ -105,3 +112,13 @@ def clusters_npz(path, classes=6, per_class=30, seed=0, **overrides):
     arrays.update(overrides)
     np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
     return str(path)
+
+
+def run_in_backend(backend, script, case):
+    """The JSON that `script` prints last, run as `python -c script <case as JSON>` in a
+    fresh process under Keras' `backend`, with this checkout importable."""
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=REPO)
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(case)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

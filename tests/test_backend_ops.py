@@ -8,18 +8,12 @@ are counted by comparisons. Every length from 0, both sides, ties and values out
 rows are compared with NumPy; a compiled run is checked to take the bisection.
 """
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import run_in_backend
 
 from tftriplet import backend_ops
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
@@ -79,11 +73,7 @@ def test_torch_searches_count_as_numpy_does(n, side):
                          for r, v in zip(rows, values, strict=True)])
     case = {"rows": rows.ravel().tolist(), "shape": list(rows.shape),
             "values": values.tolist(), "side": side}
-    env = dict(os.environ, KERAS_BACKEND="torch", PYTHONPATH=REPO)
-    done = subprocess.run([sys.executable, "-c", _TORCH_SEARCH, json.dumps(case)], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = run_in_backend("torch", _TORCH_SEARCH, case)
     assert out["dtype"] == "torch.int32"
     assert (n <= out["limit"]) == (n != 65)  # both paths are taken
     np.testing.assert_array_equal(np.array(out["counts"]), expected)

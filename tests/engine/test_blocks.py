@@ -6,16 +6,12 @@ Everything is compared with the float64 loop reference (tftriplet_conformance/re
 or with the dense form on the same float32 inputs; no expected value is written by hand.
 """
 
-import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import batch_all_sorted, statistics_and_gradient
+from helpers import batch_all_sorted, run_in_backend, statistics_and_gradient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +20,6 @@ from tftriplet.engine import plan as plans
 from tftriplet.engine.plan import DENSE_MAX_BATCH, check_anchor_block, plan_batch_all
 from tftriplet_conformance import reference
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DISTANCES = ("euclidean", "squared_euclidean", "cosine")
 
 
@@ -376,12 +371,8 @@ def test_blocked_forms_under_other_keras_backends(random_case, backend):
         "sorted cosine": {"method": "sorted", "distance": "cosine", "anchor_block": 3},
         "dense soft": {"method": "dense", "soft": True, "anchor_block": 5},
     }
-    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=REPO)
-    case = json.dumps({"labels": labels.tolist(), "x": x32.tolist(), "variants": variants})
-    done = subprocess.run([sys.executable, "-c", _BACKEND_SCRIPT, case], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    case = {"labels": labels.tolist(), "x": x32.tolist(), "variants": variants}
+    out = run_in_backend(backend, _BACKEND_SCRIPT, case)
     for name, options in variants.items():
         expected = want(labels, x32, 0.3, options.get("distance", "euclidean"),
                         options.get("soft", False))

@@ -9,15 +9,18 @@ positive) where the arithmetic is exact.
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import batch_all_sorted, pk_labels, spy_on_kernels, statistics_and_gradient
+from helpers import (
+    batch_all_sorted,
+    pk_labels,
+    run_in_backend,
+    spy_on_kernels,
+    statistics_and_gradient,
+)
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -27,9 +30,6 @@ from tftriplet.engine import counting, fused
 from tftriplet.engine import plan as plans
 from tftriplet.engine.plan import SLOT_BUCKETS
 from tftriplet_conformance import reference
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 #: The two ways to count (tftriplet/engine/counting.py): sort every row in full, or the class
 #: kernel (each row's positives, searched or compared against every column).
@@ -238,21 +238,47 @@ class AsGiven(Distance):
         return weights
 
 
-@pytest.mark.parametrize("kernel", ["merged", "search", "compare", "slot", "fused"])
+def loop_counts(labels, d, margin):
+    """W written out as loops: +1 at (i, j) and -1 at (i, k) for each positive hinge."""
+    n = len(labels)
+    want = np.zeros_like(d)
+    for i in range(n):
+        for j in range(n):
+            for k in range(n):
+                if i != j and labels[i] == labels[j] and labels[k] != labels[i]:
+                    if d[i, k] < d[i, j] + margin:
+                        want[i, j] += 1
+                        want[i, k] -= 1
+    return want
+
+
+KERNELS = ["merged", "search", "compare", "slot", "fused"]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
 def test_pair_weights_are_the_counts(random_case, kernel):
     """W from each kernel equals the counts c_ij and -r_ik written out as loops."""
     rng = np.random.default_rng(3)
     labels, x = random_case(rng, 15, 3, 3)
     d = reference.distance_matrix(x)
     w, num_positive = pair_weights(labels, tf.constant(d), 0.3, kernel)
-    want = np.zeros_like(d)
-    for i in range(15):
-        for j in range(15):
-            for k in range(15):
-                if i != j and labels[i] == labels[j] and labels[k] != labels[i]:
-                    if d[i, k] < d[i, j] + 0.3:
-                        want[i, j] += 1
-                        want[i, k] -= 1
+    want = loop_counts(labels, d, 0.3)
+    np.testing.assert_array_equal(w, want)
+    assert num_positive == want.clip(min=0).sum()
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_pair_weights_count_exact_ties_as_not_positive(kernel):
+    """Points on an integer line with an integer margin: many hinges are exactly 0, and
+    each kernel's W is still the loops' counts (a hinge of 0 counts nothing)."""
+    rng = np.random.default_rng(12)
+    x = rng.integers(0, 5, size=(15, 1)).astype("float64")
+    labels = rng.integers(0, 3, size=15)
+    d = reference.distance_matrix(x)
+    want = loop_counts(labels, d, 1.0)
+    hinge = d[:, :, None] - d[:, None, :] + 1.0
+    assert np.any(reference.triplet_mask(labels) & (hinge == 0.0))  # the case has ties
+    w, num_positive = pair_weights(labels, tf.constant(d), 1.0, kernel)
     np.testing.assert_array_equal(w, want)
     assert num_positive == want.clip(min=0).sum()
 
@@ -516,17 +542,8 @@ def test_sorted_under_other_keras_backends(case_clear_of_ties, backend):
     # B=64: also the blocked prefix count (row length a multiple of 32).
     labels, x = case_clear_of_ties(12, 64, 6, 8, 0.2, False, 1e-4, "float32")
     x32 = x.astype("float32")
-    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=REPO)
-    case = json.dumps({"labels": labels.tolist(), "x": x32.tolist()})
-    done = subprocess.run(
-        [sys.executable, "-c", _BACKEND_SCRIPT, case],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out = run_in_backend(backend, _BACKEND_SCRIPT, {"labels": labels.tolist(),
+                                                    "x": x32.tolist()})
     want = reference.batch_all(labels, x32.astype("float64"), 0.2)
     for variant in ("dense", "sorted", "sorted:merged", "sorted:positives"):
         got = out[variant]
