@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from keras import ops
 
-from tftriplet.backend_ops import row_searchsorted
 from tftriplet.distances import get_distance
 from tftriplet.masks import anchor_masks, anchor_pair_masks
+from tftriplet.searches import row_searchsorted
 
 
 class AnchorRows:

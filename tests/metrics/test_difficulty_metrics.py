@@ -7,7 +7,7 @@ import tensorflow as tf
 from helpers import DISTANCES
 
 import tftriplet
-from tftriplet.backend_ops import row_searchsorted
+from tftriplet.searches import row_searchsorted
 from tftriplet_conformance import reference
 
 

@@ -41,14 +41,9 @@ from typing import NamedTuple
 import numpy as np
 from keras import backend, ops
 
-from tftriplet.backend_ops import (
-    bitcast,
-    gpu_comparable,
-    row_searchsorted,
-    sequential_loop,
-    sorted_searchsorted,
-)
+from tftriplet.backend_ops import bitcast, gpu_comparable, sequential_loop
 from tftriplet.histograms import row_bincount
+from tftriplet.searches import row_searchsorted, sorted_searchsorted
 
 
 class Rows(NamedTuple):

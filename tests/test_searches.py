@@ -1,9 +1,9 @@
-"""backend_ops' searches: bisection under TensorFlow's XLA and comparisons under PyTorch give
+"""Searches along rows: bisection under TensorFlow's XLA and comparisons under PyTorch give
 numpy.searchsorted's counts.
 
 Under XLA `tf.searchsorted` compares every value with every entry: a cross-batch memory of
 65536 rows would need tens of GB, so a compiled TensorFlow search bisects instead
-(`backend_ops.binary_search`). Under PyTorch, rows of up to `TORCH_COMPARE_MAX_KEYS` keys
+(`searches.binary_search`). Under PyTorch, rows of up to `TORCH_COMPARE_MAX_KEYS` keys
 are counted by comparisons. Every length from 0, both sides, ties and values outside the
 rows are compared with NumPy; a compiled run is checked to take the bisection.
 """
@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from helpers import run_in_backend
 
-from tftriplet import backend_ops
+from tftriplet import searches
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
@@ -24,9 +24,9 @@ def test_compiled_searches_count_as_numpy_does(n, side):
     values = rng.integers(-1, 7, size=(4, 9)).astype("float32")  # ties and both ends
     pairs = zip(rows, values, strict=True)
     expected = np.stack([np.searchsorted(r, v, side=side) for r, v in pairs])
-    compiled_rows = tf.function(lambda r, v: backend_ops.row_searchsorted(r, v, side),
+    compiled_rows = tf.function(lambda r, v: searches.row_searchsorted(r, v, side),
                                 jit_compile=True)
-    compiled_flat = tf.function(lambda r, v: backend_ops.sorted_searchsorted(r, v, side),
+    compiled_flat = tf.function(lambda r, v: searches.sorted_searchsorted(r, v, side),
                                 jit_compile=True)
     np.testing.assert_array_equal(compiled_rows(rows, values), expected)
     np.testing.assert_array_equal(compiled_flat(rows[0], values[0]), expected[0])
@@ -34,27 +34,27 @@ def test_compiled_searches_count_as_numpy_does(n, side):
 
 def test_compiled_tensorflow_bisects(monkeypatch):
     calls = []
-    original = backend_ops.binary_search
-    monkeypatch.setattr(backend_ops, "binary_search",
+    original = searches.binary_search
+    monkeypatch.setattr(searches, "binary_search",
                         lambda *args: calls.append(1) or original(*args))
     rows, values = np.zeros((2, 5), "float32"), np.ones((2, 3), "float32")
-    tf.function(lambda r, v: backend_ops.row_searchsorted(r, v), jit_compile=True)(rows, values)
+    tf.function(lambda r, v: searches.row_searchsorted(r, v), jit_compile=True)(rows, values)
     assert calls, "XLA must not compile tf.searchsorted (O(Q N) memory)"
     calls.clear()
-    tf.function(lambda r, v: backend_ops.row_searchsorted(r, v))(rows, values)  # a graph
+    tf.function(lambda r, v: searches.row_searchsorted(r, v))(rows, values)  # a graph
     assert not calls
 
 
 _TORCH_SEARCH = """
 import json, sys
 import numpy as np, torch
-from tftriplet import backend_ops
+from tftriplet import searches
 case = json.loads(sys.argv[1])
 rows = torch.tensor(np.array(case["rows"], "float32").reshape(case["shape"]))
 values = torch.tensor(np.array(case["values"], "float32"))
-got = backend_ops.row_searchsorted(rows, values, case["side"])
+got = searches.row_searchsorted(rows, values, case["side"])
 print(json.dumps({"dtype": str(got.dtype), "counts": got.tolist(),
-                  "limit": backend_ops.TORCH_COMPARE_MAX_KEYS}))
+                  "limit": searches.TORCH_COMPARE_MAX_KEYS}))
 """
 
 
@@ -77,3 +77,4 @@ def test_torch_searches_count_as_numpy_does(n, side):
     assert out["dtype"] == "torch.int32"
     assert (n <= out["limit"]) == (n != 65)  # both paths are taken
     np.testing.assert_array_equal(np.array(out["counts"]), expected)
+
