@@ -1,5 +1,5 @@
 """Searches along rows: bisection under TensorFlow's XLA and comparisons under PyTorch give
-numpy.searchsorted's counts.
+numpy.searchsorted's counts, and `row_search_counts` the counts below each key.
 
 Under XLA `tf.searchsorted` compares every value with every entry: a cross-batch memory of
 65536 rows would need tens of GB, so a compiled TensorFlow search bisects instead
@@ -78,3 +78,75 @@ def test_torch_searches_count_as_numpy_does(n, side):
     assert (n <= out["limit"]) == (n != 65)  # both paths are taken
     np.testing.assert_array_equal(np.array(out["counts"]), expected)
 
+
+def _search_counts_case(n, seed):
+    """Sorted keys `(3, n)` with ties and +inf, values `(3, 600)` (more than 255 a row, not
+    a multiple) with ties, NaN and infinities, a start per row and a counted mask."""
+    rng = np.random.default_rng(seed)
+    keys = np.sort(rng.integers(0, 6, size=(3, n)).astype("float32"), axis=1)
+    keys[:, n - n // 4:] = np.inf
+    values = rng.integers(-1, 7, size=(3, 600)).astype("float32")
+    values[0, :3] = [np.nan, np.inf, -np.inf]
+    values[1, :] = 2.0  # one row of one value: more than 255 counted below a key
+    start = rng.integers(-5, 5, size=(3, 1)).astype("int32")
+    counted = rng.random(600) < 0.7
+    return keys, values, start, counted
+
+
+def _expected_search_counts(keys, values, start, counted):
+    """`row_search_counts` in NumPy, `below` by comparing each value with each key."""
+    s = np.stack([np.searchsorted(k, v, side="right") for k, v in zip(keys, values,
+                                                                          strict=True)])
+    mask = np.ones(values.shape[1], bool) if counted is None else counted
+    below = ((values[:, None, :] < keys[:, :, None]) & mask).sum(axis=2)
+    return s + (0 if start is None else start), below
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("n", [0, 1, 8, 33])
+def test_search_counts_are_numpys(n, masked):
+    keys, values, start, counted = _search_counts_case(n, seed=n)
+    counted = counted if masked else None
+    start = start if masked else None
+    expected_s, expected_below = _expected_search_counts(keys, values, start, counted)
+    for run in (lambda f: f(), lambda f: tf.function(f)()):
+        s, below = run(lambda: searches.row_search_counts(keys, values, "float32", start=start,
+                                                          counted=counted))
+        assert s.dtype == tf.float32 and below.dtype == tf.int32
+        np.testing.assert_array_equal(s, expected_s)
+        np.testing.assert_array_equal(below, expected_below)
+
+
+_TORCH_SEARCH_COUNTS = """
+import json, sys
+import numpy as np, torch
+from tftriplet import searches
+case = json.loads(sys.argv[1])
+keys = torch.tensor(np.array(case["keys"], "float32").reshape(case["shape"]))
+values = torch.tensor(np.array(case["values"], "float32"))
+start = None if case["start"] is None else torch.tensor(case["start"], dtype=torch.int32)
+counted = None if case["counted"] is None else torch.tensor(case["counted"])
+s, below = searches.row_search_counts(keys, values, "float32", start=start, counted=counted)
+print(json.dumps({"dtypes": [str(s.dtype), str(below.dtype)], "s": s.tolist(),
+                  "below": below.tolist(), "limit": searches.TORCH_COMPARE_MAX_KEYS}))
+"""
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("n", [0, 8, 64, 65])
+def test_torch_search_counts_are_numpys(n, masked):
+    """Both sides of `TORCH_COMPARE_MAX_KEYS`: comparisons into reused buffers and rows
+    counted in runs of 255 up to 64 keys, the search and histogram above."""
+    pytest.importorskip("torch")
+    keys, values, start, counted = _search_counts_case(n, seed=200 + n)
+    counted = counted if masked else None
+    start = start if masked else None
+    expected_s, expected_below = _expected_search_counts(keys, values, start, counted)
+    case = {"keys": keys.ravel().tolist(), "shape": list(keys.shape),
+            "values": values.tolist(), "start": None if start is None else start.tolist(),
+            "counted": None if counted is None else counted.tolist()}
+    out = run_in_backend("torch", _TORCH_SEARCH_COUNTS, case)
+    assert out["dtypes"] == ["torch.float32", "torch.int32"]
+    assert (n <= out["limit"]) == (n != 65)  # both paths are taken
+    np.testing.assert_array_equal(np.array(out["s"]), expected_s)
+    np.testing.assert_array_equal(np.array(out["below"]), expected_below)

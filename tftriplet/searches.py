@@ -1,7 +1,8 @@
 """Searches along rows and the counts they give, one implementation per Keras backend.
 
 The counting kernels place every distance of an anchor's row among the anchor's sorted
-keys (`row_searchsorted`). Keras has no row-wise search; each backend's own op, or an
+keys (`row_searchsorted`) and count, for each key, the distances below it
+(`row_search_counts`). Keras has no row-wise search; each backend's own op, or an
 equivalent that is faster there, is used.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from keras import backend, ops
 
 from tftriplet.backend_ops import execution_mode
+from tftriplet.histograms import row_bincount
 
 
 def row_searchsorted(sorted_rows, values, side="right"):
@@ -124,3 +126,81 @@ def binary_search(sorted_values, values, side, gather):
         low, high = ops.where(move, middle + 1, low), ops.where(move, high, middle)
     return low
 
+
+def row_search_counts(sorted_rows, values, dtype, start=None, counted=None):
+    """Where each value goes among its row's sorted keys, and how many go below each key.
+
+    With `s = row_searchsorted(sorted_rows, values, "right")` (the keys `<=` each value):
+
+        below[i, p] = #{q counted : values[i, q] < sorted_rows[i, p]} = #{q counted : s[i, q] <= p}
+
+    the histogram of `s` summed up to each key. Under PyTorch, up to
+    `TORCH_COMPARE_MAX_KEYS` keys, both come from one comparison pass per key into
+    buffers that are reused (a fresh `(B, Q)` tensor costs there more than a pass).
+
+    Args:
+        sorted_rows: `(B, N)`, each row sorted ascending.
+        values: `(B, Q)`, the same dtype.
+        dtype: the dtype of `s` (a float dtype holds these counts exactly).
+        start: int `(B, 1)` added to `s` (its count starts there), or None for 0.
+        counted: bool `(Q,)`, the columns `below` counts, or None for all.
+
+    Returns:
+        `start + s` `(B, Q)` in `dtype`, and `below` int32 `(B, N)`.
+
+    Example:
+        ```python
+        row_search_counts([[1.0, 3.0]], [[0.0, 2.0, 3.0, 5.0]], "float32")
+        # ([[0., 1., 2., 2.]], [[1, 2]])
+        ```
+    """
+    sorted_rows = ops.convert_to_tensor(sorted_rows)
+    values = ops.convert_to_tensor(values, sorted_rows.dtype)
+    dtype = backend.standardize_dtype(dtype)
+    if backend.backend() == "torch" and sorted_rows.shape[1] <= TORCH_COMPARE_MAX_KEYS:
+        return _torch_search_counts(sorted_rows, values, dtype, start, counted)
+    n = ops.shape(sorted_rows)[1]
+    s = row_searchsorted(sorted_rows, values, side="right")
+    ids = s if counted is None else ops.where(counted, s, n)
+    below = ops.cumsum(row_bincount(ids, n + 1), axis=1)[:, :n]
+    s = ops.cast(s if start is None else s + start, dtype)
+    return s, ops.cast(below, "int32")
+
+
+def _torch_search_counts(sorted_rows, values, dtype, start, counted):
+    """`row_search_counts` under PyTorch: per key, one comparison into a reused bool
+    buffer, added to the keys above each value (uint8) and counted along the rows."""
+    import torch
+
+    num_keys = sorted_rows.shape[1]
+    hit = torch.empty(values.shape, dtype=torch.bool, device=values.device)
+    above = torch.zeros(values.shape, dtype=torch.uint8, device=values.device)
+    below = torch.empty((values.shape[0], num_keys), dtype=torch.int32, device=values.device)
+    for p in range(num_keys):
+        torch.gt(sorted_rows[:, p:p + 1], values, out=hit)
+        above.add_(hit.view(torch.uint8))
+        if counted is not None:
+            hit.logical_and_(counted)
+        below[:, p] = _torch_row_count(hit)
+    # s = keys - above: a NaN value, above no key, lands after every key as in NumPy
+    s = above.to(getattr(torch, dtype)).neg_().add_(num_keys)
+    return (s if start is None else s.add_(start)), below
+
+
+def _torch_row_count(hit):
+    """The True entries of each row of a bool `(B, Q)` PyTorch tensor, int32 `(B,)`.
+
+    Summed as uint8 in runs of 255 columns (at most 255 each, exact), then the runs in
+    int32: PyTorch's row sum of a bool or uint8 tensor in int32 would first copy it whole
+    into int32.
+    """
+    import torch
+
+    ones = hit.view(torch.uint8)
+    rows, columns = ones.shape
+    runs = columns // 255 * 255
+    count = ones[:, runs:].sum(1, dtype=torch.int32)
+    if runs:
+        count += ones[:, :runs].reshape(rows, -1, 255).sum(2, dtype=torch.uint8).sum(
+            1, dtype=torch.int32)
+    return count

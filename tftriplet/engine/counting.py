@@ -43,7 +43,7 @@ from keras import backend, ops
 
 from tftriplet.backend_ops import bitcast, gpu_comparable, sequential_loop
 from tftriplet.histograms import row_bincount
-from tftriplet.searches import row_searchsorted, sorted_searchsorted
+from tftriplet.searches import row_search_counts, row_searchsorted, sorted_searchsorted
 
 
 class Rows(NamedTuple):
@@ -175,10 +175,10 @@ def search_weights(d, rows, order, margin, k):
     Every column is placed among the sorted keys `fl(d_ij + m)` of its anchor's positives:
     `s_ik = #{keys <= d_ik}`, so `r_ik = n_i - s_ik` for a negative, and `c` of the
     positive at sorted position `p` is the number of negatives with `s_ik <= p`: the
-    histogram of every column's `s`, less that of the anchor's own class (read off the
-    `k` class slots), so no `B x B` label mask is needed (invalid columns, where some
-    are, get `s = n`: weight 0, and a bin no real position counts). The class columns' weights are
-    then written over: `c` at the positives, 0 at the anchor.
+    columns below each key (`tftriplet.searches.row_search_counts`), less the anchor's
+    own class (read off the `k` class slots), so no `B x B` label mask is needed (invalid
+    columns, where some are, are not counted and get `s = n`: weight 0). The class
+    columns' weights are then written over: `c` at the positives, 0 at the anchor.
 
     Args:
         d: `(A, B)` distances of the anchors' rows.
@@ -197,15 +197,16 @@ def search_weights(d, rows, order, margin, k):
     keys = ops.take_along_axis(keys, by_key, axis=1)
     columns = ops.take_along_axis(columns, by_key, axis=1)
     n = ops.expand_dims(rows.num_positives, 1)
-    s = row_searchsorted(keys, d, side="right")
-    if rows.valid is not None:  # invalid columns: weight 0, in a bin no real p < n counts
-        s = ops.where(rows.valid, s, n)
-    # the class's own valid columns, in the last bin (no real position p < n reaches it)
+    # s - n: -r at a negative
+    s_minus_n, below = row_search_counts(keys, d, dtype, start=-n, counted=rows.valid)
+    if rows.valid is not None:  # invalid columns: weight 0
+        s_minus_n = ops.where(rows.valid, s_minus_n, ops.zeros((), dtype))
+    # less the class's own valid columns (in the last bin: no real position p < n counts it)
     s_class = ops.where(in_class, row_searchsorted(keys, at_slots, side="right"), k)
-    below = ops.cumsum(row_bincount(s, k + 1) - row_bincount(s_class, k + 1), axis=1)[:, :k]
+    below = below - ops.cumsum(row_bincount(s_class, k + 1), axis=1)[:, :k]
     real = ops.less(ops.expand_dims(slots, 0), n)
     c = ops.where(real, ops.cast(below, dtype), ops.zeros((), dtype))
-    return write_at_slots(ops.cast(s - n, dtype), rows, columns, real, c), ops.sum(c, axis=1)
+    return write_at_slots(s_minus_n, rows, columns, real, c), ops.sum(c, axis=1)
 
 
 def write_at_slots(block, rows, columns, positive, values):
