@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import DISTANCES
+from helpers import DISTANCES, run_in_backend
 
 import tftriplet
 from tftriplet.distances import resolve_distance
@@ -115,3 +115,59 @@ def test_core_squared_flag_keeps_working():
 def test_conflicting_or_unknown_distance_raises(make):
     with pytest.raises(ValueError, match="distance"):
         make()
+
+
+_TORCH_IN_PLACE = """
+import json
+import numpy as np, torch
+from keras import ops
+from tftriplet import backend_ops
+from tftriplet.distances import get_distance
+rng = np.random.default_rng(0)
+x = rng.normal(size=(6, 4)).astype("float32")
+out = {}
+for name in ("euclidean", "squared_euclidean"):
+    distance = get_distance(name)
+    tracked = torch.tensor(x, requires_grad=True)
+    free = torch.tensor(x)
+    points = [distance.prepare(e) for e in (tracked, free)]
+    rows = [p.take(torch.tensor([3, 0, 5])) for p in points]
+    # the generic path (autograd tracks the product) and the in-place one
+    products = [distance.product(p, r) for p, r in zip(points, rows)]
+    d_tracked, d_free = (distance.finish(q, p, r) for q, p, r in zip(products, points, rows))
+    d_tracked.sum().backward()
+    out[name] = {"equal": torch.equal(d_tracked.detach(), d_free),
+                 "in_place": d_free.data_ptr() == products[1].data_ptr(),
+                 "values": d_free.tolist(),
+                 "tracked_in_place": d_tracked.data_ptr() == products[0].data_ptr(),
+                 "has_gradient": tracked.grad is not None}
+w = torch.tensor(rng.normal(size=(3, 6)).astype("float32"))
+d = torch.tensor(rng.random((3, 6)).astype("float32")); d[0, 2] = 0.0
+expected = backend_ops.divide_or_zero(w.clone(), d)
+got = backend_ops.divide_or_zero(w, d, overwrite=True)
+index = torch.tensor([[0, 1], [2, 5]], dtype=torch.int32)
+block = torch.zeros(3, 6)
+scattered = ops.scatter_update(block, index, torch.tensor([4.0, 7.0]))
+into = backend_ops.scatter_into(block, index, torch.tensor([4.0, 7.0]))
+out["divide"] = {"equal": torch.equal(expected, got), "in_place": got.data_ptr() == w.data_ptr(),
+                 "zero": float(got[0, 2])}
+out["scatter"] = {"equal": torch.equal(scattered, into), "in_place": into is block}
+print(json.dumps(out))
+"""
+
+
+def test_torch_in_place_paths_equal_the_generic_ones():
+    """Under PyTorch outside autograd the engine's distances, slopes and slot writes reuse
+    their operand (`backend_ops`): the same values as the generic path, which autograd
+    still takes."""
+    pytest.importorskip("torch")
+    out = run_in_backend("torch", _TORCH_IN_PLACE, {})
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype("float32").astype("float64")
+    sq = ((x[[3, 0, 5], None, :] - x[None, :, :]) ** 2).sum(-1)
+    for name, expected in (("euclidean", np.sqrt(sq)), ("squared_euclidean", sq)):
+        case = out[name]
+        assert case["equal"] and case["in_place"] and case["has_gradient"], (name, case)
+        assert not case["tracked_in_place"], name
+        np.testing.assert_allclose(case["values"], expected, rtol=1e-5, atol=1e-5)
+    assert out["divide"] == {"equal": True, "in_place": True, "zero": 0.0}
+    assert out["scatter"] == {"equal": True, "in_place": True}

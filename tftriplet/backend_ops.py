@@ -82,30 +82,98 @@ def matmul_t(a, b, transpose_a=False, transpose_b=False):
     Under TensorFlow the transposes are the product's flags, so the same kernel runs
     eagerly and in a graph (Grappler folds a separate transpose into the product only in a
     graph, and the two kernels round differently) and no transposed copy is made. JAX and
-    PyTorch take the transposed views as they are.
+    PyTorch take the transposed views as they are; PyTorch's own product keeps float64
+    (Keras' PyTorch `matmul` computes float64 tensors in float32).
     """
     if backend.backend() == "tensorflow":
         import tensorflow as tf
 
         return tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
-    return ops.matmul(ops.transpose(a) if transpose_a else a,
-                      ops.transpose(b) if transpose_b else b)
+    a, b = (ops.transpose(a) if transpose_a else a), (ops.transpose(b) if transpose_b else b)
+    if backend.backend() == "torch" and _torch_full_precision(a, b):
+        return a @ b
+    return ops.matmul(a, b)
 
 
-def divide_or_zero(numerator, denominator):
+def _torch_full_precision(a, b):
+    """Whether PyTorch multiplies `a` and `b` in their own dtype: both float32 or both
+    float64 (Keras casts half precision up on a CPU)."""
+    import torch
+
+    return a.dtype == b.dtype and a.dtype in (torch.float32, torch.float64)
+
+
+def divide_or_zero(numerator, denominator, overwrite=False):
     """`numerator / denominator`, 0 where the denominator is 0 (not differentiated).
 
     One pass in TensorFlow (`DivNoNan`), two in PyTorch (a division, then `nan_to_num` in
     place, several times faster than Keras' `divide_no_nan` there); a `where` elsewhere
     (XLA fuses it under `jax.jit`).
+
+    Args:
+        numerator: a tensor.
+        denominator: a tensor of the same dtype, broadcastable to it.
+        overwrite: the numerator is the caller's own fresh tensor, which may hold the
+            result: under PyTorch outside autograd it is divided in place.
     """
     name = backend.backend()
     if name == "tensorflow":
         return ops.divide_no_nan(numerator, denominator)
     if name == "torch":
-        return (numerator / denominator).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+        in_place = overwrite and not _torch_tracked(numerator)
+        quotient = numerator.div_(denominator) if in_place else numerator / denominator
+        return quotient.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
     nonzero = ops.greater(denominator, 0.0)
     return ops.where(nonzero, numerator / ops.where(nonzero, denominator, 1.0), 0.0)
+
+
+def scatter_into(tensor, index, values):
+    """`ops.scatter_update(tensor, index, values)`, written into `tensor` (the caller's own
+    fresh tensor) under PyTorch outside autograd instead of into a copy."""
+    if backend.backend() == "torch" and not _torch_tracked(tensor):
+        index = index.long()
+        tensor[tuple(index[:, axis] for axis in range(index.shape[1]))] = values.to(
+            tensor.dtype)
+        return tensor
+    return ops.scatter_update(tensor, index, values)
+
+
+def squared_from_product(minus_two_dot, row_norm, column_norm, root=False):
+    """`max((row_norm[:, None] + minus_two_dot) + column_norm[None, :], 0)`, or its square
+    root: squared Euclidean (or Euclidean) distances from `-2 a.b` and the squared norms.
+
+    Under PyTorch, where autograd does not track `minus_two_dot`, the result is written
+    over it (the caller's fresh product) instead of into a new tensor a pass: each new
+    `(A, B)` tensor there costs more than the pass itself.
+
+    Args:
+        minus_two_dot: `(A, B)`, `-2` times the rows' dot products.
+        row_norm: `(A,)` squared norms of the rows.
+        column_norm: `(B,)` squared norms of the columns.
+        root: return the square root (the Euclidean distance).
+    """
+    if backend.backend() == "torch" and not _torch_tracked(minus_two_dot):
+        sq = minus_two_dot.add_(row_norm[:, None]).add_(column_norm[None, :]).clamp_min_(0.0)
+        return sq.sqrt_() if root else sq
+    sq = ops.expand_dims(row_norm, 1) + minus_two_dot + ops.expand_dims(column_norm, 0)
+    # Never -0.0: (x - y) + z with z >= +0 is +0 when it is zero.
+    sq = ops.maximum(sq, 0.0)
+    return ops.sqrt(sq) if root else sq
+
+
+def _torch_tracked(x):
+    """Whether PyTorch's autograd records operations on the tensor `x`."""
+    import torch
+
+    return torch.is_grad_enabled() and x.requires_grad
+
+
+def row_dot(a, b):
+    """`sum(a * b, axis=1)` for `(A, B)` tensors, without the `(A, B)` product under
+    PyTorch (a batched product of each row with the other's)."""
+    if backend.backend() == "torch":
+        return (a.unsqueeze(1) @ b.unsqueeze(2)).reshape(-1)
+    return ops.sum(a * b, axis=1)
 
 
 def concrete_int(x):
@@ -155,7 +223,8 @@ def add_to_rows(accumulator, index, updates):
     Returns:
         The `(B, D)` sum, without a `(B, D)` temporary of zeros where the backend can add
         in place (TensorFlow's `tensor_scatter_nd_add`, JAX's `.at[].add`, PyTorch's
-        `index_add`).
+        `index_add`). The accumulator is the caller's own: under PyTorch outside autograd
+        the updates are added into it.
     """
     name = backend.backend()
     if name == "tensorflow":
@@ -165,8 +234,21 @@ def add_to_rows(accumulator, index, updates):
     if name == "jax":
         return accumulator.at[index].add(updates)
     if name == "torch":
-        return accumulator.index_add(0, index.long(), updates)
+        if _torch_tracked(accumulator):
+            return accumulator.index_add(0, index.long(), updates)
+        return accumulator.index_add_(0, index.long(), updates)
     return accumulator + ops.scatter(ops.expand_dims(index, 1), updates, ops.shape(accumulator))
+
+
+def subtract_product(accumulator, a, b):
+    """`accumulator - a^T @ b` (`a` `(N, M)`, `b` `(N, K)`, the accumulator `(M, K)`).
+
+    The accumulator is the caller's own: under PyTorch outside autograd the product is
+    subtracted into it by the matrix product itself, with no `(M, K)` temporary.
+    """
+    if backend.backend() == "torch" and not _torch_tracked(accumulator):
+        return accumulator.addmm_(a.T, b, alpha=-1.0)
+    return accumulator - matmul_t(a, b, transpose_a=True)
 
 
 def sequential_loop(num_iterations, body, initial, overlap=1):

@@ -17,7 +17,12 @@ from typing import NamedTuple
 
 from keras import ops
 
-from tftriplet.backend_ops import divide_or_zero, gpu_comparable, matmul_t
+from tftriplet.backend_ops import (
+    divide_or_zero,
+    gpu_comparable,
+    matmul_t,
+    squared_from_product,
+)
 
 #: The distance names every loss and metric accepts.
 DISTANCES = ("euclidean", "squared_euclidean", "cosine")
@@ -145,8 +150,9 @@ class Distance:
         follows). Arguments as `between`."""
         raise NotImplementedError
 
-    def slopes(self, weights, distances):
-        """`G`: the per-pair coefficients of the gradient of `sum W * d` (see the class)."""
+    def slopes(self, weights, distances, overwrite=False):
+        """`G`: the per-pair coefficients of the gradient of `sum W * d` (see the class);
+        `overwrite`: `weights` is the caller's fresh tensor, which may hold `G`."""
         raise NotImplementedError
 
     def to_embeddings(self, gradient, points):
@@ -180,6 +186,8 @@ class SquaredEuclidean(Distance):
     """`|e_i - e_j|^2`."""
 
     name = "squared_euclidean"
+    #: `finish` takes the square root (the Euclidean distance).
+    root = False
 
     def product(self, points, rows):
         return matmul_t(-2.0 * rows.values, points.values, transpose_b=True)
@@ -191,11 +199,9 @@ class SquaredEuclidean(Distance):
             row_norm = col_norm = sq_norm
         else:
             row_norm, col_norm = rows.sq_norm, points.sq_norm
-        sq = ops.expand_dims(row_norm, 1) + minus_two_dot + ops.expand_dims(col_norm, 0)
-        # Never -0.0: (x - y) + z with z >= +0 is +0 when it is zero.
-        return ops.maximum(sq, 0.0)
+        return squared_from_product(minus_two_dot, row_norm, col_norm, root=self.root)
 
-    def slopes(self, weights, distances):
+    def slopes(self, weights, distances, overwrite=False):
         return 2.0 * weights
 
 
@@ -203,15 +209,14 @@ class Euclidean(SquaredEuclidean):
     """`|e_i - e_j|`."""
 
     name = "euclidean"
-
-    def finish(self, product, points, rows, whole=False):
-        return ops.sqrt(super().finish(product, points, rows, whole))
+    root = True
 
     def matrix(self, embeddings, anchor_index=None):
         return _safe_sqrt(SQUARED_EUCLIDEAN.matrix(embeddings, anchor_index))
 
-    def slopes(self, weights, distances):
-        return divide_or_zero(weights, distances)  # the subgradient 0 at d = 0
+    def slopes(self, weights, distances, overwrite=False):
+        # the subgradient 0 at d = 0
+        return divide_or_zero(weights, distances, overwrite=overwrite)
 
 
 class Cosine(Distance):
@@ -230,7 +235,7 @@ class Cosine(Distance):
     def finish(self, product, points, rows, whole=False):
         return ops.clip(1.0 - product, 0.0, 2.0)
 
-    def slopes(self, weights, distances):
+    def slopes(self, weights, distances, overwrite=False):
         return weights
 
     def to_embeddings(self, gradient, points):

@@ -19,7 +19,14 @@ from typing import NamedTuple
 
 from keras import ops
 
-from tftriplet.backend_ops import add_to_rows, concrete_int, matmul_t, sequential_loop
+from tftriplet.backend_ops import (
+    add_to_rows,
+    concrete_int,
+    matmul_t,
+    row_dot,
+    sequential_loop,
+    subtract_product,
+)
 from tftriplet.distances import get_distance
 from tftriplet.engine import counting, fused
 from tftriplet.engine.counting import label_table, one_more
@@ -46,14 +53,14 @@ def _slopes_fn(plan, table, margin, soft, k, distance, points, whole):
         def slopes(product, row_points, rows):
             d = distance.finish(product, points, row_points, whole)
             w, terms, positive = kernel(d, rows)
-            return distance.slopes(w, d), terms, positive
+            return distance.slopes(w, d, overwrite=True), terms, positive  # w's last use
 
         return slopes
 
     def counted(count):  # count(d, rows) -> (W, positive)
         def kernel(d, rows):
             w, positive = count(d, rows)
-            return w, ops.sum(w * d, axis=1) + margin * positive, positive
+            return w, row_dot(w, d) + margin * positive, positive
 
         return finished(kernel)
 
@@ -182,8 +189,8 @@ def batch_all_sums(labels, embeddings, margin, distance, soft, plan, anchor_inde
 def _add_gradient(totals, distance, points, row_points, index, g, keep):
     """Add one block's `sum G dd/dp` by rows and by columns (`G = slopes(W, d)`)."""
     keep = ops.expand_dims(keep, 1)
-    by_columns = totals.by_columns - matmul_t(g, row_points.values * keep, transpose_a=True)
-    row_part = ops.matmul(g, points.values)
+    by_columns = subtract_product(totals.by_columns, g, row_points.values * keep)
+    row_part = matmul_t(g, points.values)
     column_scale = totals.column_scale
     if distance.norm_term:
         column_scale = column_scale + ops.squeeze(matmul_t(keep, g, transpose_a=True), 0)

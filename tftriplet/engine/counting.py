@@ -41,7 +41,13 @@ from typing import NamedTuple
 import numpy as np
 from keras import backend, ops
 
-from tftriplet.backend_ops import bitcast, gpu_comparable, sequential_loop
+from tftriplet.backend_ops import (
+    bitcast,
+    gpu_comparable,
+    matmul_t,
+    scatter_into,
+    sequential_loop,
+)
 from tftriplet.histograms import row_bincount
 from tftriplet.searches import row_search_counts, row_searchsorted, sorted_searchsorted
 
@@ -213,7 +219,8 @@ def write_at_slots(block, rows, columns, positive, values):
     """`block` `(A, B)` with each positive slot's value written at its column.
 
     Args:
-        block: `(A, B)`, the anchors' rows.
+        block: `(A, B)`, the anchors' rows: the caller's fresh tensor, written into where
+            the backend can (`tftriplet.backend_ops.scatter_into`).
         rows: the `Rows`.
         columns: int32 `(A, S)`, the slots' columns (`positive_slots`).
         positive: bool `(A, S)`, the slots that hold a positive.
@@ -225,7 +232,7 @@ def write_at_slots(block, rows, columns, positive, values):
     )
     columns = ops.where(positive, columns, ops.expand_dims(rows.index, 1))
     index = ops.reshape(ops.stack([row, columns], axis=-1), (-1, 2))
-    return ops.scatter_update(block, index, ops.reshape(values, (-1,)))
+    return scatter_into(block, index, ops.reshape(values, (-1,)))
 
 
 def compare_weights(d, rows, order, margin, k):
@@ -343,7 +350,7 @@ def _row_cumsum(x, block=32):
     rows = ops.shape(x)[0]
     # [p, q] = 1 for p <= q; a constant (ops.triu fails in tf.function before Keras 3.7)
     triangle = ops.convert_to_tensor(np.triu(np.ones((block, block))), dtype=x.dtype)
-    within = ops.reshape(ops.matmul(ops.reshape(x, (-1, block)), triangle), (rows, -1, block))
+    within = ops.reshape(matmul_t(ops.reshape(x, (-1, block)), triangle), (rows, -1, block))
     totals = within[:, :, -1]
     carried = ops.cumsum(totals, axis=1) - totals
     return ops.reshape(within + ops.expand_dims(carried, 2), (rows, n))
