@@ -14,6 +14,7 @@ from tftriplet.engine.plan import (
     TRIPLE_BLOCK_ENTRIES,
     plan_batch_all,
 )
+from tftriplet.searches import TORCH_COMPARE_MAX_KEYS
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "large-batches.md"
 
@@ -31,6 +32,7 @@ def test_the_page_states_the_plan_as_it_is(monkeypatch):
     assert "near 2²¹ entries" in text and COUNT_BLOCK_ENTRIES == 2**21
     assert "near 2²² entries" in text and TRIPLE_BLOCK_ENTRIES == 2**22
     assert "near 2¹⁸ entries" in text and CPU_XLA_BLOCK_ENTRIES == 2**18
+    assert f"Under PyTorch, up to {TORCH_COMPARE_MAX_KEYS} keys" in text
     monkeypatch.setattr(plans, "accelerator_visible", lambda: False)
     xla = plan_batch_all(2048, mode="compiled")
     assert (xla.block_size(2048, 2048), xla.block_size(8192, 8192)) == (128, 32)
