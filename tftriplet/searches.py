@@ -63,17 +63,31 @@ TORCH_COMPARE_MAX_KEYS = 64
 def _torch_compare_count(sorted_rows, values, side):
     """`row_searchsorted` under PyTorch as one comparison pass per key.
 
-    The keys above each value are counted (in uint8: at most `TORCH_COMPARE_MAX_KEYS`
-    keys) and taken from the row length, so a NaN value, above none, lands after every key
-    as NumPy and `torch.searchsorted` place it.
+    The keys above each value are counted (`_torch_keys_above`) and taken from the row
+    length, so a NaN value, above none, lands after every key as NumPy and
+    `torch.searchsorted` place it.
     """
     import torch
 
-    above = torch.gt if side == "right" else torch.ge
-    count = torch.zeros(values.shape, dtype=torch.uint8, device=values.device)
-    for j in range(sorted_rows.shape[1]):
-        count.add_(above(sorted_rows[:, j:j + 1], values).view(torch.uint8))
-    return count.to(torch.int32).neg_().add_(sorted_rows.shape[1])
+    above = _torch_keys_above(sorted_rows, values, strict=side == "right")
+    return above.to(torch.int32).neg_().add_(sorted_rows.shape[1])
+
+
+def _torch_keys_above(sorted_rows, values, strict=True, each_key=None):
+    """uint8 `(B, Q)`: the keys of each row above each value (`>`, or `>=` if not
+    `strict`), one comparison pass per key into a reused bool buffer (at most
+    `TORCH_COMPARE_MAX_KEYS` keys); `each_key(p, hit)` sees key `p`'s comparison."""
+    import torch
+
+    above_key = torch.gt if strict else torch.ge
+    hit = torch.empty(values.shape, dtype=torch.bool, device=values.device)
+    above = torch.zeros(values.shape, dtype=torch.uint8, device=values.device)
+    for p in range(sorted_rows.shape[1]):
+        above_key(sorted_rows[:, p:p + 1], values, out=hit)
+        above.add_(hit.view(torch.uint8))
+        if each_key is not None:
+            each_key(p, hit)
+    return above
 
 
 def sorted_searchsorted(sorted_values, values, side):
@@ -143,7 +157,8 @@ def row_search_counts(sorted_rows, values, dtype, start=None, counted=None):
         values: `(B, Q)`, the same dtype.
         dtype: the dtype of `s` (a float dtype holds these counts exactly).
         start: int `(B, 1)` added to `s` (its count starts there), or None for 0.
-        counted: bool `(Q,)`, the columns `below` counts, or None for all.
+        counted: bool, broadcastable to `(B, Q)`: the values `below` counts, or None
+            for all.
 
     Returns:
         `start + s` `(B, Q)` in `dtype`, and `below` int32 `(B, N)`.
@@ -168,22 +183,21 @@ def row_search_counts(sorted_rows, values, dtype, start=None, counted=None):
 
 
 def _torch_search_counts(sorted_rows, values, dtype, start, counted):
-    """`row_search_counts` under PyTorch: per key, one comparison into a reused bool
-    buffer, added to the keys above each value (uint8) and counted along the rows."""
+    """`row_search_counts` under PyTorch: the keys above each value (`_torch_keys_above`),
+    each key's comparison counted along the rows as it is made."""
     import torch
 
-    num_keys = sorted_rows.shape[1]
-    hit = torch.empty(values.shape, dtype=torch.bool, device=values.device)
-    above = torch.zeros(values.shape, dtype=torch.uint8, device=values.device)
-    below = torch.empty((values.shape[0], num_keys), dtype=torch.int32, device=values.device)
-    for p in range(num_keys):
-        torch.gt(sorted_rows[:, p:p + 1], values, out=hit)
-        above.add_(hit.view(torch.uint8))
+    below = torch.empty((values.shape[0], sorted_rows.shape[1]), dtype=torch.int32,
+                        device=values.device)
+
+    def count_below(p, hit):
         if counted is not None:
             hit.logical_and_(counted)
         below[:, p] = _torch_row_count(hit)
+
+    above = _torch_keys_above(sorted_rows, values, each_key=count_below)
     # s = keys - above: a NaN value, above no key, lands after every key as in NumPy
-    s = above.to(getattr(torch, dtype)).neg_().add_(num_keys)
+    s = above.to(getattr(torch, dtype)).neg_().add_(sorted_rows.shape[1])
     return (s if start is None else s.add_(start)), below
 
 

@@ -48,8 +48,7 @@ from tftriplet.backend_ops import (
     scatter_into,
     sequential_loop,
 )
-from tftriplet.histograms import row_bincount
-from tftriplet.searches import row_search_counts, row_searchsorted, sorted_searchsorted
+from tftriplet.searches import row_search_counts, sorted_searchsorted
 
 
 class Rows(NamedTuple):
@@ -207,9 +206,8 @@ def search_weights(d, rows, order, margin, k):
     s_minus_n, below = row_search_counts(keys, d, dtype, start=-n, counted=rows.valid)
     if rows.valid is not None:  # invalid columns: weight 0
         s_minus_n = ops.where(rows.valid, s_minus_n, ops.zeros((), dtype))
-    # less the class's own valid columns (in the last bin: no real position p < n counts it)
-    s_class = ops.where(in_class, row_searchsorted(keys, at_slots, side="right"), k)
-    below = below - ops.cumsum(row_bincount(s_class, k + 1), axis=1)[:, :k]
+    # less the class's own valid columns
+    below = below - row_search_counts(keys, at_slots, dtype, counted=in_class)[1]
     real = ops.less(ops.expand_dims(slots, 0), n)
     c = ops.where(real, ops.cast(below, dtype), ops.zeros((), dtype))
     return write_at_slots(s_minus_n, rows, columns, real, c), ops.sum(c, axis=1)
