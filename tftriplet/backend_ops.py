@@ -28,8 +28,9 @@ def xla_compiles_in_graphs():
 
 
 def accelerator_visible():
-    """Whether XLA runs a compiled step on a GPU or TPU: JAX's default backend is one, or
-    TensorFlow sees one (False for the other backends, which XLA does not compile)."""
+    """Whether the backend computes on a GPU or TPU: JAX's default backend is one,
+    TensorFlow sees one, or PyTorch sees a CUDA or MPS device (where Keras puts its
+    tensors)."""
     name = backend.backend()
     if name == "jax":
         import jax
@@ -39,6 +40,10 @@ def accelerator_visible():
         import tensorflow as tf
 
         return any(tf.config.list_logical_devices(kind) for kind in ("GPU", "TPU"))
+    if name == "torch":
+        import torch
+
+        return torch.cuda.is_available() or torch.backends.mps.is_available()
     return False
 
 
@@ -82,8 +87,10 @@ def matmul_t(a, b, transpose_a=False, transpose_b=False):
     Under TensorFlow the transposes are the product's flags, so the same kernel runs
     eagerly and in a graph (Grappler folds a separate transpose into the product only in a
     graph, and the two kernels round differently) and no transposed copy is made. JAX and
-    PyTorch take the transposed views as they are; PyTorch's own product keeps float64
-    (Keras' PyTorch `matmul` computes float64 tensors in float32).
+    PyTorch take the transposed views as they are. Under PyTorch, float32 CPU factors
+    outside autograd are multiplied by oneDNN (`tftriplet.onednn`), the others by
+    PyTorch's own product, which keeps float64 (Keras' PyTorch `matmul` computes float64
+    tensors in float32).
     """
     if backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -91,7 +98,10 @@ def matmul_t(a, b, transpose_a=False, transpose_b=False):
         return tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
     a, b = (ops.transpose(a) if transpose_a else a), (ops.transpose(b) if transpose_b else b)
     if backend.backend() == "torch" and _torch_full_precision(a, b):
-        return a @ b
+        from tftriplet import onednn
+
+        result = onednn.product(a, b)
+        return a @ b if result is None else result
     return ops.matmul(a, b)
 
 
@@ -240,13 +250,32 @@ def add_to_rows(accumulator, index, updates):
     return accumulator + ops.scatter(ops.expand_dims(index, 1), updates, ops.shape(accumulator))
 
 
+def accumulator_zeros(like):
+    """Zeros of the shape and dtype of the 2-D `like`, for `subtract_product` to add into:
+    under PyTorch where oneDNN applies, stored by columns (`tftriplet.onednn`)."""
+    if backend.backend() == "torch":
+        from tftriplet import onednn
+
+        zeros = onednn.zeros_by_columns(like.shape[0], like.shape[1], like)
+        if zeros is not None:
+            return zeros
+    return ops.zeros_like(like)
+
+
 def subtract_product(accumulator, a, b):
     """`accumulator - a^T @ b` (`a` `(N, M)`, `b` `(N, K)`, the accumulator `(M, K)`).
 
     The accumulator is the caller's own: under PyTorch outside autograd the product is
-    subtracted into it by the matrix product itself, with no `(M, K)` temporary.
+    subtracted within the matrix product itself, with no `(M, K)` temporary: by oneDNN
+    into a new accumulator stored by columns where it applies (from `accumulator_zeros`),
+    else by PyTorch's `addmm_` into the same one.
     """
     if backend.backend() == "torch" and not _torch_tracked(accumulator):
+        from tftriplet import onednn
+
+        result = onednn.subtract_product(accumulator, a, b)
+        if result is not None:
+            return result
         return accumulator.addmm_(a.T, b, alpha=-1.0)
     return accumulator - matmul_t(a, b, transpose_a=True)
 

@@ -20,6 +20,7 @@ from typing import NamedTuple
 from keras import ops
 
 from tftriplet.backend_ops import (
+    accumulator_zeros,
     add_to_rows,
     concrete_int,
     matmul_t,
@@ -177,7 +178,7 @@ def batch_all_sums(labels, embeddings, margin, distance, soft, plan, anchor_inde
 
     zero = ops.zeros((), dtype)
     if with_gradient:
-        initial = _Totals(zero, zero, ops.zeros_like(padded.values), ops.zeros_like(e),
+        initial = _Totals(zero, zero, ops.zeros_like(padded.values), accumulator_zeros(e),
                           ops.zeros((b,), dtype))
     else:
         initial = _Totals(zero, zero, zero, zero, zero)
