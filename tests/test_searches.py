@@ -79,17 +79,21 @@ def test_torch_searches_count_as_numpy_does(n, side):
     np.testing.assert_array_equal(np.array(out["counts"]), expected)
 
 
-def _search_counts_case(n, seed):
-    """Sorted keys `(3, n)` with ties and +inf, values `(3, 600)` (more than 255 a row, not
-    a multiple) with ties, NaN and infinities, a start per row and a counted mask."""
+def _search_counts_case(n, seed, few=False):
+    """Sorted keys `(3, n)` with ties and +inf, values `(3, 2100)` (more than 255 words of
+    8 a row, not a multiple of 8) with ties, NaN and infinities, a start per row and a
+    counted mask of the columns; with `few`, the first `n` values (no more than the keys)
+    and a counted mask per row."""
     rng = np.random.default_rng(seed)
     keys = np.sort(rng.integers(0, 6, size=(3, n)).astype("float32"), axis=1)
     keys[:, n - n // 4:] = np.inf
-    values = rng.integers(-1, 7, size=(3, 600)).astype("float32")
+    values = rng.integers(-1, 7, size=(3, 2100)).astype("float32")
     values[0, :3] = [np.nan, np.inf, -np.inf]
-    values[1, :] = 2.0  # one row of one value: more than 255 counted below a key
+    values[1, :] = 2.0  # one row of one value: 2100 counted below a key
     start = rng.integers(-5, 5, size=(3, 1)).astype("int32")
-    counted = rng.random(600) < 0.7
+    counted = rng.random(2100) < 0.7
+    if few:
+        values, counted = values[:, :n], rng.random((3, n)) < 0.7
     return keys, values, start, counted
 
 
@@ -97,7 +101,8 @@ def _expected_search_counts(keys, values, start, counted):
     """`row_search_counts` in NumPy, `below` by comparing each value with each key."""
     s = np.stack([np.searchsorted(k, v, side="right") for k, v in zip(keys, values,
                                                                           strict=True)])
-    mask = np.ones(values.shape[1], bool) if counted is None else counted
+    mask = np.ones(values.shape, bool) if counted is None else counted
+    mask = np.broadcast_to(mask, values.shape)[:, None, :]
     below = ((values[:, None, :] < keys[:, :, None]) & mask).sum(axis=2)
     return s + (0 if start is None else start), below
 
@@ -132,13 +137,15 @@ print(json.dumps({"dtypes": [str(s.dtype), str(below.dtype)], "s": s.tolist(),
 """
 
 
+@pytest.mark.parametrize("few", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("n", [0, 8, 64, 65])
-def test_torch_search_counts_are_numpys(n, masked):
+def test_torch_search_counts_are_numpys(n, masked, few):
     """Both sides of `TORCH_COMPARE_MAX_KEYS`: comparisons into reused buffers and rows
-    counted in runs of 255 up to 64 keys, the search and histogram above."""
+    counted as int64 words up to 64 keys, the search and histogram above; and no more
+    values than keys, every key compared at once."""
     pytest.importorskip("torch")
-    keys, values, start, counted = _search_counts_case(n, seed=200 + n)
+    keys, values, start, counted = _search_counts_case(n, seed=200 + n, few=few)
     counted = counted if masked else None
     start = start if masked else None
     expected_s, expected_below = _expected_search_counts(keys, values, start, counted)

@@ -76,17 +76,20 @@ def _torch_compare_count(sorted_rows, values, side):
 def _torch_keys_above(sorted_rows, values, strict=True, each_key=None):
     """uint8 `(B, Q)`: the keys of each row above each value (`>`, or `>=` if not
     `strict`), one comparison pass per key into a reused bool buffer (at most
-    `TORCH_COMPARE_MAX_KEYS` keys); `each_key(p, hit)` sees key `p`'s comparison."""
+    `TORCH_COMPARE_MAX_KEYS` keys); `each_key(p, padded)` sees key `p`'s comparison in that
+    buffer, whose rows are padded with False to a multiple of 8 (`_torch_row_count`)."""
     import torch
 
     above_key = torch.gt if strict else torch.ge
-    hit = torch.empty(values.shape, dtype=torch.bool, device=values.device)
+    rows, width = values.shape
+    padded = torch.zeros((rows, -(-width // 8) * 8), dtype=torch.bool, device=values.device)
+    hit = padded[:, :width]
     above = torch.zeros(values.shape, dtype=torch.uint8, device=values.device)
     for p in range(sorted_rows.shape[1]):
         above_key(sorted_rows[:, p:p + 1], values, out=hit)
         above.add_(hit.view(torch.uint8))
         if each_key is not None:
-            each_key(p, hit)
+            each_key(p, padded)
     return above
 
 
@@ -184,37 +187,53 @@ def row_search_counts(sorted_rows, values, dtype, start=None, counted=None):
 
 def _torch_search_counts(sorted_rows, values, dtype, start, counted):
     """`row_search_counts` under PyTorch: the keys above each value (`_torch_keys_above`),
-    each key's comparison counted along the rows as it is made."""
+    each key's comparison counted along the rows as it is made; with no more values than
+    keys, every key compared at once (`(B, N, Q)`, at most `N^2` a row)."""
     import torch
 
-    below = torch.empty((values.shape[0], sorted_rows.shape[1]), dtype=torch.int32,
-                        device=values.device)
-
-    def count_below(p, hit):
+    rows, width = values.shape
+    if width <= sorted_rows.shape[1]:
+        hit = sorted_rows.unsqueeze(2) > values.unsqueeze(1)
+        above = hit.sum(1, dtype=torch.uint8)
         if counted is not None:
-            hit.logical_and_(counted)
-        below[:, p] = _torch_row_count(hit)
+            hit.logical_and_(torch.broadcast_to(counted, values.shape).unsqueeze(1))
+        below = hit.sum(2, dtype=torch.int32)
+    else:
+        below = torch.empty((rows, sorted_rows.shape[1]), dtype=torch.int32,
+                            device=values.device)
 
-    above = _torch_keys_above(sorted_rows, values, each_key=count_below)
+        def count_below(p, padded):
+            if counted is not None:
+                padded[:, :width].logical_and_(counted)
+            below[:, p] = _torch_row_count(padded)
+
+        above = _torch_keys_above(sorted_rows, values, each_key=count_below)
     # s = keys - above: a NaN value, above no key, lands after every key as in NumPy
     s = above.to(getattr(torch, dtype)).neg_().add_(sorted_rows.shape[1])
     return (s if start is None else s.add_(start)), below
 
 
-def _torch_row_count(hit):
-    """The True entries of each row of a bool `(B, Q)` PyTorch tensor, int32 `(B,)`.
+#: Bytes of a bool row summed at once as int64 words by `_torch_row_count`: each byte of
+#: the sum counts at most this many True entries, so no carry crosses a byte and the sum
+#: stays below 2**63.
+_WORDS_A_RUN = 127
 
-    Summed as uint8 in runs of 255 columns (at most 255 each, exact), then the runs in
-    int32: PyTorch's row sum of a bool or uint8 tensor in int32 would first copy it whole
-    into int32.
+
+def _torch_row_count(padded):
+    """The True entries of each row of a contiguous bool `(B, 8 m)` PyTorch tensor, int32
+    `(B,)`.
+
+    The rows are read as `m` int64 words of 8 entries each, summed in runs of
+    `_WORDS_A_RUN` words (each byte of a run's sum is the count of its lane), and the
+    runs' bytes summed in int32: one pass over the bytes, where a row sum of the bools
+    first widens every entry.
     """
     import torch
 
-    ones = hit.view(torch.uint8)
-    rows, columns = ones.shape
-    runs = columns // 255 * 255
-    count = ones[:, runs:].sum(1, dtype=torch.int32)
+    words = padded.view(torch.int64)
+    rows, m = words.shape
+    runs = m // _WORDS_A_RUN * _WORDS_A_RUN
+    sums = [words[:, runs:].sum(1, keepdim=True)]
     if runs:
-        count += ones[:, :runs].reshape(rows, -1, 255).sum(2, dtype=torch.uint8).sum(
-            1, dtype=torch.int32)
-    return count
+        sums.append(words[:, :runs].reshape(rows, -1, _WORDS_A_RUN).sum(2))
+    return torch.cat(sums, 1).view(torch.uint8).sum(1, dtype=torch.int32)
