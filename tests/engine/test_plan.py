@@ -17,6 +17,8 @@ from tftriplet.engine.plan import (
     CPU_XLA_BLOCK_ENTRIES,
     DENSE_MAX_BATCH,
     SLOT_BUCKETS,
+    TORCH_CPU_BLOCK_ENTRIES,
+    TORCH_CPU_MIN_BLOCK,
     TRIPLE_BLOCK_ENTRIES,
     plan_batch_all,
 )
@@ -111,7 +113,7 @@ def test_xla_on_a_cpu_counts_in_blocks_that_stay_in_the_cache(monkeypatch, row_s
             entries = CPU_XLA_BLOCK_ENTRIES if small else COUNT_BLOCK_ENTRIES
             for b in (2048, 8192, 32768):
                 plan = plan_batch_all(b, mode=mode, row_sort=row_sort)
-                assert plan.cpu_xla == small
+                assert plan.count_entries == entries
                 block = plan.block_size(b, b)
                 assert block * b <= entries < 2 * block * b
                 traced = tf.function(lambda n, p=plan: p.block_size(n, n),
@@ -120,6 +122,35 @@ def test_xla_on_a_cpu_counts_in_blocks_that_stay_in_the_cache(monkeypatch, row_s
             triples = plan_batch_all(3000, soft=True, mode=mode)
             assert triples.block_size(3000, 3000) == plan_batch_all(
                 3000, soft=True, mode="eager").block_size(3000, 3000)
+
+
+def test_pytorch_on_a_cpu_counts_in_smaller_blocks_of_a_least_its_floor(monkeypatch):
+    """Under PyTorch on a CPU the counting blocks keep near TORCH_CPU_BLOCK_ENTRIES
+    entries, with at least TORCH_CPU_MIN_BLOCK anchors; on its GPU near
+    COUNT_BLOCK_ENTRIES, with no floor; never more anchors than the batch."""
+    assert (TORCH_CPU_BLOCK_ENTRIES, TORCH_CPU_MIN_BLOCK, COUNT_BLOCK_ENTRIES) == (
+        2**20, 128, 2**21)
+    expected = {  # batch size: (on the CPU, on a GPU)
+        100: (100, 100),  # the whole batch
+        2048: (512, 1024),  # 2**20 / 2048, 2**21 / 2048
+        8192: (128, 256),
+        32768: (128, 64),  # the floor, not 2**20 / 32768
+        2**20: (128, 2),
+    }
+    plans_made = {}
+    with monkeypatch.context() as patch:
+        patch.setattr(plans.backend, "backend", lambda: "torch")
+        for accelerator in (False, True):
+            patch.setattr(plans, "accelerator_visible", lambda a=accelerator: a)
+            for b, blocks in expected.items():
+                plan = plans_made[b, accelerator] = plan_batch_all(b, mode="eager")
+                assert plan.block_size(b, b) == blocks[accelerator]
+                assert plan.block_size(5, b) == min(5, blocks[accelerator])  # at most the anchors
+    # the same rule for a batch size known only when the graph runs (TensorFlow)
+    for (b, accelerator), plan in plans_made.items():
+        traced = tf.function(lambda n, p=plan: p.block_size(n, n),
+                             input_signature=[tf.TensorSpec((), tf.int32)])
+        assert int(traced(tf.constant(b))) == expected[b][accelerator]
 
 
 @pytest.mark.parametrize("soft", [False, True])

@@ -11,6 +11,8 @@ from tftriplet.engine.plan import (
     CPU_XLA_BLOCK_ENTRIES,
     DENSE_MAX_BATCH,
     SLOT_BUCKETS,
+    TORCH_CPU_BLOCK_ENTRIES,
+    TORCH_CPU_MIN_BLOCK,
     TRIPLE_BLOCK_ENTRIES,
     plan_batch_all,
 )
@@ -33,6 +35,15 @@ def test_the_page_states_the_plan_as_it_is(monkeypatch):
     assert "near 2²² entries" in text and TRIPLE_BLOCK_ENTRIES == 2**22
     assert "near 2¹⁸ entries" in text and CPU_XLA_BLOCK_ENTRIES == 2**18
     assert f"Under PyTorch, up to {TORCH_COMPARE_MAX_KEYS} keys" in text
+    assert "under PyTorch on a CPU, near 2²⁰" in text and TORCH_CPU_BLOCK_ENTRIES == 2**20
+    assert f"no fewer than {TORCH_CPU_MIN_BLOCK} anchors" in text
+    with monkeypatch.context() as patch:
+        patch.setattr(plans.backend, "backend", lambda: "torch")
+        patch.setattr(plans, "accelerator_visible", lambda: False)
+        torch_blocks = [plan_batch_all(b, mode="eager").block_size(b, b)
+                        for b in (2048, 8192, 32768)]
+    assert torch_blocks == [512, 128, 128]
+    assert "(512 anchors at B=2048, 128 at B=8192 and at B=32768)" in " ".join(text.split())
     monkeypatch.setattr(plans, "accelerator_visible", lambda: False)
     xla = plan_batch_all(2048, mode="compiled")
     assert (xla.block_size(2048, 2048), xla.block_size(8192, 8192)) == (128, 32)

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from keras import ops
+from keras import backend, ops
 
 from tftriplet.backend_ops import (
     accelerator_visible,
@@ -87,6 +87,16 @@ COUNT_BLOCK_ENTRIES = 2**21
 #: over the whole block; 1.5-2x faster than `COUNT_BLOCK_ENTRIES`, docs/performance.md).
 CPU_XLA_BLOCK_ENTRIES = 2**18
 
+#: Under PyTorch on a CPU the counting kernels' blocks keep a `(block, B)` tensor near this
+#: many entries (4 MB in float32): PyTorch allocates each block's tensors anew, and with
+#: blocks of `COUNT_BLOCK_ENTRIES` the C allocator often hands their memory back to the
+#: system between blocks, for the next block to page-fault it in again...
+TORCH_CPU_BLOCK_ENTRIES = 2**20
+
+#: ... but with no fewer anchors than this: each block costs PyTorch a fixed time in its
+#: many small ops, which outweighs the faults in smaller blocks (docs/performance.md).
+TORCH_CPU_MIN_BLOCK = 128
+
 #: The automatic anchor block of the per-triple form keeps a `(block, B, B)` tensor near this
 #: many entries.
 TRIPLE_BLOCK_ENTRIES = 2**22
@@ -127,7 +137,11 @@ class Plan:
         block: anchors per block: an int, `"whole"` (every anchor in one block) or
             `"auto"` (from the batch size, within `budget`).
         mode: the execution mode the plan was made for.
-        cpu_xla: compiled by XLA on a CPU: counting blocks within `CPU_XLA_BLOCK_ENTRIES`.
+        count_entries: the entries of an automatic counting block's `(block, B)` tensor:
+            `CPU_XLA_BLOCK_ENTRIES` compiled by XLA on a CPU, `TORCH_CPU_BLOCK_ENTRIES`
+            under PyTorch on a CPU, else `COUNT_BLOCK_ENTRIES`.
+        min_block: the fewest anchors of an automatic counting block (if the batch has
+            them): `TORCH_CPU_MIN_BLOCK` under PyTorch on a CPU, else 1.
     """
 
     kernel: str
@@ -135,18 +149,19 @@ class Plan:
     max_positives: int | None
     block: int | str
     mode: str
-    cpu_xla: bool = False
+    count_entries: int = COUNT_BLOCK_ENTRIES
+    min_block: int = 1
 
     @property
     def budget(self):
-        """`(entries, cap, rank)` of an `"auto"` block: its `(block, B)` (rank 1) or
-        `(block, B, B)` (rank 2) tensor stays near `entries`, with at most `cap` anchors
-        (None: no cap). The `"triples"` kernel: `TRIPLE_BLOCK_ENTRIES`, `DENSE_MAX_BATCH`,
-        rank 2; the counting kernels: `COUNT_BLOCK_ENTRIES` (`CPU_XLA_BLOCK_ENTRIES` for
-        `cpu_xla`), no cap, rank 1."""
+        """`(entries, cap, rank, floor)` of an `"auto"` block: its `(block, B)` (rank 1)
+        or `(block, B, B)` (rank 2) tensor stays near `entries`, with at most `cap` anchors
+        (None: no cap) and at least `floor`. The `"triples"` kernel:
+        `TRIPLE_BLOCK_ENTRIES`, `DENSE_MAX_BATCH`, rank 2, 1; the counting kernels:
+        `count_entries`, no cap, rank 1, `min_block`."""
         if self.kernel == "triples":
-            return TRIPLE_BLOCK_ENTRIES, DENSE_MAX_BATCH, 2
-        return (CPU_XLA_BLOCK_ENTRIES if self.cpu_xla else COUNT_BLOCK_ENTRIES), None, 1
+            return TRIPLE_BLOCK_ENTRIES, DENSE_MAX_BATCH, 2, 1
+        return self.count_entries, None, 1, self.min_block
 
     def block_size(self, num_anchors, batch_size):
         """Anchors per block, capped at the number of anchors, at least 1: a Python int
@@ -162,8 +177,8 @@ class Plan:
             return max(min(block, a_now), 1)
         if block is None:  # unknown batch size: the same rule, as a tensor
             b = ops.maximum(ops.cast(batch_size, "int32"), 1)
-            entries, cap, rank = self.budget
-            block = _power_of_two(entries // (b * b if rank == 2 else b))
+            entries, cap, rank, floor = self.budget
+            block = ops.maximum(_power_of_two(entries // (b * b if rank == 2 else b)), floor)
             if cap is not None:
                 block = ops.minimum(block, cap)
         return ops.maximum(ops.minimum(block, ops.cast(num_anchors, "int32")), 1)
@@ -220,14 +235,27 @@ def _power_of_two(x):
 
 
 def _auto_block(batch_size, budget):
-    """The largest power of two whose block tensor stays within the budget (at least 1)."""
+    """The largest power of two whose block tensor stays within the budget, at least its
+    floor (and 1)."""
     b = max(batch_size, 1)
-    limit, cap, rank = budget
+    limit, cap, rank, floor = budget
     row = b**rank
     block = 1
     while block * 2 * row <= limit:
         block *= 2
+    block = max(block, floor)
     return block if cap is None else min(block, cap)
+
+
+def _count_blocks(mode):
+    """`(Plan.count_entries, Plan.min_block)` for `mode` on this backend and device."""
+    if accelerator_visible():
+        return COUNT_BLOCK_ENTRIES, 1
+    if mode == "compiled":
+        return CPU_XLA_BLOCK_ENTRIES, 1
+    if backend.backend() == "torch":
+        return TORCH_CPU_BLOCK_ENTRIES, TORCH_CPU_MIN_BLOCK
+    return COUNT_BLOCK_ENTRIES, 1
 
 
 def plan_batch_all(batch_size, *, soft=False, method="auto", anchor_block=None,
@@ -267,13 +295,13 @@ def plan_batch_all(batch_size, *, soft=False, method="auto", anchor_block=None,
         block = anchor_block or ("whole" if method == "dense" or small else "auto")
         return Plan("triples", None, None, block, mode)
     block = anchor_block or "auto"
-    cpu_xla = mode == "compiled" and not accelerator_visible()
+    blocks = _count_blocks(mode)
     if row_sort == "merged":
-        return Plan("merged", None, None, block, mode, cpu_xla)
+        return Plan("merged", None, None, block, mode, *blocks)
     kernel = CLASS_KERNEL[mode]
     if kernel == "fused" and not xla_compiles_in_graphs():
         kernel = "search"
     if row_sort == "positives":
-        return Plan(kernel, None, None, block, mode, cpu_xla)
+        return Plan(kernel, None, None, block, mode, *blocks)
     cap = COMPARE_MAX_POSITIVES if kernel == "compare" else None
-    return Plan(kernel, CLASS_KERNEL_DIVISOR, cap, block, mode, cpu_xla)
+    return Plan(kernel, CLASS_KERNEL_DIVISOR, cap, block, mode, *blocks)
