@@ -256,7 +256,7 @@ def accumulator_zeros(like):
     if backend.backend() == "torch":
         from tftriplet import onednn
 
-        zeros = onednn.zeros_by_columns(like.shape[0], like.shape[1], like)
+        zeros = onednn.zeros_by_columns(like)
         if zeros is not None:
             return zeros
     return ops.zeros_like(like)

@@ -72,15 +72,15 @@ def product(a, b):
     return None
 
 
-def zeros_by_columns(rows, columns, like):
-    """A `(rows, columns)` zero float32 tensor stored by columns (its transpose is
-    contiguous), the accumulator `subtract_product` adds into in one pass; None where
+def zeros_by_columns(like):
+    """Zeros of the shape of the 2-D `like`, stored by columns (the transpose is
+    contiguous): the accumulator `subtract_product` adds into in one pass; None where
     oneDNN does not apply to `like`."""
     if not applies(like):
         return None
     import torch
 
-    return torch.zeros((columns, rows), dtype=like.dtype, device=like.device).T
+    return torch.zeros_like(like.T, memory_format=torch.contiguous_format).T
 
 
 def subtract_product(accumulator, a, b):

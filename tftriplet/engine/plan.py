@@ -249,13 +249,12 @@ def _auto_block(batch_size, budget):
 
 def _count_blocks(mode):
     """`(Plan.count_entries, Plan.min_block)` for `mode` on this backend and device."""
-    if accelerator_visible():
+    eager_torch = backend.backend() == "torch"
+    if not (mode == "compiled" or eager_torch) or accelerator_visible():
         return COUNT_BLOCK_ENTRIES, 1
     if mode == "compiled":
         return CPU_XLA_BLOCK_ENTRIES, 1
-    if backend.backend() == "torch":
-        return TORCH_CPU_BLOCK_ENTRIES, TORCH_CPU_MIN_BLOCK
-    return COUNT_BLOCK_ENTRIES, 1
+    return TORCH_CPU_BLOCK_ENTRIES, TORCH_CPU_MIN_BLOCK
 
 
 def plan_batch_all(batch_size, *, soft=False, method="auto", anchor_block=None,
