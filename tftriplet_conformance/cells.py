@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from tftriplet_conformance.compare import compare
 from tftriplet_conformance.differs import declared_difference
 from tftriplet_conformance.expected_failures import expected_failure
+from tftriplet_conformance.fresh import is_fresh
 from tftriplet_conformance.validate import check_declarations, check_outputs, read_declarations
 
 PASS, FAIL, XFAIL, XPASS, SKIP, NA = "ok", "FAIL", "xfail", "XPASS", "skip", "n/a"
@@ -112,7 +113,11 @@ def judge(fixture, declared, dtype, mode, outputs, entries=None):
     difference = None if "error" in outputs else declared_difference(declared, fixture, mode)
     where = f"{dtype}/{mode}"
     if entry is None and difference is not None:
-        if comparison.passed:
+        if comparison.passed and is_fresh(fixture["name"]):
+            # random inputs on which the two quantities coincide: the fixtures, chosen to
+            # show the difference, judge the declaration
+            status, details = PASS, []
+        elif comparison.passed:
             status = MATCHES
             details = [f"{where}: matches, but declared to differ ({difference.reason})"]
         else:

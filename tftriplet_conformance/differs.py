@@ -4,9 +4,10 @@ A peer (another library's triplet loss) may define a fixture's quantity differen
 over every anchor where the contract averages over the anchors that have a positive and a
 negative, a gradient at a zero row, a semi-hard fallback. Such a run is not a bug of either
 side, so it is neither a failure nor an expected failure: the adapter declares it as a
-`Difference` and the matrix shows `differs`. A declared difference whose run
+`Difference` and the matrix shows `differs`. A declared difference whose run on a fixture
 matches after all is `MATCHES`, an error (the declaration is wrong or stale), as an
-unexpected pass is for an expected failure. Tolerances are never widened for a peer.
+unexpected pass is for an expected failure; on a fresh case (random inputs, on which the
+two quantities may coincide) a match is a pass. Tolerances are never widened for a peer.
 
 An entry matches (backend, fixture, mode) when the backend and mode match its `fnmatch`
 patterns, the fixture's name matches `fixture`, every item of `loss` equals the
